@@ -1,0 +1,375 @@
+"""The production layer as one pure ASGI middleware around any ASGI scoring app.
+
+Order per request: health routes (``/ready``, ``/metrics`` answered here, ``GET|HEAD /`` passed through) ->
+authentication (``/score``, ``/swagger.json`` and any other route) -> body limits known from the headers ->
+admission (``/score`` only) -> the app, in its own task, under the request deadline, reading a size-limited
+(and gzip/deflate-decoded) body -> metrics and one JSON access-log line.
+
+Every answer this layer gives itself is ``{"error": "<message>"}`` with ``x-request-id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import orjson
+
+from serving.frontend.admission import Admission, Admit
+from serving.frontend.auth import Authenticator, build_authenticator, parse_bearer
+from serving.frontend.body import SUPPORTED_ENCODINGS, BadEncoding, BodyTooLarge, LimitedBody
+from serving.frontend.metrics import CONTENT_TYPE, OTHER_ROUTE, FrontendMetrics, multiprocess_dir
+from serving.frontend.settings import FrontendSettings
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+access_log = logging.getLogger("serving.access")
+log = logging.getLogger("serving.frontend")
+
+UNAUTHORIZED = "missing or invalid credentials"
+MAX_REQUEST_ID_CHARS = 100
+_JSON = (b"content-type", b"application/json")
+_HEALTH_ROUTES = ("/", "/ready", "/metrics")
+_KNOWN_ROUTES = frozenset(("/", "/ready", "/metrics", "/score", "/swagger.json"))
+_DISCONNECT: Message = {"type": "http.disconnect"}
+
+
+class _Exchange:
+    """One request's response state, shared by the frontend and the app's task."""
+
+    __slots__ = ("closed", "complete", "reason", "request_id", "send", "started", "status")
+
+    def __init__(self, send: Send, request_id: str) -> None:
+        self.send = send
+        self.request_id = request_id
+        self.status = 0
+        self.started = False
+        self.complete = False
+        self.closed = False  # the frontend answered: the app's further messages are dropped
+        self.reason = ""
+
+    async def app_send(self, message: Message) -> None:
+        if self.closed:
+            return
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.started = True
+            self.status = message["status"]
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            self.complete = True
+        await self.send(message)
+
+    async def reply(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        reason: str = "",
+        headers: Iterable[tuple[bytes, bytes]] = (),
+        content_type: tuple[bytes, bytes] = _JSON,
+    ) -> bool:
+        """Answer from the frontend unless the app already started a response; True when answered."""
+        if self.started or self.closed:
+            return False
+        self.closed = self.started = True
+        self.status = status
+        self.reason = reason
+        await self.send({
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                content_type,
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", self.request_id.encode()),
+                (b"x-ms-request-id", self.request_id.encode()),
+                *headers,
+            ],
+        })
+        await self.send({"type": "http.response.body", "body": body})
+        self.complete = True
+        return True
+
+    async def error(self, status: int, message: str, reason: str = "", **kw: Any) -> bool:
+        return await self.reply(status, orjson.dumps({"error": message}), reason=reason, **kw)
+
+
+class Frontend:
+    """The ASGI app returned by :func:`build_frontend`; see the module docstring."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: FrontendSettings,
+        is_ready: Callable[[], bool],
+        authenticator: Authenticator | None,
+    ) -> None:
+        """Wrap ``app``; use :func:`build_frontend` rather than this constructor."""
+        self.app = app
+        self.settings = settings
+        self.is_ready = is_ready
+        self.auth = authenticator
+        self.admission = Admission(settings.max_concurrent_requests)
+        self.metrics = FrontendMetrics()
+        self.draining = False
+        self._timeout_s = settings.request_timeout_ms / 1000
+        self._queue_wait_s = settings.max_queue_wait_ms / 1000
+        self._prefix = settings.path_prefix
+        # Retry-After in whole seconds (RFC 9110); a queue that drains within the wait frees up within a second.
+        self._retry_after = str(max(1, round(settings.max_queue_wait_ms / 1000))).encode()
+
+    def begin_drain(self) -> None:
+        """Stop admitting scoring requests (503, connection closed); ``/`` and in-flight requests continue.
+
+        The serving process calls this on SIGTERM, before uvicorn's graceful shutdown; ``/ready`` answers 503
+        as soon as the ``is_ready`` callable does.
+        """
+        self.draining = True
+
+    def _route(self, path: str) -> str:
+        if self._prefix:
+            if not path.startswith(self._prefix):
+                return OTHER_ROUTE
+            path = path[len(self._prefix):] or "/"
+        return path if path in _KNOWN_ROUTES else OTHER_ROUTE
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        authorization = content_length = encoding = request_id = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"content-length":
+                content_length = value
+            elif name == b"content-encoding":
+                encoding = value
+            elif name == b"x-request-id":
+                request_id = value
+        route = self._route(scope["path"])
+        if request_id is None:
+            rid = str(uuid.uuid4())
+            # The app echoes x-request-id: give it ours so that its answer and our log line agree.
+            scope = {**scope, "headers": [*scope["headers"], (b"x-request-id", rid.encode())]}
+        elif 0 < len(request_id) <= MAX_REQUEST_ID_CHARS:
+            rid = request_id.decode("latin-1")
+        else:
+            rid = str(uuid.uuid4())  # the app answers 431 for an over-long id; our own answers use a fresh one
+        ex = _Exchange(send, rid)
+        try:
+            await self._handle(scope, receive, ex, route, authorization, content_length, encoding, start)
+        finally:
+            duration = time.perf_counter() - start
+            status = ex.status or 499  # 499: no response (client went away first)
+            self.metrics.observe_request(route, status, duration)
+            if ex.reason:
+                self.metrics.rejected.labels(ex.reason).inc()
+            if access_log.isEnabledFor(logging.INFO):
+                record = {
+                    "ts": time.time(),
+                    "request_id": rid,
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(duration * 1000, 3),
+                }
+                if ex.reason:
+                    record["reason"] = ex.reason
+                access_log.info(orjson.dumps(record).decode())
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        ex: _Exchange,
+        route: str,
+        authorization: bytes | None,
+        content_length: bytes | None,
+        encoding: bytes | None,
+        start: float,
+    ) -> None:
+        method = scope["method"]
+        if route in _HEALTH_ROUTES:
+            if route == "/":
+                if method in ("GET", "HEAD"):
+                    await self.app(scope, receive, ex.app_send)  # liveness: never gated
+                    return
+            elif method not in ("GET", "HEAD"):
+                await ex.error(405, f"method {method} not allowed on {route}; use GET",
+                               headers=[(b"allow", b"GET, HEAD")])
+                return
+            elif route == "/ready":
+                if self.is_ready() and not self.draining:
+                    await ex.reply(200, b'{"status":"ready"}')
+                else:
+                    await ex.error(503, "draining" if self.draining else "not ready")
+                return
+            else:
+                text = await asyncio.to_thread(self.metrics.render) if multiprocess_dir() else self.metrics.render()
+                await ex.reply(200, text, content_type=(b"content-type", CONTENT_TYPE.encode()))
+                return
+
+        # Preflight requests carry no credentials by design (CORS); they never reach run().
+        if self.auth is not None and method != "OPTIONS":
+            credential = parse_bearer(authorization)
+            if credential is None or not await self.auth.check(credential):
+                await ex.error(401, UNAUTHORIZED, "unauthorized", headers=[(b"www-authenticate", b"Bearer")])
+                return
+
+        scoring = route == "/score" and method != "OPTIONS"
+        if scoring and self.draining:
+            await ex.error(503, "draining: the instance is shutting down; retry", "draining",
+                           headers=[(b"connection", b"close"), (b"retry-after", b"1")])
+            return
+
+        limit = self.settings.max_body_bytes
+        coding = "identity"
+        if encoding is not None:
+            coding = encoding.decode("latin-1").strip().lower()
+            if coding not in SUPPORTED_ENCODINGS:
+                await ex.error(415, f"unsupported Content-Encoding {coding[:40]!r}; use gzip, deflate or identity",
+                               "bad_encoding")
+                return
+        if content_length is not None:
+            try:
+                declared = int(content_length)
+            except ValueError:
+                declared = -1  # the HTTP server rejects a malformed Content-Length before we run
+            if declared > limit and coding == "identity":
+                await ex.error(413, f"request body is {declared} bytes; the limit is {limit}", "body_too_large",
+                               headers=[(b"connection", b"close")])
+                return
+        if coding != "identity":
+            # The app sees the decoded body, so it must not see the encoding or the encoded length.
+            scope = {**scope, "headers": [
+                (k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")
+            ]}
+
+        deadline = start + self._timeout_s
+        admitted = False
+        if scoring:
+            admitted = await self._admit(ex, deadline)
+            if not admitted:
+                return
+        try:
+            await self._run_app(scope, receive, ex, limit, coding, deadline, scoring)
+        finally:
+            if admitted:
+                self.admission.release()
+                self.metrics.in_flight.dec()
+
+    async def _admit(self, ex: _Exchange, deadline: float) -> bool:
+        remaining = deadline - time.perf_counter()
+        wait_s = min(self._queue_wait_s, remaining)
+        self.metrics.queued.inc()
+        try:
+            outcome = await self.admission.acquire(wait_s)
+        finally:
+            self.metrics.queued.dec()
+        if outcome is Admit.ADMITTED:
+            self.metrics.in_flight.inc()
+            return True
+        if outcome is Admit.WAIT_EXPIRED and remaining < self._queue_wait_s:
+            await ex.error(408, f"request timed out after {self.settings.request_timeout_ms} ms waiting for a slot",
+                           "timeout")
+            return False
+        await ex.error(
+            429,
+            f"too many requests: {self.admission.limit} running and {self.admission.waiting} waiting; retry later",
+            "overloaded",
+            headers=[(b"retry-after", self._retry_after)],
+        )
+        return False
+
+    async def _run_app(
+        self, scope: Scope, receive: Receive, ex: _Exchange, limit: int, coding: str, deadline: float, scoring: bool
+    ) -> None:
+        body = LimitedBody(receive, limit, coding)
+        body_failed = False
+
+        async def limited_receive() -> Message:
+            nonlocal body_failed
+            if body_failed:
+                return _DISCONNECT
+            try:
+                return await body()
+            except BodyTooLarge:
+                body_failed = True
+                await ex.error(413, f"request body is over the limit of {limit} bytes", "body_too_large",
+                               headers=[(b"connection", b"close")])
+            except BadEncoding as e:
+                body_failed = True
+                await ex.error(400, str(e), "bad_encoding", headers=[(b"connection", b"close")])
+            # The app sees the client "disconnect"; whatever it sends next is dropped.
+            return _DISCONNECT
+
+        loop = asyncio.get_running_loop()
+        ran_from = time.perf_counter()
+        # The app runs in its own task so that the deadline holds even when the app cannot be cancelled
+        # promptly (a synchronous run() in a thread): the 408 goes out and the slot is freed on time.
+        task: asyncio.Future[None] = asyncio.ensure_future(self.app(scope, limited_receive, ex.app_send))
+        waiter: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        task.add_done_callback(wake)
+        timer = loop.call_later(max(0.0, deadline - time.perf_counter()), wake)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            timer.cancel()
+            task.remove_done_callback(wake)
+
+        if not task.done():
+            task.cancel()
+            task.add_done_callback(_reap(ex.request_id))
+            if not await ex.error(408, f"request timed out after {self.settings.request_timeout_ms} ms", "timeout"):
+                ex.reason = "timeout"  # response already started: the connection is cut short
+            return
+        if scoring:
+            self.metrics.run_duration.observe(time.perf_counter() - ran_from)
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            if ex.closed:
+                return  # we answered (413/400); the app failing on the "disconnect" is expected
+            log.error("request %s: the scoring app raised", ex.request_id, exc_info=error)
+            await ex.error(500, "internal server error", "app_error")
+
+
+def _reap(request_id: str) -> Callable[[asyncio.Future[None]], None]:
+    """A done-callback that logs how a timed-out app task ended (its exception is otherwise never retrieved)."""
+
+    def done(task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.info("request %s: the scoring app ended after its timeout with %r", request_id, task.exception())
+
+    return done
+
+
+def build_frontend(app: ASGIApp, settings: FrontendSettings, is_ready: Callable[[], bool]) -> Frontend:
+    """Wrap the ASGI scoring ``app`` with auth, admission, timeouts, body limits, readiness and metrics.
+
+    Args:
+        app: Any ASGI app serving ``/``, ``/score`` and ``/swagger.json``.
+        settings: Usually ``FrontendSettings.from_env()`` (for several workers, ``.for_worker(i, n)``).
+        is_ready: Called per ``GET /ready``; True once the model's ``init()`` finished in this worker.
+
+    Raises:
+        FrontendSettingsError: Auth inputs (keys folder, signing key file) are missing or unusable.
+    """
+    return Frontend(app, settings, is_ready, build_authenticator(settings))
