@@ -1,0 +1,290 @@
+"""Exactly-once output: the append file plus an fsync'd journal of committed mini-batches.
+
+Design (docs/batch.md has the long form):
+
+* Every finished mini-batch (succeeded, or failed after its last retry) is *committed* under an exclusive
+  ``flock`` on ``.<output>.batch.lock``: its CSV rows are written at the output's committed end offset and
+  fsync'd, then one JSON line naming the mini-batch and its byte range ``[start, end)`` is appended to
+  ``journal.jsonl`` and fsync'd. The journal line is the commit point.
+* Whoever takes the lock first repairs what a killed writer left: a journal tail without its newline is
+  cut off, and output bytes past the last committed ``end`` (rows whose journal line never made it) are
+  truncated. So after any crash the output holds exactly the rows of journaled mini-batches, whole lines
+  only, and a restarted runner skips journaled mini-batches.
+* Several results finishing together are committed in one write and two fsyncs (group commit), which keeps
+  checkpointing cheap for small mini-batches.
+* Instances of one job (Kubernetes Indexed Job pods, or local processes) share the output folder and the
+  lock; ``job.json`` pins the job id and its input so a different job cannot append to the same file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from serving.batch.settings import RunnerSettings
+
+
+class OutputConflictError(RuntimeError):
+    """The output location belongs to another job or has been tampered with."""
+
+
+@dataclass
+class Commit:
+    """One mini-batch ready to be committed."""
+
+    mini_batch: int
+    data: bytes
+    rows: int
+    items: int
+    failed_items: int
+    attempts: int
+    seconds: float
+    error: str | None = None
+    columns: list[str] | None = None
+
+
+@dataclass
+class JournalState:
+    """What the journal says so far (all instances)."""
+
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)
+    output_end: int = 0
+
+    @property
+    def failed_items(self) -> int:
+        """Failed items over every committed mini-batch."""
+        return sum(r["failed_items"] for r in self.records.values())
+
+
+def fingerprint(files: list[str], mini_batch_size: int) -> str:
+    """Hash of the sorted input list and the split, so a resumed job proves it scores the same files."""
+    h = hashlib.sha256(str(mini_batch_size).encode())
+    for f in files:
+        h.update(b"\0" + f.encode())
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON so that readers see the old or the new file, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Journal:
+    """The output file and its journal for one job; one object per runner process."""
+
+    def __init__(self, settings: RunnerSettings, instance_index: int = 0) -> None:
+        """Point at the output folder; nothing is opened until :meth:`open`."""
+        self.settings = settings
+        self.instance_index = instance_index
+        self.state_dir = settings.state_dir
+        self.journal_path = self.state_dir / "journal.jsonl"
+        self.job_path = self.state_dir / "job.json"
+        self.lock_path = Path(settings.output_dir) / f".{settings.output_file_name}.batch.lock"
+        self.output_path = settings.output_path
+        self.write_rows = settings.output_action == "append_row"
+        self.state = JournalState()
+        self._journal_offset = 0
+        self._out_fd: int | None = None
+        self._journal_fd: int | None = None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def open(self, job_id: str, files: list[str], mini_batches: int) -> bool:
+        """Claim the output folder for ``job_id``, or resume it.
+
+        Returns:
+            True when the job was already started (a restart or another instance), False when fresh.
+
+        Raises:
+            OutputConflictError: the output (or state) belongs to another job and ``overwrite`` is false,
+                or the same job id now lists different input files.
+        """
+        Path(self.settings.output_dir).mkdir(parents=True, exist_ok=True)
+        fp = fingerprint(files, self.settings.mini_batch_size)
+        with self._locked():
+            resumed = False
+            if self.job_path.is_file():
+                job = json.loads(self.job_path.read_text())
+                if job.get("job_id") == job_id:
+                    if job.get("fingerprint") != fp:
+                        raise OutputConflictError(
+                            f"{self.job_path}: job {job_id!r} was started with {job.get('files')} input files "
+                            f"and now lists {len(files)} (or different ones); start a new job id"
+                        )
+                    resumed = True
+                elif not self.settings.overwrite:
+                    raise OutputConflictError(
+                        f"{self.output_path}: output belongs to job {job.get('job_id')!r}, not {job_id!r}; "
+                        "choose another output location or set overwrite: true"
+                    )
+                else:
+                    shutil.rmtree(self.state_dir)
+                    with contextlib.suppress(FileNotFoundError):
+                        self.output_path.unlink()
+            elif self.output_path.exists():
+                if not self.settings.overwrite:
+                    raise OutputConflictError(
+                        f"{self.output_path}: output file already exists; "
+                        "choose another output_file_name or set overwrite: true"
+                    )
+                self.output_path.unlink()
+            if not resumed:
+                self.state_dir.mkdir(parents=True, exist_ok=True)
+                self.journal_path.touch()
+                atomic_write_json(
+                    self.job_path,
+                    {
+                        "job_id": job_id,
+                        "fingerprint": fp,
+                        "files": len(files),
+                        "mini_batches": mini_batches,
+                        "mini_batch_size": self.settings.mini_batch_size,
+                        "instance_count": self.settings.instance_count,
+                        "created": time.time(),
+                    },
+                )
+                _fsync_dir(self.state_dir)
+            if self.write_rows:
+                self._out_fd = os.open(self.output_path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._journal_fd = os.open(self.journal_path, os.O_RDWR)
+            self._read_new(repair=True)
+        return resumed
+
+    def close(self) -> None:
+        """Close the files (committed data is already on disk)."""
+        for fd in (self._out_fd, self._journal_fd):
+            if fd is not None:
+                os.close(fd)
+        self._out_fd = self._journal_fd = None
+
+    def _read_new(self, repair: bool) -> None:
+        """Read complete journal lines past what we read; with the lock held, cut off a torn tail."""
+        assert self._journal_fd is not None
+        size = os.fstat(self._journal_fd).st_size
+        if size <= self._journal_offset:
+            return
+        chunk = os.pread(self._journal_fd, size - self._journal_offset, self._journal_offset)
+        last_nl = chunk.rfind(b"\n")
+        complete = chunk[: last_nl + 1]
+        for line in complete.splitlines():
+            rec = json.loads(line)
+            self.state.records[rec["mini_batch"]] = rec
+            self.state.output_end = max(self.state.output_end, rec["end"])
+        self._journal_offset += len(complete)
+        if repair and len(complete) < len(chunk):
+            # A writer died between write() and its newline: that commit never happened.
+            os.ftruncate(self._journal_fd, self._journal_offset)
+            os.fsync(self._journal_fd)
+
+    def refresh(self) -> JournalState:
+        """Pick up commits of other instances (no lock needed: only complete lines are read)."""
+        self._read_new(repair=False)
+        return self.state
+
+    def commit(self, commits: list[Commit]) -> None:
+        """Append the rows of ``commits`` and journal them, all or nothing (see the module docstring)."""
+        if not commits:
+            return
+        assert self._journal_fd is not None
+        with self._locked():
+            self._read_new(repair=True)
+            # A mini-batch committed meanwhile by a twin (an old pod of the same index still running) stays once.
+            commits = [c for c in commits if c.mini_batch not in self.state.records]
+            if not commits:
+                return
+            start = self.state.output_end
+            lines = []
+            if self.write_rows:
+                assert self._out_fd is not None
+                size = os.fstat(self._out_fd).st_size
+                if size < start:
+                    raise OutputConflictError(
+                        f"{self.output_path}: file is {size} bytes but {start} bytes were committed; "
+                        "it was changed outside the runner"
+                    )
+                if size > start:
+                    os.ftruncate(self._out_fd, start)  # rows of a commit that never reached the journal
+                buf = bytearray()
+                pos = start
+                for c in commits:
+                    data = c.data
+                    if pos == 0 and c.columns and data:
+                        data = (",".join(_csv_field(x) for x in c.columns) + "\n").encode() + data
+                    buf += data
+                    lines.append(self._record(c, pos, pos + len(data)))
+                    pos += len(data)
+                if buf:
+                    os.pwrite(self._out_fd, bytes(buf), start)
+                    os.fsync(self._out_fd)
+            else:
+                lines = [self._record(c, 0, 0) for c in commits]
+            payload = b"".join(json.dumps(rec, sort_keys=True).encode() + b"\n" for rec in lines)
+            os.pwrite(self._journal_fd, payload, self._journal_offset)
+            os.fsync(self._journal_fd)
+            self._read_new(repair=False)
+
+    def _record(self, c: Commit, start: int, end: int) -> dict[str, Any]:
+        return {
+            "mini_batch": c.mini_batch,
+            "start": start,
+            "end": end,
+            "rows": c.rows,
+            "items": c.items,
+            "failed_items": c.failed_items,
+            "attempts": c.attempts,
+            "seconds": round(c.seconds, 6),
+            "error": c.error,
+            "instance": self.instance_index,
+            "committed_at": time.time(),
+        }
+
+
+def _csv_field(value: str) -> str:
+    if any(ch in value for ch in ',"\n\r'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def read_journal(settings: RunnerSettings) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """Read ``job.json`` and every complete journal line, without locking (for status readers)."""
+    state_dir = settings.state_dir
+    try:
+        job = json.loads((state_dir / "job.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None, []
+    try:
+        raw = (state_dir / "journal.jsonl").read_bytes()
+    except FileNotFoundError:
+        return job, []
+    complete = raw[: raw.rfind(b"\n") + 1]
+    return job, [json.loads(line) for line in complete.splitlines()]

@@ -1,0 +1,495 @@
+"""The batch runner: one instance of a batch job (a pod of the Indexed Job, or a local process).
+
+Run as ``python -m serving.batch.runner --settings settings.json [--input ...] [--output-dir ...]``; settings may
+also come from ``ENDPOINTS_BATCH_SETTINGS`` (JSON). The instance index comes from ``JOB_COMPLETION_INDEX``
+(set by Kubernetes for Indexed Jobs) or ``--instance-index``.
+
+What it does: list the input files (sorted), split them into mini-batches of ``mini_batch_size``, take the
+mini-batches whose number modulo ``instance_count`` is this instance's index, and score them with
+``max_concurrency_per_instance`` worker processes. A mini-batch that raises, whose worker dies, or that runs
+past ``timeout`` (its worker is SIGKILLed) is retried until ``max_retries + 1`` attempts were made. Every
+finished mini-batch is committed exactly once (see :mod:`serving.batch.journal`). Past ``error_threshold``
+failed items no new mini-batch starts and the job fails.
+
+Exit codes: 0 this instance's share is done and the job has not failed; 3 the job failed (error threshold,
+``init()`` failure, bad settings or input: retrying the pod cannot help, the Job's podFailurePolicy fails the
+Job on it); 143 stopped by SIGTERM after flushing finished work (the pod is retried and resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import glob as globlib
+import logging
+import math
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from serving.batch.journal import Commit, Journal, OutputConflictError, atomic_write_json, read_journal
+from serving.batch.settings import RunnerSettings, RunnerSettingsError, load_settings
+
+log = logging.getLogger("serving.batch.runner")
+
+EXIT_OK = 0
+EXIT_JOB_FAILED = 3
+EXIT_TERMINATED = 143
+START_METHOD_ENV = "ENDPOINTS_BATCH_START_METHOD"
+
+
+def _default_start_method() -> str:
+    # fork starts a worker in milliseconds (spawn re-imports everything, ~0.5 s each, paid again after
+    # every timeout kill); it is safe because the runner's process has no threads when it forks.
+    return "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+
+
+class InputError(ValueError):
+    """The input names no files or cannot be listed."""
+
+
+def list_inputs(uri: str) -> list[str]:
+    """Expand a file, folder or glob (local or fsspec URI) into a sorted list of files.
+
+    Local inputs come back as absolute paths; remote ones as URIs (workers download them).
+
+    Raises:
+        InputError: nothing matched, naming the input.
+    """
+    if "://" not in uri or uri.startswith("file://"):
+        path = uri.removeprefix("file://")
+        if any(ch in path for ch in "*?["):
+            files = [p for p in globlib.glob(path, recursive=True) if os.path.isfile(p)]
+        elif os.path.isdir(path):
+            files = [os.path.join(root, name) for root, _, names in os.walk(path) for name in names]
+        elif os.path.isfile(path):
+            files = [path]
+        else:
+            raise InputError(f"input: got {uri!r}; no such file or folder")
+        files = sorted(os.path.abspath(f) for f in files)
+    else:
+        import fsspec
+
+        try:
+            fs, path = fsspec.core.url_to_fs(uri)
+            protocol = uri.split("://", 1)[0]
+            if any(ch in path for ch in "*?["):
+                found = [p for p in fs.glob(path) if fs.isfile(p)]
+            elif fs.isdir(path):
+                found = fs.find(path)
+            else:
+                found = [path] if fs.isfile(path) else []
+        except Exception as e:  # every fsspec backend raises its own errors
+            raise InputError(f"input: got {uri!r}; cannot list it: {type(e).__name__}: {e}") from e
+        files = sorted(p if "://" in p else f"{protocol}://{p}" for p in found)
+    if not files:
+        raise InputError(f"input: got {uri!r}; it matches no files")
+    return files
+
+
+def split(files: list[str], size: int) -> list[list[str]]:
+    """Consecutive chunks of ``size`` files (the last one may be shorter)."""
+    return [files[i : i + size] for i in range(0, len(files), size)]
+
+
+@dataclass
+class _Task:
+    mini_batch: int
+    attempt: int
+    started: float
+    deadline: float
+
+
+class _Worker:
+    def __init__(self, proc: BaseProcess, conn: Connection) -> None:
+        self.proc = proc
+        self.conn = conn
+        self.ready = False
+        self.task: _Task | None = None
+
+
+class Runner:
+    """Scores this instance's share of a job; see the module docstring."""
+
+    def __init__(self, settings: RunnerSettings, instance_index: int = 0) -> None:
+        """Prepare (nothing is started until :meth:`run`).
+
+        Args:
+            settings: the job's settings.
+            instance_index: this instance's index in ``[0, instance_count)``; default 0.
+        """
+        if not 0 <= instance_index < settings.instance_count:
+            raise RunnerSettingsError(
+                f"instance index: got {instance_index}; must be in [0, {settings.instance_count}) "
+                "(JOB_COMPLETION_INDEX or --instance-index)"
+            )
+        self.settings = settings
+        self.index = instance_index
+        self.job_id = settings.resolved_job_id()
+        self.stop_requested = False
+        self._ctx = mp.get_context(os.environ.get(START_METHOD_ENV, _default_start_method()))
+        self.workers: list[_Worker] = []
+        self.failure: str | None = None
+
+    # -- workers -------------------------------------------------------------------------------------
+    def _worker_env(self) -> dict[str, str]:
+        env = dict(self.settings.environment_variables)
+        env["AZUREML_BI_OUTPUT_PATH"] = str(Path(self.settings.output_dir).resolve())
+        if self.settings.model_dir:
+            env["AZUREML_MODEL_DIR"] = str(Path(self.settings.model_dir).resolve())
+        env["ENDPOINTS_BATCH_LOG_LEVEL"] = self.settings.logging_level
+        return env
+
+    def _start_worker(self) -> _Worker:
+        from serving.batch.worker import worker_main
+
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(  # type: ignore[attr-defined]
+            target=worker_main,
+            args=(child, self.settings.entry_script, self.settings.model_dir, self._worker_env()),
+            daemon=True,
+        )
+        proc.start()
+        child.close()
+        return _Worker(proc, parent)
+
+    @staticmethod
+    def _kill(w: _Worker) -> None:
+        if w.proc.is_alive():
+            w.proc.kill()
+        w.proc.join(5)
+        w.conn.close()
+
+    # -- main loop -----------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Run this instance to its end; returns the exit code (module docstring)."""
+        s = self.settings
+        try:
+            files = list_inputs(s.input)
+        except InputError as e:
+            log.error("%s", e)
+            return EXIT_JOB_FAILED
+        batches = split(files, s.mini_batch_size)
+        journal = Journal(s, self.index)
+        try:
+            resumed = journal.open(self.job_id, files, len(batches))
+        except OutputConflictError as e:
+            log.error("%s", e)
+            return EXIT_JOB_FAILED
+        try:
+            return self._run(journal, batches, resumed)
+        finally:
+            for w in self.workers:
+                self._kill(w)
+            self.workers = []
+            journal.close()
+
+    def _run(self, journal: Journal, batches: list[list[str]], resumed: bool) -> int:
+        s = self.settings
+        state = journal.refresh()
+        mine = [i for i in range(len(batches)) if i % s.instance_count == self.index]
+        pending = collections.deque(i for i in mine if i not in state.records)
+        log.info(
+            "job %s instance %d/%d: %d files, %d mini-batches of %d, %d for this instance, %d to do%s",
+            self.job_id, self.index, s.instance_count, sum(map(len, batches)), len(batches), s.mini_batch_size,
+            len(mine), len(pending), " (resumed)" if resumed else "",
+        )  # fmt: skip
+        attempts: dict[int, int] = collections.Counter()
+        last_error: dict[int, str] = {}
+        t0 = time.monotonic()
+        rows_at_start = sum(r["rows"] for r in state.records.values())
+        last_progress = t0
+        threshold_hit = self._threshold_exceeded(state.failed_items)
+        stop_since: float | None = None
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        previous_wakeup = signal.set_wakeup_fd(wake_w)
+        previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            while True:
+                dispatching = not (self.stop_requested or threshold_hit or self.failure)
+                want = min(s.max_concurrency_per_instance, len(pending)) if dispatching else 0
+                while len(self.workers) < want:
+                    self.workers.append(self._start_worker())
+                if dispatching:
+                    for w in self.workers:
+                        if w.ready and w.task is None and pending:
+                            mb = pending.popleft()
+                            attempts[mb] += 1
+                            now = time.monotonic()
+                            w.task = _Task(mb, attempts[mb], now, now + s.timeout)
+                            w.conn.send((mb, batches[mb]))
+                busy = [w for w in self.workers if w.task is not None]
+                if not busy and (not dispatching or not pending):
+                    break
+                if self.stop_requested and stop_since is None:
+                    stop_since = time.monotonic()
+                    log.warning("SIGTERM: no new mini-batches; %d running may finish within %.0fs",
+                                len(busy), s.drain_timeout)  # fmt: skip
+                now = time.monotonic()
+                timeout = max(0.0, min([w.task.deadline - now for w in busy if w.task], default=s.progress_interval))
+                timeout = min(timeout, s.progress_interval)
+                if stop_since is not None:
+                    timeout = min(timeout, max(0.0, stop_since + s.drain_timeout - now))
+                waitables: list[Any] = [wake_r]
+                for w in self.workers:
+                    waitables += [w.conn, w.proc.sentinel]
+                ready = wait(waitables, timeout)
+                if wake_r in ready:
+                    os.read(wake_r, 512)
+                commits: list[Commit] = []
+                retry: list[tuple[_Worker, str, bool]] = []  # (worker, reason, kill the worker)
+                for w in list(self.workers):
+                    if w.conn not in ready and w.proc.sentinel not in ready:
+                        continue
+                    try:
+                        while w.conn.poll():
+                            self._handle(w, w.conn.recv(), batches, commits, retry)
+                    except (EOFError, OSError):
+                        pass  # the worker died; its sentinel says so below
+                    if w.proc.sentinel in ready or not w.proc.is_alive():
+                        w.proc.join(1)
+                        reason = f"worker process exited with code {w.proc.exitcode}"
+                        if w.task is not None:
+                            retry.append((w, reason, True))
+                        elif not w.ready and w in self.workers and not self.failure:
+                            self.failure = f"init() failed: {reason}"
+                            log.error("%s", self.failure)
+                            self._drop(w)
+                        elif w in self.workers:
+                            self._drop(w)
+                now = time.monotonic()
+                for w in self.workers:
+                    if w.task is not None and now >= w.task.deadline and all(w is not r[0] for r in retry):
+                        retry.append((w, f"run() timed out after {s.timeout:g}s", True))
+                for w, reason, kill in retry:
+                    task, w.task = w.task, None
+                    if kill:
+                        self._drop(w)  # a hung or dead worker is killed and replaced (init() runs again)
+                    if task is None:
+                        continue
+                    mb = task.mini_batch
+                    last_error[mb] = reason
+                    if attempts[mb] <= s.max_retries:
+                        log.warning("mini-batch %d attempt %d/%d failed: %s; retrying",
+                                    mb, attempts[mb], s.max_retries + 1, reason)  # fmt: skip
+                        pending.appendleft(mb)
+                    else:
+                        log.error("mini-batch %d failed after %d attempts: %s", mb, attempts[mb], reason)
+                        n = len(batches[mb])
+                        commits.append(Commit(mb, b"", 0, n, n, attempts[mb], now - task.started, reason))
+                if stop_since is not None and now >= stop_since + s.drain_timeout:
+                    for w in list(self.workers):
+                        if w.task is not None:
+                            log.warning("mini-batch %d abandoned at shutdown; it runs again on restart",
+                                        w.task.mini_batch)  # fmt: skip
+                            pending.appendleft(w.task.mini_batch)
+                        self._drop(w)
+                journal.commit(commits)
+                state = journal.refresh() if s.instance_count > 1 or commits else state
+                if not threshold_hit and self._threshold_exceeded(state.failed_items):
+                    threshold_hit = True
+                    log.error("error threshold exceeded: %d failed items > error_threshold %d; "
+                              "no new mini-batches start", state.failed_items, s.error_threshold)  # fmt: skip
+                if time.monotonic() - last_progress >= s.progress_interval:
+                    last_progress = time.monotonic()
+                    self._log_progress(state.records, len(batches), rows_at_start, t0)
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
+            signal.set_wakeup_fd(previous_wakeup)
+            os.close(wake_r)
+            os.close(wake_w)
+        for w in self.workers:
+            if w.conn and not w.conn.closed:
+                with contextlib.suppress(OSError):
+                    w.conn.send(None)
+        state = journal.refresh()
+        self._log_progress(state.records, len(batches), rows_at_start, t0)
+        summary = write_summary(s, self.job_id, interrupted=self.stop_requested, failure=self.failure)
+        log.info("summary: %s (%s)", summary["status"], s.summary_path)
+        if self.failure or threshold_hit or summary["status"] == "Failed":
+            return EXIT_JOB_FAILED
+        if self.stop_requested:
+            return EXIT_TERMINATED
+        return EXIT_OK
+
+    def _handle(
+        self,
+        w: _Worker,
+        msg: tuple[Any, ...],
+        batches: list[list[str]],
+        commits: list[Commit],
+        retry: list[tuple[_Worker, str, bool]],
+    ) -> None:
+        kind = msg[0]
+        if kind == "ready":
+            w.ready = True
+        elif kind == "init_error":
+            self.failure = f"init() failed: {msg[1]}"
+            log.error("%s", self.failure)
+        elif kind == "ok" and w.task is not None:
+            _, mb, data, rows, returned, columns = msg
+            task, w.task = w.task, None
+            n = len(batches[mb])
+            gap = max(0, n - returned)
+            error = f"run() returned {returned} items for {n} files" if gap else None
+            commits.append(
+                Commit(mb, data, rows, n, gap, task.attempt, time.monotonic() - task.started, error, columns)
+            )
+        elif kind == "error" and w.task is not None:
+            retry.append((w, msg[2], False))
+
+    def _drop(self, w: _Worker) -> None:
+        self._kill(w)
+        if w in self.workers:
+            self.workers.remove(w)
+
+    def _threshold_exceeded(self, failed: int) -> bool:
+        return self.settings.error_threshold != -1 and failed > self.settings.error_threshold
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requested = True
+
+    def _log_progress(self, records: dict[int, dict[str, Any]], total: int, rows_at_start: int, t0: float) -> None:
+        p = progress(records, total, rows_at_start, time.monotonic() - t0)
+        eta = "?" if p["eta_seconds"] is None else f"{p['eta_seconds']:.0f}s"
+        log.info(
+            "progress: %d/%d mini-batches (%.1f%%), %d rows, %d failed items, %.1f rows/s, ETA %s",
+            p["done"], p["total"], p["percent"], p["rows"], p["failed_items"], p["rows_per_second"], eta,
+        )  # fmt: skip
+
+
+def progress(records: dict[int, dict[str, Any]], total: int, rows_at_start: int, elapsed: float) -> dict[str, Any]:
+    """Done/total, rows/s over this run and the ETA, from journal records."""
+    done = len(records)
+    rows = sum(r["rows"] for r in records.values())
+    rate = (rows - rows_at_start) / elapsed if elapsed > 0 else 0.0
+    done_rate = done / elapsed if elapsed > 0 else 0.0
+    eta = (total - done) / done_rate if done_rate > 0 and done < total else (0.0 if done >= total else None)
+    return {
+        "done": done,
+        "total": total,
+        "percent": 100.0 * done / total if total else 100.0,
+        "rows": rows,
+        "failed_items": sum(r["failed_items"] for r in records.values()),
+        "rows_per_second": round(rate, 3),
+        "eta_seconds": None if eta is None or math.isinf(eta) else round(eta, 1),
+    }
+
+
+def job_status(settings: RunnerSettings, interrupted: bool = False, failure: str | None = None) -> dict[str, Any]:
+    """The job's state as the journal tells it: counts, failures with reasons, timings, status."""
+    job, records = read_journal(settings)
+    by_mb = {r["mini_batch"]: r for r in records}
+    total = job["mini_batches"] if job else 0
+    failed_items = sum(r["failed_items"] for r in by_mb.values())
+    threshold = settings.error_threshold
+    if failure or (threshold != -1 and failed_items > threshold):
+        status = "Failed"
+    elif job and len(by_mb) >= total:
+        status = "Completed"
+    elif interrupted:
+        status = "Interrupted"
+    else:
+        status = "Running"
+    seconds = [r["seconds"] for r in by_mb.values()]
+    times = [r["committed_at"] for r in by_mb.values()]
+    elapsed = (max(times) - job["created"]) if job and times else 0.0
+    return {
+        "job_id": job["job_id"] if job else settings.resolved_job_id(),
+        "status": status,
+        "error": failure
+        or (f"{failed_items} failed items exceed error_threshold {threshold}" if status == "Failed" else None),
+        "files": job["files"] if job else 0,
+        "mini_batches": {"total": total, "done": len(by_mb), "failed": sum(1 for r in by_mb.values() if r["error"])},
+        "items": {
+            "succeeded": sum(r["items"] - r["failed_items"] for r in by_mb.values()),
+            "failed": failed_items,
+        },
+        "rows": sum(r["rows"] for r in by_mb.values()),
+        "progress": progress(by_mb, total, 0, elapsed),
+        "failures": [
+            {
+                "mini_batch": r["mini_batch"],
+                "failed_items": r["failed_items"],
+                "attempts": r["attempts"],
+                "reason": r["error"],
+            }
+            for r in sorted(by_mb.values(), key=lambda r: r["mini_batch"])
+            if r["error"]
+        ],
+        "timings": {
+            "elapsed_seconds": round(elapsed, 3),
+            "mini_batch_seconds_mean": round(sum(seconds) / len(seconds), 6) if seconds else None,
+            "mini_batch_seconds_max": round(max(seconds), 6) if seconds else None,
+        },
+        "output": str(settings.output_path) if settings.output_action == "append_row" else None,
+    }
+
+
+def write_summary(settings: RunnerSettings, job_id: str, interrupted: bool, failure: str | None) -> dict[str, Any]:
+    """Write ``<output stem>.summary.json`` (always, also on failure and SIGTERM) and return it."""
+    summary = job_status(settings, interrupted=interrupted, failure=failure)
+    summary["job_id"] = job_id
+    atomic_write_json(settings.summary_path, summary)
+    return summary
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m serving.batch.runner", description=__doc__.split("\n\n")[0])
+    p.add_argument("--settings", help="JSON settings file (ENDPOINTS_BATCH_SETTINGS is read too)")
+    p.add_argument("--job-id")
+    p.add_argument("--input")
+    p.add_argument("--output-dir")
+    p.add_argument("--output-file-name")
+    p.add_argument("--output-action", choices=["append_row", "summary_only"])
+    p.add_argument("--entry-script")
+    p.add_argument("--model-dir")
+    p.add_argument("--mini-batch-size", type=int)
+    p.add_argument("--max-concurrency-per-instance", type=int)
+    p.add_argument("--instance-count", type=int)
+    p.add_argument("--max-retries", type=int)
+    p.add_argument("--timeout", type=float)
+    p.add_argument("--error-threshold", type=int)
+    p.add_argument("--logging-level", choices=["debug", "info", "warning", "error", "critical"])
+    p.add_argument("--overwrite", action="store_true", default=None)
+    p.add_argument("--instance-index", type=int, help="default: JOB_COMPLETION_INDEX, else 0")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code."""
+    args = _parser().parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k not in ("settings", "instance_index") and v is not None}
+    try:
+        settings = load_settings(args.settings, overrides)
+        raw_index = (
+            args.instance_index if args.instance_index is not None else os.environ.get("JOB_COMPLETION_INDEX", 0)
+        )
+        try:
+            index = int(raw_index)
+        except ValueError as e:
+            raise RunnerSettingsError(f"JOB_COMPLETION_INDEX: got {raw_index!r}; expected an integer") from e
+        logging.basicConfig(
+            level=settings.logging_level.upper(),
+            format=f"%(asctime)s %(levelname)s [instance {index}] %(message)s",
+            stream=sys.stderr,
+        )
+        runner = Runner(settings, index)
+    except RunnerSettingsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    return runner.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
