@@ -1,0 +1,118 @@
+"""Names, labels and stack-wide settings shared by every builder (pure: no pulumi, no network)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from endpoints.errors import SpecError
+
+# Label keys put on every object so that selectors, NetworkPolicies and `kubectl get -l` find them.
+LABEL_PREFIX = "ml-endpoints.io"
+ENDPOINT_LABEL = f"{LABEL_PREFIX}/endpoint"
+DEPLOYMENT_LABEL = f"{LABEL_PREFIX}/deployment"
+KIND_LABEL = f"{LABEL_PREFIX}/kind"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "ml-endpoints"}
+# Header Azure ML uses to pin a request to one deployment of an endpoint.
+DEPLOYMENT_HEADER = "azureml-model-deployment"
+
+_MAX_NAME = 63
+
+
+def k8s_name(*parts: str, max_len: int = _MAX_NAME) -> str:
+    """Join name parts into a DNS-1035 label (lower case, <= ``max_len`` characters, default 63).
+
+    Long names keep a readable prefix and end in 8 hex characters of a hash of the full name, so two different
+    long names never truncate to the same label.
+    """
+    full = "-".join(p.lower() for p in parts if p)
+    full = re.sub(r"[^a-z0-9-]", "-", full).strip("-")
+    if len(full) <= max_len:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    return f"{full[: max_len - 9].rstrip('-')}-{digest}"
+
+
+@dataclass(frozen=True)
+class GatewayRef:
+    """A Gateway API ``Gateway`` the endpoint routes attach to."""
+
+    name: str
+    namespace: str
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> GatewayRef:
+        """Read ``namespace/name``.
+
+        Raises:
+            SpecError: the text is not ``namespace/name``; the message names ``where`` and the value.
+        """
+        ns, sep, name = text.partition("/")
+        if not sep or not ns or not name or "/" in name:
+            raise SpecError(f"{where}: got {text!r}; write the gateway as <namespace>/<name>")
+        return cls(name=name, namespace=ns)
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """What the builders need to know about the cluster and the stack (read from stack config).
+
+    Attributes:
+        namespace: Namespace of every endpoint object (default ``ml-endpoints``).
+        domain: DNS domain; an endpoint is served at ``<endpoint>.<domain>``.
+        public_gateway: Gateway for ``public_network_access: enabled`` endpoints.
+        private_gateway: Gateway for ``public_network_access: disabled`` endpoints (internal load balancer).
+        keda: Scale ``target_utilization`` deployments with a KEDA ScaledObject instead of an HPA (default False).
+        keda_prometheus_url: Prometheus that KEDA's request-rate trigger queries.
+        keda_requests_per_instance: Requests/s per instance the request-rate trigger aims for (default 10).
+        egress_allow_cidrs: CIDRs a deployment with ``egress_public_network_access: disabled`` may still reach.
+        monitoring_namespace: Namespace whose pods may scrape ``/metrics`` (empty: none).
+        pool_label: Node label naming the compute pool a node belongs to.
+        pin_cpu_pools: Also put a pool node selector on CPU deployments (default False: GPU pools only).
+        oidc_issuer: Issuer for ``aad_token`` endpoints.
+        oidc_audience: Audience for ``aad_token`` endpoints.
+        oidc_jwks_url: JWKS URL for ``aad_token`` endpoints.
+        scheme: URI scheme of scoring URIs (default ``https``: the gateway terminates TLS).
+        run_as_user: UID of the serving containers (default 10001; the restricted profile needs >= 10000).
+    """
+
+    namespace: str = "ml-endpoints"
+    domain: str = "endpoints.example.com"
+    public_gateway: GatewayRef = field(default_factory=lambda: GatewayRef("public", "gateway-system"))
+    private_gateway: GatewayRef = field(default_factory=lambda: GatewayRef("private", "gateway-system"))
+    keda: bool = False
+    keda_prometheus_url: str = "http://prometheus.monitoring.svc:9090"
+    keda_requests_per_instance: int = 10
+    egress_allow_cidrs: tuple[str, ...] = ()
+    monitoring_namespace: str = ""
+    pool_label: str = f"{LABEL_PREFIX}/pool"
+    pin_cpu_pools: bool = False
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""
+    scheme: str = "https"
+    run_as_user: int = 10001
+
+
+def endpoint_labels(endpoint_name: str) -> dict[str, str]:
+    """Labels of every object of an endpoint."""
+    return {**MANAGED_BY, ENDPOINT_LABEL: endpoint_name}
+
+
+def deployment_labels(endpoint_name: str, deployment_name: str) -> dict[str, str]:
+    """Labels of every object of a deployment (a superset of the endpoint's)."""
+    return {**endpoint_labels(endpoint_name), DEPLOYMENT_LABEL: deployment_name}
+
+
+def selector_labels(endpoint_name: str, deployment_name: str) -> dict[str, str]:
+    """The stable subset used in selectors (selectors of Deployments are immutable: keep them minimal)."""
+    return {ENDPOINT_LABEL: endpoint_name, DEPLOYMENT_LABEL: deployment_name}
+
+
+def metadata(name: str, namespace: str | None, labels: dict[str, str]) -> dict[str, object]:
+    """``metadata`` of a namespaced (or, with ``namespace=None``, cluster-scoped) object."""
+    out: dict[str, object] = {"name": name, "labels": dict(labels)}
+    if namespace is not None:
+        out["namespace"] = namespace
+    return out

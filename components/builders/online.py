@@ -1,0 +1,784 @@
+"""Pure builders for online endpoints and deployments: validated specs in, Kubernetes objects (camelCase dicts) out.
+
+Nothing here imports ``pulumi`` or touches the network: the components, the offline plan, the policy tests and
+the docs all call these functions. Values that only exist at deploy time (keys, a freshly built image) are
+passed in as opaque values: the components pass Pulumi outputs, the offline plan passes placeholders.
+
+Azure ML's kubernetes online deployment fields map as follows (see ``docs/kubernetes-mapping.md``):
+``instance_type``/``resources`` -> container requests/limits (+ GPU node selector and toleration),
+``instance_count``/``scale_settings`` -> ``replicas`` or an HPA / KEDA ScaledObject, ``request_settings`` ->
+the ``ENDPOINTS_*`` variables of the serving process, probes -> ``livenessProbe``/``readinessProbe``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from endpoints.catalog import InstanceType
+from endpoints.errors import SpecError
+from endpoints.specs import ModelAsset, OnlineDeployment, OnlineEndpoint, Probe, TargetUtilizationScaleSettings
+
+from components.builders.common import (
+    DEPLOYMENT_HEADER,
+    ENDPOINT_LABEL,
+    ClusterSettings,
+    GatewayRef,
+    deployment_labels,
+    endpoint_labels,
+    k8s_name,
+    metadata,
+    selector_labels,
+)
+from components.builders.compute import pool_scheduling
+
+# Port the serving process listens on inside the container (Azure's inference server uses 5001 too).
+SERVING_PORT = 5001
+SERVICE_PORT = 80
+APP_ROOT = "/var/azureml-app"
+KEYS_DIR = "/etc/endpoints/keys"
+KEY_FILES = ("primary", "secondary")
+SIGNING_KEY_FILE = "token-signing-key"
+# Secret keys (data keys of the endpoint's Secret).
+SECRET_KEYS = ("primary", "secondary", SIGNING_KEY_FILE)
+# Gateway API allows 16 rules per HTTPRoute: one pin rule per deployment plus the default rule.
+MAX_DEPLOYMENTS_PER_ENDPOINT = 15
+# Seconds the pod keeps serving after it is marked terminating, so the gateway stops sending to it first.
+PRESTOP_SLEEP_S = 5
+DEFAULT_DRAIN_TIMEOUT_S = 30
+# Server settings that the spec does not carry (defaults of the production layer).
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+DEFAULT_KEEPALIVE_TIMEOUT_S = 65
+# Metric the KEDA request-rate trigger reads (exported by the serving process on /metrics).
+REQUEST_METRIC = "endpoints_requests_total"
+# URI schemes of a model fetched at start instead of being baked into the image.
+REMOTE_MODEL_SCHEMES = ("s3://", "az://", "abfs://", "abfss://", "gs://", "gcs://", "https://", "http://", "models:/")
+# The production-layer variables (RULES.md shared contract); the Deployment sets no other ENDPOINTS_* names.
+ENDPOINTS_ENV_VARS = (
+    "ENDPOINTS_AUTH_MODE",
+    "ENDPOINTS_KEYS_DIR",
+    "ENDPOINTS_TOKEN_SIGNING_KEY_FILE",
+    "ENDPOINTS_ENDPOINT_NAME",
+    "ENDPOINTS_OIDC_ISSUER",
+    "ENDPOINTS_OIDC_AUDIENCE",
+    "ENDPOINTS_OIDC_JWKS_URL",
+    "ENDPOINTS_REQUEST_TIMEOUT_MS",
+    "ENDPOINTS_MAX_CONCURRENT_REQUESTS",
+    "ENDPOINTS_MAX_QUEUE_WAIT_MS",
+    "ENDPOINTS_MAX_BODY_BYTES",
+    "ENDPOINTS_DRAIN_TIMEOUT_S",
+    "ENDPOINTS_KEEPALIVE_TIMEOUT_S",
+)
+
+
+# ----------------------------------------------------------------------------------------------------------- names
+
+
+@dataclass(frozen=True)
+class EndpointNames:
+    """Kubernetes names of an endpoint's own objects."""
+
+    secret: str
+    route: str
+    ingress_policy: str
+
+
+def endpoint_names(endpoint_name: str) -> EndpointNames:
+    """Names of the endpoint-level objects (Secret, HTTPRoute, ingress NetworkPolicy)."""
+    return EndpointNames(
+        secret=k8s_name(endpoint_name, "keys"),
+        route=k8s_name(endpoint_name),
+        ingress_policy=k8s_name(endpoint_name, "ingress"),
+    )
+
+
+def deployment_object_name(endpoint_name: str, deployment_name: str) -> str:
+    """Name of a deployment's Deployment, Service, HPA, PDB (one name per deployment, <= 63 characters)."""
+    return k8s_name(endpoint_name, deployment_name)
+
+
+def check_unique_names(pairs: list[tuple[str, str]]) -> None:
+    """Fail when two (endpoint, deployment) pairs map to the same object name (``a-b``/``c`` vs ``a``/``b-c``).
+
+    Raises:
+        SpecError: naming both pairs and the shared name.
+    """
+    seen: dict[str, tuple[str, str]] = {}
+    for ep, dep in pairs:
+        name = deployment_object_name(ep, dep)
+        if name in seen and seen[name] != (ep, dep):
+            other = seen[name]
+            raise SpecError(
+                f"deployment {ep}/{dep}: object name {name!r} is also the name of {other[0]}/{other[1]};"
+                " rename one of the endpoints or deployments"
+            )
+        seen[name] = (ep, dep)
+
+
+def host_name(endpoint: OnlineEndpoint, settings: ClusterSettings) -> str:
+    """``<endpoint>.<domain>``, lower case (DNS names are case-insensitive; Gateway API wants lower case)."""
+    return f"{endpoint.name.lower()}.{settings.domain}"
+
+
+def gateway_for(endpoint: OnlineEndpoint, settings: ClusterSettings) -> GatewayRef:
+    """The private gateway for ``public_network_access: disabled``, else the public one."""
+    return settings.private_gateway if endpoint.public_network_access == "disabled" else settings.public_gateway
+
+
+def scoring_path(deployment: OnlineDeployment) -> str:
+    """Path live traffic is scored on: ``/score``, or a custom container's ``scoring_route.path``."""
+    env = deployment.environment
+    if deployment.is_custom_container and env is not None and not isinstance(env, str) and env.inference_config:
+        return env.inference_config.scoring_route.path
+    return "/score"
+
+
+def _primary_deployment(endpoint: OnlineEndpoint, deployments: list[OnlineDeployment]) -> OnlineDeployment | None:
+    if not deployments:
+        return None
+    # The one taking most live traffic answers a plain call; ties and no traffic fall back to name order.
+    return sorted(deployments, key=lambda d: (-endpoint.traffic.get(d.name, 0), d.name))[0]
+
+
+def scoring_uri(endpoint: OnlineEndpoint, deployments: list[OnlineDeployment], settings: ClusterSettings) -> str:
+    """Azure's ``scoring_uri``: ``https://<endpoint>.<domain>/score`` (custom containers: their scoring path)."""
+    primary = _primary_deployment(endpoint, deployments)
+    path = scoring_path(primary) if primary is not None else "/score"
+    return f"{settings.scheme}://{host_name(endpoint, settings)}{path}"
+
+
+def swagger_uri(endpoint: OnlineEndpoint, deployments: list[OnlineDeployment], settings: ClusterSettings) -> str:
+    """Azure's ``openapi_uri``: ``.../swagger.json``; empty when the primary deployment is a custom container."""
+    primary = _primary_deployment(endpoint, deployments)
+    if primary is not None and primary.is_custom_container:
+        return ""
+    return f"{settings.scheme}://{host_name(endpoint, settings)}/swagger.json"
+
+
+# -------------------------------------------------------------------------------------------------------- endpoint
+
+
+def build_keys_secret(
+    endpoint: OnlineEndpoint,
+    settings: ClusterSettings,
+    primary: Any = "<secret:primary>",
+    secondary: Any = "<secret:secondary>",
+    token_signing_key: Any = "<secret:token-signing-key>",
+) -> dict[str, Any]:
+    """The endpoint's Secret: primary and secondary keys and the aml_token signing key.
+
+    Args:
+        endpoint: The endpoint spec.
+        settings: Stack settings (namespace).
+        primary: Primary key value (default a placeholder; the component passes a secret Pulumi output).
+        secondary: Secondary key value (default a placeholder).
+        token_signing_key: HS256 signing key for ``aml_token`` (default a placeholder).
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(endpoint_names(endpoint.name).secret, settings.namespace, endpoint_labels(endpoint.name)),
+        "type": "Opaque",
+        "stringData": {"primary": primary, "secondary": secondary, SIGNING_KEY_FILE: token_signing_key},
+    }
+
+
+def _backend_ref(endpoint_name: str, deployment_name: str, weight: int | None = None) -> dict[str, Any]:
+    ref: dict[str, Any] = {
+        "group": "",
+        "kind": "Service",
+        "name": deployment_object_name(endpoint_name, deployment_name),
+        "port": SERVICE_PORT,
+    }
+    if weight is not None:
+        ref["weight"] = weight
+    return ref
+
+
+def _duration(seconds: int) -> str:
+    # Gateway API durations (GEP-2257): at most 5 digits per unit.
+    return f"{seconds}s" if seconds < 100_000 else f"{math.ceil(seconds / 60)}m"
+
+
+def build_http_route(
+    endpoint: OnlineEndpoint, deployments: list[OnlineDeployment], settings: ClusterSettings
+) -> dict[str, Any]:
+    """The endpoint's ``HTTPRoute`` (gateway.networking.k8s.io/v1).
+
+    One rule per deployment matches the ``azureml-model-deployment`` header (Gateway API ranks header matches
+    above the catch-all, so a pinned request never falls through). The default rule splits live traffic by
+    ``traffic`` weight and copies ``mirror_traffic`` percent of it to the mirror target with a ``RequestMirror``
+    filter (pinned requests are never mirrored). With no live traffic there is no default rule: unpinned
+    requests get the gateway's 404, as in local mode.
+
+    Raises:
+        SpecError: more deployments than a route holds, or traffic/mirror naming a deployment that does not exist.
+    """
+    names = sorted(d.name for d in deployments)
+    if len(names) > MAX_DEPLOYMENTS_PER_ENDPOINT:
+        raise SpecError(
+            f"endpoint {endpoint.name}: got {len(names)} deployments; an HTTPRoute holds at most"
+            f" {MAX_DEPLOYMENTS_PER_ENDPOINT} (one rule each plus the default rule)"
+        )
+    for field, table in (("traffic", endpoint.traffic), ("mirror_traffic", endpoint.mirror_traffic)):
+        for dep in table:
+            if dep not in names:
+                raise SpecError(
+                    f"endpoint {endpoint.name}: {field}.{dep}: no deployment named {dep!r}; deployments: {names}"
+                )
+    # The gateway must wait at least as long as the slowest deployment may take (queue wait + run timeout).
+    slowest_ms = max(
+        (d.request_settings.request_timeout_ms + d.request_settings.max_queue_wait_ms for d in deployments),
+        default=5500,
+    )
+    timeouts = {"request": _duration(math.ceil(slowest_ms / 1000) + 5)}
+    catch_all = {"path": {"type": "PathPrefix", "value": "/"}}
+    rules: list[dict[str, Any]] = [
+        {
+            "matches": [{**catch_all, "headers": [{"type": "Exact", "name": DEPLOYMENT_HEADER, "value": name}]}],
+            "backendRefs": [_backend_ref(endpoint.name, name)],
+            "timeouts": timeouts,
+        }
+        for name in names
+    ]
+    live = [(name, endpoint.traffic.get(name, 0)) for name in names if endpoint.traffic.get(name, 0) > 0]
+    if live:
+        default_rule: dict[str, Any] = {
+            "matches": [catch_all],
+            "backendRefs": [_backend_ref(endpoint.name, name, weight) for name, weight in live],
+            "timeouts": timeouts,
+        }
+        mirrors = [(name, pct) for name, pct in sorted(endpoint.mirror_traffic.items()) if pct > 0]
+        if mirrors:
+            default_rule["filters"] = [
+                {
+                    "type": "RequestMirror",
+                    "requestMirror": {"backendRef": _backend_ref(endpoint.name, name), "percent": pct},
+                }
+                for name, pct in mirrors
+            ]
+        rules.append(default_rule)
+    gateway = gateway_for(endpoint, settings)
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": metadata(endpoint_names(endpoint.name).route, settings.namespace, endpoint_labels(endpoint.name)),
+        "spec": {
+            "parentRefs": [
+                {
+                    "group": "gateway.networking.k8s.io",
+                    "kind": "Gateway",
+                    "name": gateway.name,
+                    "namespace": gateway.namespace,
+                }
+            ],
+            "hostnames": [host_name(endpoint, settings)],
+            "rules": rules,
+        },
+    }
+
+
+def build_ingress_policy(endpoint: OnlineEndpoint, settings: ClusterSettings) -> dict[str, Any]:
+    """NetworkPolicy: the endpoint's pods accept traffic only from the gateway's namespace (and monitoring).
+
+    ``public_network_access: disabled`` endpoints admit only the private gateway's namespace.
+    """
+    gateway = gateway_for(endpoint, settings)
+    peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": gateway.namespace}}}]
+    if settings.monitoring_namespace:
+        peers.append(
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": settings.monitoring_namespace}}}
+        )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(
+            endpoint_names(endpoint.name).ingress_policy, settings.namespace, endpoint_labels(endpoint.name)
+        ),
+        "spec": {
+            "podSelector": {"matchLabels": {ENDPOINT_LABEL: endpoint.name}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": "http"}]}],
+        },
+    }
+
+
+def build_endpoint_objects(
+    endpoint: OnlineEndpoint,
+    deployments: list[OnlineDeployment],
+    settings: ClusterSettings,
+    keys: tuple[Any, Any, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Every endpoint-level object: Secret, HTTPRoute, ingress NetworkPolicy.
+
+    Args:
+        keys: (primary, secondary, token signing key); default placeholders.
+    """
+    secret = build_keys_secret(endpoint, settings, *keys) if keys else build_keys_secret(endpoint, settings)
+    return [secret, build_http_route(endpoint, deployments, settings), build_ingress_policy(endpoint, settings)]
+
+
+# ------------------------------------------------------------------------------------------------------ deployment
+
+
+def model_dir(deployment: OnlineDeployment) -> str:
+    """``AZUREML_MODEL_DIR``: ``model_mount_path``, or Azure's ``/var/azureml-app/azureml-models/<name>/<version>``."""
+    if deployment.model_mount_path:
+        return deployment.model_mount_path
+    model = deployment.model
+    name = model.name if isinstance(model, ModelAsset) and model.name else "model"
+    version = model.version if isinstance(model, ModelAsset) and model.version else "1"
+    return f"{APP_ROOT}/azureml-models/{name}/{version}"
+
+
+def remote_model_uri(deployment: OnlineDeployment) -> str | None:
+    """The model's URI when it is fetched at start (s3/az/gs/https/``models:/``); ``None`` when baked in or absent.
+
+    Raises:
+        SpecError: the model is still an unresolved ``azureml:`` reference.
+    """
+    model = deployment.model
+    if model is None:
+        return None
+    if isinstance(model, str):
+        raise SpecError(
+            f"deployment {deployment.name}: model: {model!r} is an unresolved reference; resolve it with the"
+            " project's registry before building"
+        )
+    return model.path if model.path.startswith(REMOTE_MODEL_SCHEMES) else None
+
+
+def model_fetch_command(uri: str, dest: str) -> list[str]:
+    """Command of the init container that downloads a remote model into the shared model volume."""
+    return ["python", "-m", "serving.fetch_model", "--uri", uri, "--dest", dest]
+
+
+def drain_timeout_s(deployment: OnlineDeployment) -> int:
+    """Drain time on SIGTERM: the default 30 s, longer when one request may take longer than that."""
+    rs = deployment.request_settings
+    return max(DEFAULT_DRAIN_TIMEOUT_S, math.ceil((rs.request_timeout_ms + rs.max_queue_wait_ms) / 1000) + 1)
+
+
+def termination_grace_period_s(deployment: OnlineDeployment) -> int:
+    """Above the server's drain timeout plus the preStop pause, so Kubernetes never kills a draining server."""
+    return PRESTOP_SLEEP_S + drain_timeout_s(deployment) + 10
+
+
+def _probe(spec: Probe, path: str, port: int | str, *, liveness: bool) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": port, "scheme": "HTTP"},
+        "initialDelaySeconds": spec.initial_delay,
+        "periodSeconds": spec.period,
+        "timeoutSeconds": spec.timeout,
+        # Kubernetes rejects a liveness successThreshold other than 1.
+        "successThreshold": 1 if liveness else spec.success_threshold,
+        "failureThreshold": spec.failure_threshold,
+    }
+
+
+def container_resources(deployment: OnlineDeployment, instance: InstanceType) -> dict[str, dict[str, str]]:
+    """Requests and limits: the deployment's ``resources`` when set, else the instance type's.
+
+    Missing limits are filled so every container has CPU and memory limits: memory limit = memory request
+    (memory is not compressible), GPU limit = GPU request (extended resources need request == limit).
+    """
+    if deployment.resources is None or not (deployment.resources.requests or deployment.resources.limits):
+        return instance.kubernetes_resources()
+    requests = dict(deployment.resources.requests)
+    limits = dict(deployment.resources.limits)
+    base = instance.kubernetes_resources()
+    for key in ("cpu", "memory"):
+        if key not in requests and key not in limits:
+            requests[key] = base["requests"][key]
+            limits[key] = base["limits"][key]
+        elif key not in limits:
+            limits[key] = requests[key]
+        elif key not in requests:
+            requests[key] = limits[key]
+    gpu = "nvidia.com/gpu"
+    if gpu in requests or gpu in limits:
+        value = limits.get(gpu, requests.get(gpu))
+        if gpu in requests and gpu in limits and requests[gpu] != limits[gpu]:
+            raise SpecError(
+                f"deployment {deployment.name}: resources: nvidia.com/gpu request {requests[gpu]!r} != limit"
+                f" {limits[gpu]!r}; GPUs are whole devices, set them equal"
+            )
+        requests[gpu] = limits[gpu] = str(value)
+    elif instance.is_gpu:
+        requests[gpu] = limits[gpu] = str(instance.gpu_count)
+    return {"requests": requests, "limits": limits}
+
+
+def _gpu_count(resources: dict[str, dict[str, str]]) -> int:
+    return int(float(resources["limits"].get("nvidia.com/gpu", "0")))
+
+
+def serving_env(endpoint: OnlineEndpoint, deployment: OnlineDeployment, settings: ClusterSettings) -> list[dict[str, str]]:
+    """Environment of the serving container: the ``ENDPOINTS_*`` production settings, Azure's ``AZUREML_*``
+    scoring variables, then the deployment's own ``environment_variables`` (which cannot override ours)."""
+    rs = deployment.request_settings
+    env: dict[str, str] = {
+        "ENDPOINTS_AUTH_MODE": endpoint.auth_mode,
+        "ENDPOINTS_KEYS_DIR": KEYS_DIR,
+        "ENDPOINTS_TOKEN_SIGNING_KEY_FILE": f"{KEYS_DIR}/{SIGNING_KEY_FILE}",
+        "ENDPOINTS_ENDPOINT_NAME": endpoint.name,
+    }
+    if endpoint.auth_mode == "aad_token":
+        missing = [
+            key
+            for key, value in (
+                ("oidcIssuer", settings.oidc_issuer),
+                ("oidcAudience", settings.oidc_audience),
+                ("oidcJwksUrl", settings.oidc_jwks_url),
+            )
+            if not value
+        ]
+        if missing:
+            raise SpecError(
+                f"endpoint {endpoint.name}: auth_mode aad_token needs stack config {', '.join(missing)}"
+                " (ml-endpoints:<key>)"
+            )
+        env["ENDPOINTS_OIDC_ISSUER"] = settings.oidc_issuer
+        env["ENDPOINTS_OIDC_AUDIENCE"] = settings.oidc_audience
+        env["ENDPOINTS_OIDC_JWKS_URL"] = settings.oidc_jwks_url
+    env.update(
+        {
+            "ENDPOINTS_REQUEST_TIMEOUT_MS": str(rs.request_timeout_ms),
+            "ENDPOINTS_MAX_CONCURRENT_REQUESTS": str(rs.max_concurrent_requests_per_instance),
+            "ENDPOINTS_MAX_QUEUE_WAIT_MS": str(rs.max_queue_wait_ms),
+            "ENDPOINTS_MAX_BODY_BYTES": str(DEFAULT_MAX_BODY_BYTES),
+            "ENDPOINTS_DRAIN_TIMEOUT_S": str(drain_timeout_s(deployment)),
+            "ENDPOINTS_KEEPALIVE_TIMEOUT_S": str(DEFAULT_KEEPALIVE_TIMEOUT_S),
+        }
+    )
+    azure: dict[str, str] = {
+        "AML_APP_ROOT": APP_ROOT,
+        "AZUREML_MODEL_DIR": model_dir(deployment),
+        "SERVICE_NAME": endpoint.name,
+        "SERVICE_VERSION": deployment.name,
+    }
+    if deployment.code_configuration is not None:
+        azure["AZUREML_ENTRY_SCRIPT"] = deployment.code_configuration.scoring_script
+        azure["AZUREML_SOURCE_DIRECTORY"] = APP_ROOT
+    env.update(azure)
+    for key, value in deployment.environment_variables.items():
+        if key in env and key not in ("WORKER_COUNT",):
+            raise SpecError(
+                f"deployment {deployment.name}: environment_variables.{key}: set by the platform from the spec;"
+                " change the corresponding spec field instead"
+            )
+        env[key] = value
+    env.setdefault("WORKER_COUNT", "1")
+    return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def _restricted_container_security(settings: ClusterSettings) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": settings.run_as_user,
+        "runAsGroup": settings.run_as_user,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def build_deployment(
+    endpoint: OnlineEndpoint,
+    deployment: OnlineDeployment,
+    instance: InstanceType,
+    settings: ClusterSettings,
+    image: Any,
+) -> dict[str, Any]:
+    """The ``apps/v1`` Deployment running one online deployment.
+
+    Args:
+        endpoint: The endpoint spec (auth mode, name).
+        deployment: The deployment spec.
+        instance: The deployment's instance type (catalog entry).
+        settings: Stack settings.
+        image: Image reference (a digest-pinned string, or a Pulumi output of a built image).
+
+    Pods run under the restricted Pod Security profile (non-root uid >= 10000, read-only root filesystem with an
+    emptyDir on /tmp, all capabilities dropped, seccomp RuntimeDefault, no privilege escalation, no service
+    account token). Keys are mounted as files from the endpoint's Secret (updated in place on rotation).
+    """
+    name = deployment_object_name(endpoint.name, deployment.name)
+    labels = deployment_labels(endpoint.name, deployment.name)
+    resources = container_resources(deployment, instance)
+    custom = deployment.is_custom_container
+    env_spec = deployment.environment
+    routes = env_spec.inference_config if custom and env_spec is not None and not isinstance(env_spec, str) else None
+
+    volumes: list[dict[str, Any]] = [
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+        {
+            "name": "keys",
+            "secret": {
+                "secretName": endpoint_names(endpoint.name).secret,
+                "defaultMode": 0o440,
+                "items": [{"key": k, "path": k} for k in SECRET_KEYS],
+            },
+        },
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the only writable path of a read-only root filesystem
+        {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True},
+    ]
+    init_containers: list[dict[str, Any]] = []
+    uri = remote_model_uri(deployment)
+    mdir = model_dir(deployment)
+    if uri is not None:
+        volumes.append({"name": "model", "emptyDir": {}})
+        mounts.append({"name": "model", "mountPath": mdir, "readOnly": True})
+        init_containers.append(
+            {
+                "name": "fetch-model",
+                "image": image,
+                "command": model_fetch_command(uri, mdir),
+                "env": [{"name": "HOME", "value": "/tmp"}],
+                "volumeMounts": [{"name": "model", "mountPath": mdir}, {"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
+                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+                "securityContext": _restricted_container_security(settings),
+            }
+        )
+
+    if routes is not None:
+        ports = {routes.scoring_route.port: "http"}
+        for extra in (routes.liveness_route.port, routes.readiness_route.port):
+            ports.setdefault(extra, f"p{extra}")
+        container_ports = [{"name": n, "containerPort": p, "protocol": "TCP"} for p, n in ports.items()]
+        liveness = _probe(deployment.liveness_probe, routes.liveness_route.path, ports[routes.liveness_route.port],
+                          liveness=True)
+        readiness = _probe(deployment.readiness_probe, routes.readiness_route.path,
+                           ports[routes.readiness_route.port], liveness=False)
+        env = [{"name": k, "value": v} for k, v in deployment.environment_variables.items()]
+        args: list[str] | None = None
+    else:
+        container_ports = [{"name": "http", "containerPort": SERVING_PORT, "protocol": "TCP"}]
+        liveness = _probe(deployment.liveness_probe, "/", "http", liveness=True)
+        readiness = _probe(deployment.readiness_probe, "/ready", "http", liveness=False)
+        env = serving_env(endpoint, deployment, settings)
+        args = ["--host", "0.0.0.0", "--port", str(SERVING_PORT)]  # noqa: S104 - a pod listens on its own IP
+
+    container: dict[str, Any] = {
+        "name": "scorer",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": container_ports,
+        "env": env,
+        "resources": resources,
+        "livenessProbe": liveness,
+        "readinessProbe": readiness,
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
+        "volumeMounts": mounts,
+        "securityContext": _restricted_container_security(settings),
+    }
+    if args is not None:
+        container["args"] = args
+    node_selector, tolerations = pool_scheduling(instance, settings, gpus=_gpu_count(resources))
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": settings.run_as_user,
+            "runAsGroup": settings.run_as_user,
+            "fsGroup": settings.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationGracePeriodSeconds": termination_grace_period_s(deployment),
+        "containers": [container],
+        "volumes": volumes,
+        # Spread replicas over nodes so one node failure never takes every instance down.
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector_labels(endpoint.name, deployment.name)},
+            }
+        ],
+    }
+    if init_containers:
+        pod_spec["initContainers"] = init_containers
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(endpoint.name, deployment.name)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "minReadySeconds": 0,
+        "revisionHistoryLimit": 5,
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
+    if not isinstance(deployment.scale_settings, TargetUtilizationScaleSettings):
+        # An autoscaled Deployment leaves replicas to its HPA/ScaledObject (else every update would reset it).
+        spec["replicas"] = deployment.instance_count
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(name, settings.namespace, labels),
+        "spec": spec,
+    }
+
+
+def build_service(endpoint: OnlineEndpoint, deployment: OnlineDeployment, settings: ClusterSettings) -> dict[str, Any]:
+    """ClusterIP Service in front of a deployment's pods (port 80 -> the container's ``http`` port)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(
+            deployment_object_name(endpoint.name, deployment.name),
+            settings.namespace,
+            deployment_labels(endpoint.name, deployment.name),
+        ),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(endpoint.name, deployment.name),
+            "ports": [
+                {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}
+            ],
+        },
+    }
+
+
+def build_autoscaler(
+    endpoint: OnlineEndpoint, deployment: OnlineDeployment, settings: ClusterSettings
+) -> dict[str, Any] | None:
+    """HPA (autoscaling/v2, CPU utilisation) for ``target_utilization``; a KEDA ScaledObject (CPU + request rate)
+    when the stack enables KEDA; ``None`` for ``scale_settings: default``."""
+    scale = deployment.scale_settings
+    if not isinstance(scale, TargetUtilizationScaleSettings):
+        return None
+    name = deployment_object_name(endpoint.name, deployment.name)
+    labels = deployment_labels(endpoint.name, deployment.name)
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    if settings.keda:
+        query = (
+            f'sum(rate({REQUEST_METRIC}{{namespace="{settings.namespace}",'
+            f'pod=~"{name}-.*"}}[1m]))'
+        )
+        return {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": metadata(name, settings.namespace, labels),
+            "spec": {
+                "scaleTargetRef": target,
+                "pollingInterval": scale.polling_interval,
+                "minReplicaCount": scale.min_instances,
+                "maxReplicaCount": scale.max_instances,
+                "triggers": [
+                    {
+                        "type": "cpu",
+                        "metricType": "Utilization",
+                        "metadata": {"value": str(scale.target_utilization_percentage)},
+                    },
+                    {
+                        "type": "prometheus",
+                        "metadata": {
+                            "serverAddress": settings.keda_prometheus_url,
+                            "query": query,
+                            "threshold": str(settings.keda_requests_per_instance),
+                        },
+                    },
+                ],
+            },
+        }
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata(name, settings.namespace, labels),
+        "spec": {
+            "scaleTargetRef": target,
+            "minReplicas": scale.min_instances,
+            "maxReplicas": scale.max_instances,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": scale.target_utilization_percentage},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def build_pdb(endpoint: OnlineEndpoint, deployment: OnlineDeployment, settings: ClusterSettings) -> dict[str, Any]:
+    """PodDisruptionBudget allowing one pod at a time to be evicted: node drains proceed (never blocked, even
+    with one replica) while a multi-replica deployment keeps serving."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(
+            deployment_object_name(endpoint.name, deployment.name),
+            settings.namespace,
+            deployment_labels(endpoint.name, deployment.name),
+        ),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector_labels(endpoint.name, deployment.name)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def build_egress_policy(
+    endpoint: OnlineEndpoint, deployment: OnlineDeployment, settings: ClusterSettings
+) -> dict[str, Any] | None:
+    """For ``egress_public_network_access: disabled``: egress only to cluster DNS and the stack's allow-list."""
+    if deployment.egress_public_network_access != "disabled":
+        return None
+    egress: list[dict[str, Any]] = [
+        {
+            "to": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                }
+            ],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        }
+    ]
+    if settings.egress_allow_cidrs:
+        egress.append({"to": [{"ipBlock": {"cidr": cidr}} for cidr in settings.egress_allow_cidrs]})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(
+            k8s_name(deployment_object_name(endpoint.name, deployment.name), "egress"),
+            settings.namespace,
+            deployment_labels(endpoint.name, deployment.name),
+        ),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(endpoint.name, deployment.name)},
+            "policyTypes": ["Egress"],
+            "egress": egress,
+        },
+    }
+
+
+def build_deployment_objects(
+    endpoint: OnlineEndpoint,
+    deployment: OnlineDeployment,
+    instance: InstanceType,
+    settings: ClusterSettings,
+    image: Any,
+) -> list[dict[str, Any]]:
+    """Every object of one online deployment: Deployment, Service, PDB, then HPA/ScaledObject and egress
+    NetworkPolicy when the spec asks for them."""
+    objs = [
+        build_deployment(endpoint, deployment, instance, settings, image),
+        build_service(endpoint, deployment, settings),
+        build_pdb(endpoint, deployment, settings),
+    ]
+    for extra in (build_autoscaler(endpoint, deployment, settings), build_egress_policy(endpoint, deployment, settings)):
+        if extra is not None:
+            objs.append(extra)
+    return objs
