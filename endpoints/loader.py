@@ -375,7 +375,7 @@ def validate_document(
         blamed = {p.path for p in problems}
         problems += [p for p in _problems_from_validation(doc, e) if not _under(p.path, blamed)]
     if problems or spec is None:
-        raise SpecError(problems)
+        raise SpecError(sorted(problems, key=lambda p: p.line or 0))
     spec._source_path = doc.source  # type: ignore[attr-defined]
     return spec
 

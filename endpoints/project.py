@@ -94,6 +94,7 @@ def load_endpoint_project(root: str | Path, endpoint_file: str = ENDPOINT_FILE) 
 
     deployments: dict[str, Deployment] = {}
     deployment_docs: dict[str, Document] = {}
+    invalid_names: set[str] = set()
     folder = root / DEPLOYMENTS_DIR
     files = sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]) if folder.is_dir() else []
     for path in files:
@@ -105,6 +106,9 @@ def load_endpoint_project(root: str | Path, endpoint_file: str = ENDPOINT_FILE) 
         model = OnlineDeployment if kind == "online_deployment" else BatchDeployment
         spec = _validate(doc, model, registry, catalog, problems)
         if spec is None:
+            # Known by name, so that the endpoint's traffic is not also blamed for naming it.
+            if isinstance(data.get("name"), str):
+                invalid_names.add(data["name"])
             continue
         if spec.name in deployments:
             problems.append(doc.problem(("name",), f"got {spec.name!r}; another file already defines this deployment"))
@@ -114,7 +118,7 @@ def load_endpoint_project(root: str | Path, endpoint_file: str = ENDPOINT_FILE) 
         _check_local_paths(doc, spec, problems)  # type: ignore[arg-type]
 
     if endpoint is not None and endpoint_doc is not None:
-        _check_cross_file(endpoint, endpoint_doc, deployments, deployment_docs, problems)
+        _check_cross_file(endpoint, endpoint_doc, deployments, deployment_docs, invalid_names, problems)
     if problems:
         raise SpecError(problems)
     assert endpoint is not None  # no problems means the endpoint validated
@@ -192,9 +196,11 @@ def _check_cross_file(
     endpoint_doc: Document,
     deployments: dict[str, Deployment],
     docs: dict[str, Document],
+    invalid_names: set[str],
     problems: list[Problem],
 ) -> None:
     names = ", ".join(sorted(deployments)) or "none"
+    known = set(deployments) | invalid_names
     for name, spec in deployments.items():
         if spec.endpoint_name != endpoint.name:
             problems.append(
@@ -211,7 +217,7 @@ def _check_cross_file(
     if isinstance(endpoint, OnlineEndpoint):
         for field_name in ("traffic", "mirror_traffic"):
             for target in getattr(endpoint, field_name):
-                if target not in deployments:
+                if target not in known:
                     problems.append(
                         endpoint_doc.problem(
                             (field_name, target), f"no deployment named {target!r} (deployments: {names})"
@@ -219,7 +225,7 @@ def _check_cross_file(
                     )
     else:
         default = endpoint.defaults.deployment_name
-        if default is not None and default not in deployments:
+        if default is not None and default not in known:
             problems.append(
                 endpoint_doc.problem(
                     ("defaults", "deployment_name"),

@@ -26,6 +26,7 @@ def build_app() -> typer.Typer:
         pretty_exceptions_show_locals=False,  # secrets must never leak into tracebacks
         add_completion=False,
     )
+
     @app.callback(invoke_without_command=True)
     def _root(
         ctx: typer.Context,

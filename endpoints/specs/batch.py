@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from endpoints.specs.common import (
     AuthMode,
@@ -44,6 +44,12 @@ class RetrySettings(Spec):
     timeout: int = Field(default=30, ge=1, le=86_400, description="Seconds a mini-batch may run (default 30).")
 
 
+def _plain_file_name(value: str) -> str:
+    if not value or "/" in value or "\\" in value or value in (".", ".."):
+        raise ValueError(f"got {value!r}; a plain file name is expected (the output folder is given per job)")
+    return value
+
+
 class BatchSettings(Spec):
     """How a batch job scores (Azure's `settings` block; also accepted at the root of the deployment)."""
 
@@ -52,8 +58,8 @@ class BatchSettings(Spec):
     output_action: Annotated[Literal["append_row", "summary_only"], BeforeValidator(lower_text)] = Field(
         default="append_row", description="append_row (default) writes every row; summary_only writes none."
     )
-    output_file_name: str = Field(
-        default="predictions.csv", pattern=r"^[^/\\]+$", description="Plain file name (default predictions.csv)."
+    output_file_name: Annotated[str, AfterValidator(_plain_file_name)] = Field(
+        default="predictions.csv", description="Plain file name (default predictions.csv)."
     )
     retry_settings: RetrySettings = Field(default_factory=RetrySettings, description="Retries and timeout.")
     error_threshold: int = Field(default=-1, ge=-1, description="Failed items allowed; -1 ignores failures.")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, StrictInt, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, StrictInt, ValidationInfo, field_validator, model_validator
 
 from endpoints.catalog import catalog_from_any, unknown_instance_type_message
 from endpoints.specs.common import (
@@ -139,7 +140,15 @@ def _quantity_text(value: Any) -> Any:
     return value
 
 
-Quantities = Annotated[dict[ResourceKey, Annotated[str, Field(pattern=_QUANTITY)]], BeforeValidator(_quantity_text)]
+def _check_quantity(value: str) -> str:
+    if not re.match(_QUANTITY, value):
+        raise ValueError(f"got {value!r}; not a Kubernetes quantity (e.g. 500m, 2, 4Gi)")
+    return value
+
+
+Quantities = Annotated[
+    dict[ResourceKey, Annotated[str, AfterValidator(_check_quantity)]], BeforeValidator(_quantity_text)
+]
 
 
 class Resources(Spec):
