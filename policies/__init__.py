@@ -1,0 +1,1 @@
+"""CrossGuard policy pack of the project; the rules themselves are plain functions in ``policies.rules``."""
