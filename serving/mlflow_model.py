@@ -1,0 +1,256 @@
+"""MLflow models with no scoring script: loaded as pyfunc, scored in Azure ML's and MLflow's request formats.
+
+Used when ``AZUREML_ENTRY_SCRIPT`` is unset and the model folder holds an ``MLmodel`` file (at its root or up to
+two folders down, as Azure ML mounts registered models). Accepted bodies (``application/json``):
+
+* Azure ML: ``{"input_data": {"columns": [...], "index": [...], "data": [...]}}`` for tabular models, or
+  ``{"input_data": [...]}`` / ``{"input_data": {"name": [...]}}`` for tensor models; optional ``"params"``;
+* MLflow: ``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs`` (optional ``params``).
+
+The input is parsed against the model signature (MLflow's own parser, types coerced as the signature says) and the
+answer is ``{"predictions": [...]}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+
+from serving.scoring import (
+    BadInput,
+    MethodNotAllowed,
+    NotReady,
+    RunError,
+    Scorer,
+    ScoreRequest,
+    ScoreResult,
+    ScoringSettings,
+    ScriptError,
+    UnsupportedInput,
+    add_app_paths,
+)
+
+logger = logging.getLogger("serving.mlflow")
+
+MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def find_mlflow_model(model_dir: str, depth: int = 2) -> str | None:
+    """Return the folder holding ``MLmodel`` under ``model_dir`` (itself first, then sub-folders in name order).
+
+    Args:
+        model_dir: the model folder (``AZUREML_MODEL_DIR``); empty -> None.
+        depth: how many folder levels below ``model_dir`` to look (default 2).
+    """
+    if not model_dir or not os.path.isdir(model_dir):
+        return None
+    if os.path.isfile(os.path.join(model_dir, "MLmodel")):
+        return model_dir
+    if depth == 0:
+        return None
+    for name in sorted(os.listdir(model_dir)):
+        child = os.path.join(model_dir, name)
+        if os.path.isdir(child) and not name.startswith("."):
+            found = find_mlflow_model(child, depth - 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _error_code(ex: Exception) -> str:
+    return str(getattr(ex, "error_code", ""))
+
+
+class MlflowScorer(Scorer):
+    """Scores with an MLflow pyfunc model; ``predict`` runs in a bounded thread pool."""
+
+    def __init__(self, settings: ScoringSettings, model_path: str) -> None:
+        """Prepare (nothing is imported until :meth:`load`).
+
+        Args:
+            settings: scoring settings; ``run_threads`` bounds the thread pool.
+            model_path: the folder holding ``MLmodel``.
+        """
+        self.settings = settings
+        self.model_path = model_path
+        self.model: Any = None
+        self.input_schema: Any = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._swagger: Any = None
+
+    def load(self) -> None:
+        """Load the model with ``mlflow.pyfunc.load_model``; any failure raises ScriptError (exit 3)."""
+        add_app_paths(self.settings)
+        try:
+            import mlflow.pyfunc
+
+            model = mlflow.pyfunc.load_model(self.model_path)
+        except Exception as ex:
+            raise ScriptError(f"MLflow model {self.model_path}: loading failed: {ex!r}") from ex
+        self.input_schema = model.metadata.get_input_schema()
+        from serving.swagger import schema_swagger
+
+        self._swagger = schema_swagger(self.settings, *signature_schemas(model.metadata))
+        self._executor = ThreadPoolExecutor(max_workers=self.settings.run_threads, thread_name_prefix="predict")
+        self.model = model
+        logger.info("MLflow model %s loaded (flavor loader %s)", self.model_path, model.loader_module)
+
+    def parse(self, body: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+        """Turn a request body into the model input and params (raises BadInput naming the problem)."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.pyfunc.scoring_server import infer_and_parse_data
+
+        params = body.get("params")
+        if params is not None and not isinstance(params, dict):
+            raise BadInput(f"'params' must be a JSON object; got {type(params).__name__}")
+        if "input_data" in body:
+            value = body["input_data"]
+            tensor_based = self.input_schema is not None and self.input_schema.is_tensor_spec()
+            if isinstance(value, dict) and ("data" in value or "columns" in value) and not tensor_based:
+                data = {"dataframe_split": value}
+            else:
+                data = {"inputs": value}
+        else:
+            keys = [key for key in body if key in MLFLOW_FORMATS]
+            if len(keys) != 1:
+                raise BadInput(
+                    "the body must hold exactly one of input_data, dataframe_split, dataframe_records, instances, "
+                    f"inputs; got keys {sorted(body)}"
+                )
+            data = {keys[0]: body[keys[0]]}
+        try:
+            return infer_and_parse_data(data, self.input_schema), params
+        except MlflowException as ex:
+            raise BadInput(f"the input does not match the model signature: {ex.message}") from None
+        except (ValueError, TypeError, KeyError) as ex:
+            raise BadInput(f"the input cannot be parsed: {ex}") from None
+
+    def predict(self, model_input: Any, params: dict[str, Any] | None) -> Any:
+        """Call the model (signature enforcement errors become BadInput, other failures RunError)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            if params:
+                return self.model.predict(model_input, params=params)
+            return self.model.predict(model_input)
+        except MlflowException as ex:
+            if _error_code(ex) in ("BAD_REQUEST", "INVALID_PARAMETER_VALUE"):
+                raise BadInput(f"the input does not match the model signature: {ex.message}") from None
+            raise RunError("An unexpected error occurred in the model. Check the logs for more info.") from ex
+        except Exception as ex:
+            raise RunError("An unexpected error occurred in the model. Check the logs for more info.") from ex
+
+    async def score(self, request: ScoreRequest) -> ScoreResult:
+        """Parse the JSON body against the signature, predict, answer ``{"predictions": ...}``."""
+        if self.model is None or self._executor is None:
+            raise NotReady("the model is still loading")
+        if request.method != "POST":
+            raise MethodNotAllowed(f"Method {request.method} is not allowed on /score for MLflow models; use POST")
+        if not request.is_json():
+            raise UnsupportedInput("Expects Content-Type to be application/json")
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError as ex:
+            raise BadInput(f"POST body could not be decoded as JSON: {ex}") from None
+        if not isinstance(body, dict):
+            raise BadInput("POST body should be a JSON dictionary.")
+        model_input, params = self.parse(body)
+        start = time.perf_counter()
+        predictions = await asyncio.get_running_loop().run_in_executor(
+            self._executor, self.predict, model_input, params
+        )
+        return ScoreResult(output={"predictions": predictions}, elapsed_ms=(time.perf_counter() - start) * 1000)
+
+    def swagger(self, version: str) -> dict[str, Any]:
+        """Swagger from the model signature (user override files in the app root win)."""
+        if self._swagger is None:
+            raise NotReady("the model is still loading")
+        result: dict[str, Any] = self._swagger.get(version)
+        return result
+
+    def close(self) -> None:
+        """Shut the thread pool down without waiting."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+_MLFLOW_TO_JSON_TYPE = {
+    "boolean": {"type": "boolean"},
+    "integer": {"type": "integer", "format": "int32"},
+    "long": {"type": "integer", "format": "int64"},
+    "float": {"type": "number", "format": "float"},
+    "double": {"type": "number", "format": "double"},
+    "string": {"type": "string"},
+    "binary": {"type": "string", "format": "binary"},
+    "datetime": {"type": "string", "format": "date-time"},
+}
+
+
+_NUMPY_KIND_TO_JSON_TYPE = {
+    "i": {"type": "integer"},
+    "u": {"type": "integer"},
+    "f": {"type": "number"},
+    "b": {"type": "boolean"},
+}
+
+
+def _json_type(spec: Any) -> dict[str, Any]:
+    type_name = getattr(getattr(spec, "type", None), "name", None)
+    if type_name is None:  # tensor spec: numpy dtype
+        dtype = getattr(spec, "type", None)
+        kind = getattr(dtype, "kind", "")
+        return dict(_NUMPY_KIND_TO_JSON_TYPE.get(kind, {"type": "string"}))
+    return dict(_MLFLOW_TO_JSON_TYPE.get(type_name, {"type": "object"}))
+
+
+def signature_schemas(metadata: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """JSON schemas (``ServiceInput``, ``ServiceOutput``) of the Azure ML request and response for a signature.
+
+    A model without a signature gets open objects.
+    """
+    input_schema = metadata.get_input_schema()
+    output_schema = metadata.get_output_schema()
+    if input_schema is None:
+        service_input: dict[str, Any] = {
+            "type": "object",
+            "properties": {"input_data": {"type": "object"}, "params": {"type": "object"}},
+        }
+    elif input_schema.is_tensor_spec():
+        service_input = {
+            "type": "object",
+            "properties": {"input_data": {"type": "array", "items": _json_type(input_schema.inputs[0])}},
+        }
+    else:
+        names = input_schema.input_names()
+        items = [_json_type(spec) for spec in input_schema.inputs]
+        service_input = {
+            "type": "object",
+            "properties": {
+                "input_data": {
+                    "type": "object",
+                    "properties": {
+                        "columns": {"type": "array", "items": {"type": "string"}, "example": names},
+                        "index": {"type": "array", "items": {"type": "integer"}},
+                        "data": {"type": "array", "items": {"type": "array", "items": {"anyOf": items}}},
+                    },
+                    "required": ["columns", "data"],
+                }
+            },
+            "required": ["input_data"],
+        }
+    if output_schema is None or not output_schema.inputs:
+        prediction: dict[str, Any] = {}
+    else:
+        prediction = _json_type(output_schema.inputs[0])
+    service_output = {
+        "type": "object",
+        "properties": {"predictions": {"type": "array", "items": prediction}},
+        "required": ["predictions"],
+    }
+    return service_input, service_output

@@ -1,0 +1,480 @@
+"""The serving process: ``python -m serving`` / ``endpoints serve``.
+
+One process per worker (``--workers`` / ``WORKER_COUNT``), each with its own listening socket on the same port
+(``SO_REUSEPORT``: the kernel spreads connections over the workers, no accept lock). With more than one worker
+a master forks them, watches them and forwards SIGTERM. Each worker runs uvicorn on uvloop and httptools with
+``TCP_NODELAY`` set on every accepted socket (a response written as headers then body would otherwise wait for
+the client's delayed ACK, ~40 ms), serves ``GET /`` at once and runs ``init()`` in a thread; it becomes ready
+when ``init()`` returns. ``init()`` failing or ``run`` missing: the cause is logged and the process exits 3.
+
+Readiness is shared through a small shared-memory array (one flag per worker and a draining flag): ``/ready``
+is 200 only once every worker finished ``init()`` and until SIGTERM. On SIGTERM the worker stops admitting
+scoring requests, closes its listener and gives in-flight requests ``ENDPOINTS_DRAIN_TIMEOUT_S`` (default 30 s,
+below Kubernetes' default ``terminationGracePeriodSeconds`` of 30 s plus the pre-stop time) to finish, then
+exits 0.
+
+The production layer (``serving.frontend``: auth, limits, ``/ready``, ``/metrics``, access logs) wraps the
+scoring app unless ``--no-frontend`` is given (used by the benchmark to measure the scoring path alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import multiprocessing.sharedctypes
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+logger = logging.getLogger("serving.server")
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_SCRIPT = 3  # Azure (gunicorn) treats 3 as a boot error: the scoring script cannot be served
+DEFAULT_PORT = 5001  # azmlinfsrv's default
+DEFAULT_HOST = "0.0.0.0"  # a container listens on every interface
+RESTART_LIMIT = 5  # worker crashes (after ready) tolerated per minute before the master gives up
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerOptions:
+    """How the process serves.
+
+    Attributes:
+        host: interface to listen on (default ``0.0.0.0``).
+        port: TCP port; 0 picks a free one, logged as ``listening on http://HOST:PORT`` (default 5001).
+        workers: worker processes sharing the port (default ``WORKER_COUNT`` or 1).
+        drain_timeout_s: SIGTERM: time given to in-flight requests (default ``ENDPOINTS_DRAIN_TIMEOUT_S`` or 30).
+        keepalive_timeout_s: idle keep-alive timeout (default ``ENDPOINTS_KEEPALIVE_TIMEOUT_S`` or 65).
+        frontend: wrap the scoring app with ``serving.frontend`` (default True).
+        log_level: root log level (default ``AZUREML_LOG_LEVEL`` or INFO).
+    """
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    workers: int = 1
+    drain_timeout_s: float = 30.0
+    keepalive_timeout_s: float = 65.0
+    frontend: bool = True
+    log_level: str = "INFO"
+
+
+class ReadyState:
+    """Readiness shared by the workers (fork-inherited shared memory): one flag per worker plus draining."""
+
+    def __init__(self, workers: int) -> None:
+        """Allocate the flags for ``workers`` workers (all not ready, not draining)."""
+        self.workers = workers
+        self._flags = multiprocessing.sharedctypes.RawArray("b", workers + 1)
+
+    def set_ready(self, index: int, ready: bool) -> None:
+        """Mark worker ``index`` as having finished ``init()`` (or not, after a restart)."""
+        self._flags[index] = 1 if ready else 0
+
+    def start_draining(self) -> None:
+        """Mark the whole instance as draining: not ready from now on."""
+        self._flags[self.workers] = 1
+
+    @property
+    def draining(self) -> bool:
+        """True once SIGTERM arrived."""
+        return bool(self._flags[self.workers])
+
+    def is_ready(self) -> bool:
+        """True when every worker finished ``init()`` and the instance is not draining."""
+        flags = self._flags
+        return not flags[self.workers] and all(flags[i] for i in range(self.workers))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Sockets and the HTTP protocol
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def bind_socket(host: str, port: int, listen: bool = True) -> socket.socket:
+    """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT`` (and listening unless ``listen`` is False)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        if listen:
+            sock.listen(2048)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _protocol_class() -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol (h11 where httptools is missing) setting ``TCP_NODELAY`` per connection."""
+    base: type[asyncio.Protocol]
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        base = HttpToolsProtocol
+    except ImportError:  # pragma: no cover - httptools ships with uvicorn[standard]
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        base = H11Protocol
+
+    class NoDelayProtocol(base):  # type: ignore[valid-type,misc]
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError, AttributeError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            super().connection_made(transport)
+
+    return NoDelayProtocol
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop  # type: ignore[no-any-return]
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        return asyncio.new_event_loop
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# A worker
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: socket.socket) -> int:
+    """Serve on ``sock`` until SIGTERM/SIGINT; return the exit status (0, or 3 when the script cannot load).
+
+    Args:
+        index: this worker's index (its readiness flag).
+        options: server options.
+        state: shared readiness.
+        sock: the bound, listening socket.
+    """
+    import uvicorn
+
+    from serving.app import build_app
+    from serving.scoring import ScoringSettings, ScriptError, make_scorer
+
+    try:
+        settings = ScoringSettings.from_env()
+        scorer = make_scorer(settings)
+    except (ScriptError, ValueError) as ex:
+        logger.error("cannot serve: %s", ex)
+        return EXIT_SCRIPT
+    app: Any = build_app(scorer, settings, state.is_ready)
+    frontend: Any = None
+    if options.frontend:
+        frontend = _wrap_frontend(app, state.is_ready, index, options.workers)
+        if frontend is not None:
+            app = frontend
+
+    exit_code = EXIT_OK
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Draining starts before uvicorn closes the listener: /ready turns 503, new scoring requests on open
+            # connections get 503, in-flight requests run to completion (bounded by timeout_graceful_shutdown).
+            state.start_draining()
+            if frontend is not None:
+                frontend.begin_drain()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
+        http=_protocol_class(),
+        loop="none",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_keep_alive=max(1, round(options.keepalive_timeout_s)),
+        timeout_graceful_shutdown=max(1, round(options.drain_timeout_s)),
+        backlog=2048,
+    )
+    server = Server(config)
+
+    async def load() -> None:
+        nonlocal exit_code
+        started = time.perf_counter()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, scorer.load)
+        except ScriptError as ex:
+            logger.error("worker %d (pid %d): %s; exiting with status 3", index, os.getpid(), ex, exc_info=ex)
+            exit_code = EXIT_SCRIPT
+            server.should_exit = True
+            return
+        except BaseException as ex:
+            logger.error(
+                "worker %d (pid %d): loading failed: %r; exiting with status 3", index, os.getpid(), ex, exc_info=ex
+            )
+            exit_code = EXIT_SCRIPT
+            server.should_exit = True
+            return
+        state.set_ready(index, True)
+        logger.info("worker %d (pid %d) ready in %.3f s", index, os.getpid(), time.perf_counter() - started)
+
+    async def main() -> None:
+        loader = asyncio.ensure_future(load())
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            if not loader.done():
+                loader.cancel()
+                with contextlib.suppress(BaseException):
+                    await loader
+
+    runner = asyncio.Runner(loop_factory=_loop_factory())
+    try:
+        runner.run(main())
+    finally:
+        runner.close()
+        scorer.close()
+    return exit_code
+
+
+def _wrap_frontend(app: Any, is_ready: Callable[[], bool], index: int, workers: int) -> Any:
+    """``serving.frontend.build_frontend`` around ``app`` (None while that module does not exist)."""
+    try:
+        from serving.frontend import FrontendSettings, build_frontend
+    except ModuleNotFoundError as ex:
+        if ex.name not in ("serving.frontend",):
+            raise
+        return None
+    settings = FrontendSettings.from_env().for_worker(index, workers)
+    return build_frontend(app, settings, is_ready)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The process: one worker in-process, or a master forking several
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def serve(options: ServerOptions) -> int:
+    """Run the server until SIGTERM/SIGINT; return the process exit status."""
+    created_metrics_dir = None
+    if options.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Set before any worker imports prometheus-client: each writes its values there, /metrics sums them.
+        created_metrics_dir = tempfile.mkdtemp(prefix="endpoints-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = created_metrics_dir
+    try:
+        if options.workers == 1:
+            state = ReadyState(1)
+            try:
+                sock = bind_socket(options.host, options.port)
+            except OSError as ex:
+                logger.error("cannot listen on %s:%d: %s", options.host, options.port, ex)
+                return 1
+            _log_listening(options.host, sock.getsockname()[1], 1)
+            with sock:
+                return run_worker(0, options, state, sock)
+        return _master(options)
+    finally:
+        if created_metrics_dir is not None:
+            shutil.rmtree(created_metrics_dir, ignore_errors=True)
+
+
+def _log_listening(host: str, port: int, workers: int) -> None:
+    shown = f"[{host}]" if ":" in host else host
+    logger.info(
+        "listening on http://%s:%d (%d worker%s, pid %d)", shown, port, workers, "s" * (workers > 1), os.getpid()
+    )
+
+
+def _master(options: ServerOptions) -> int:
+    """Fork the workers, restart crashed ones, forward SIGTERM, exit 3 when a worker cannot load the script."""
+    state = ReadyState(options.workers)
+    try:
+        # Held (bound, not listening) for the master's lifetime: resolves port 0 once for every worker and keeps
+        # the port ours between worker restarts; a socket that does not listen is never handed connections.
+        anchor = bind_socket(options.host, options.port, listen=False)
+    except OSError as ex:
+        logger.error("cannot bind %s:%d: %s", options.host, options.port, ex)
+        return 1
+    port = anchor.getsockname()[1]
+    worker_options = dataclasses.replace(options, port=port)
+    children: dict[int, int] = {}  # pid -> index
+    stopping = False
+    exit_code = EXIT_OK
+    crashes: list[float] = []
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                anchor.close()
+                sock = bind_socket(worker_options.host, port)
+                code = run_worker(index, worker_options, state, sock)
+            except BaseException:
+                logger.exception("worker %d crashed", index)
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        children[pid] = index
+
+    def stop(sig: int, _frame: Any) -> None:
+        nonlocal stopping
+        if not stopping:
+            logger.info("signal %d: draining %d workers for up to %.0f s", sig, len(children), options.drain_timeout_s)
+        stopping = True
+        state.start_draining()
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    _log_listening(options.host, port, options.workers)
+    for index in range(options.workers):
+        spawn(index)
+    deadline: float | None = None
+    try:
+        while children:
+            if stopping and deadline is None:
+                deadline = time.monotonic() + options.drain_timeout_s + 5
+            if deadline is not None and time.monotonic() > deadline:
+                logger.error("workers still running after the drain timeout; killing them")
+                for pid in list(children):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 5
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.05)
+                continue
+            index = children.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            _mark_dead(pid)
+            state.set_ready(index, False)
+            if stopping:
+                continue
+            if code == EXIT_SCRIPT:
+                logger.error("worker %d (pid %d) cannot load the scoring script; stopping", index, pid)
+                exit_code = EXIT_SCRIPT
+                stop(signal.SIGTERM, None)
+                continue
+            now = time.monotonic()
+            crashes[:] = [t for t in crashes if now - t < 60] + [now]
+            if len(crashes) > RESTART_LIMIT:
+                logger.error("workers crashed %d times within a minute; stopping", len(crashes))
+                exit_code = 1
+                stop(signal.SIGTERM, None)
+                continue
+            logger.warning("worker %d (pid %d) exited with %d; restarting it", index, pid, code)
+            spawn(index)
+    finally:
+        anchor.close()
+    return exit_code
+
+
+def _mark_dead(pid: int) -> None:
+    try:
+        from serving.frontend import mark_process_dead
+    except ModuleNotFoundError:
+        return
+    with contextlib.suppress(Exception):
+        mark_process_dead(pid)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"environment variable {name}: got {raw!r}; expected a number") from None
+
+
+def apply_cli_environment(
+    entry_script: str | None, model_dir: str | None, environ: dict[str, str] | os._Environ[str] | None = None
+) -> None:
+    """Set Azure's variables from the CLI as azmlinfsrv does.
+
+    ``AML_APP_ROOT`` defaults to the current directory, ``AZUREML_ENTRY_SCRIPT`` becomes the script's absolute
+    path and ``AZUREML_MODEL_DIR`` the model folder's (the scoring script reads it from the environment).
+    """
+    env = os.environ if environ is None else environ
+    env.setdefault("AML_APP_ROOT", os.getcwd())
+    if entry_script:
+        env["AZUREML_ENTRY_SCRIPT"] = os.path.realpath(entry_script)
+    if model_dir:
+        env["AZUREML_MODEL_DIR"] = os.path.realpath(model_dir)
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr with the pid (several workers share the stream)."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line (``--entry-script --model-dir --port --host --workers``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m serving",
+        description="Serve an Azure ML scoring script or an MLflow model over HTTP (azmlinfsrv-compatible).",
+    )
+    parser.add_argument("--entry-script", "--entry_script", help="scoring script (sets AZUREML_ENTRY_SCRIPT)")
+    parser.add_argument("--model-dir", "--model_dir", help="model folder (sets AZUREML_MODEL_DIR)")
+    parser.add_argument("--port", type=int, default=None, help=f"TCP port; 0 picks a free one (default {DEFAULT_PORT})")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"interface to listen on (default {DEFAULT_HOST})")
+    parser.add_argument(
+        "--workers", "--worker_count", type=int, default=None, help="worker processes (default WORKER_COUNT or 1)"
+    )
+    parser.add_argument("--no-frontend", action="store_true", help="serve the scoring app without serving.frontend")
+    return parser.parse_args(argv)
+
+
+def options_from(args: argparse.Namespace) -> ServerOptions:
+    """Combine the parsed arguments with the environment (arguments win)."""
+    workers = args.workers if args.workers is not None else int(_env_number("WORKER_COUNT", 1))
+    if workers < 1:
+        raise SystemExit(f"--workers: got {workers}; expected 1 or more")
+    port = args.port if args.port is not None else int(_env_number("SERVER_PORT", DEFAULT_PORT))
+    if not 0 <= port <= 65535:
+        raise SystemExit(f"--port: got {port}; expected 0..65535")
+    return ServerOptions(
+        host=args.host,
+        port=port,
+        workers=workers,
+        drain_timeout_s=_env_number("ENDPOINTS_DRAIN_TIMEOUT_S", 30.0),
+        keepalive_timeout_s=_env_number("ENDPOINTS_KEEPALIVE_TIMEOUT_S", 65.0),
+        frontend=not args.no_frontend,
+        log_level=os.environ.get("AZUREML_LOG_LEVEL", "INFO"),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m serving``; returns the exit status."""
+    args = parse_args(argv)
+    options = options_from(args)
+    configure_logging(options.log_level)
+    apply_cli_environment(args.entry_script, args.model_dir)
+    os.environ["WORKER_COUNT"] = str(options.workers)
+    return serve(options)
