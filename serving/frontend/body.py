@@ -100,6 +100,12 @@ class LimitedBody:
                 return self._inflate(raw)
             raise BadEncoding(f"request body is not valid {self.encoding} data") from e
         self._tail = self._decoder.unconsumed_tail
+        if self._decoder.eof and self._decoder.unused_data:
+            if not self.encoding.endswith("gzip"):
+                raise BadEncoding(f"request body has data after the end of the {self.encoding} stream")
+            # A gzip body may hold several members (RFC 1952 section 2.2): decode the next one the same way.
+            self._tail = self._decoder.unused_data + self._tail
+            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._count(len(data))
         return data
 
