@@ -27,6 +27,8 @@ ENVIRONMENT_KEY = f"{CONFIG_NAMESPACE}:environment"
 ENFORCEMENT_KEY = f"{CONFIG_NAMESPACE}:policyEnforcement"
 PRIVATE_GATEWAY_KEY = f"{CONFIG_NAMESPACE}:privateGateway"
 LEVELS = ("advisory", "mandatory")
+# Same default as the stack config key ml-endpoints:privateGateway (namespace/name).
+DEFAULT_PRIVATE_GATEWAY = "gateway-system/private"
 DEFAULT_LEVELS: dict[str, str] = {"dev": "advisory", "staging": "mandatory", "prod": "mandatory"}
 
 
@@ -84,7 +86,7 @@ def settings_for(stack: str | None, config: Mapping[str, Any] | None = None) -> 
     if level not in LEVELS:
         raise ValueError(f"stack {name!r} config {ENFORCEMENT_KEY}: got {level!r}; expected one of {', '.join(LEVELS)}")
     gateway = _config_value(config, PRIVATE_GATEWAY_KEY)
-    gateways = (str(gateway),) if gateway else ("private",)
+    gateways = (str(gateway),) if gateway else (DEFAULT_PRIVATE_GATEWAY,)
     return StackPolicySettings(stack=name, environment=environment, level=str(level), private_gateways=gateways)
 
 

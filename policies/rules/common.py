@@ -58,14 +58,14 @@ class Context:
     Attributes:
         environment: ``dev``, ``staging`` or ``prod``; prod raises the replica floor to 3, requires image
             digests and private endpoints. Defaults to ``dev``.
-        private_gateways: names of Gateways that are private (reachable only inside the network); a prod
-            HTTPRoute must attach only to one of these. Defaults to ``("private",)``.
-        gpu_pool_label: node label key that selects a GPU pool. Defaults to ``endpoints.ml/pool``.
+        private_gateways: Gateways that are private (reachable only inside the network), as ``name`` or
+            ``namespace/name``; a prod HTTPRoute must attach only to one of these. Defaults to ``("private",)``.
+        gpu_pool_label: node label key that selects a GPU pool. Defaults to ``ml-endpoints.io/pool``.
     """
 
     environment: Environment = "dev"
     private_gateways: tuple[str, ...] = ("private",)
-    gpu_pool_label: str = "endpoints.ml/pool"
+    gpu_pool_label: str = "ml-endpoints.io/pool"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property

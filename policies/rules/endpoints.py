@@ -165,9 +165,11 @@ def check_prod_private(obj: Mapping[str, Any], ctx: Context) -> list[Violation]:
     if not ctx.is_prod or obj.get("kind") != "HTTPRoute":
         return []
     out: list[Violation] = []
+    route_namespace = str(dig(obj, "metadata", "namespace") or "default")
     for ref in dig(obj, "spec", "parentRefs") or ():
         gateway = str(ref.get("name", ""))
-        if gateway not in ctx.private_gateways:
+        qualified = f"{ref.get('namespace') or route_namespace}/{gateway}"
+        if gateway not in ctx.private_gateways and qualified not in ctx.private_gateways:
             private = ", ".join(f'"{g}"' for g in ctx.private_gateways)
             out.append(
                 make_violation(

@@ -28,7 +28,7 @@ CONFIG_SCHEMA_PROPERTIES: dict[str, dict[str, Any]] = {
     },
     "gpuPoolLabel": {
         "type": "string",
-        "default": "endpoints.ml/pool",
+        "default": "ml-endpoints.io/pool",
         "description": "Node label key that selects a GPU node pool.",
     },
 }
@@ -49,7 +49,7 @@ def context_from_config(config: Mapping[str, Any] | None) -> Context:
     return Context(
         environment=env,
         private_gateways=tuple(str(g) for g in gateways) if gateways is not None else ("private",),
-        gpu_pool_label=str(config.get("gpuPoolLabel", "endpoints.ml/pool")),
+        gpu_pool_label=str(config.get("gpuPoolLabel", "ml-endpoints.io/pool")),
     )
 
 

@@ -66,7 +66,7 @@ def gpu_deployment() -> dict[str, Any]:
     res = pod["containers"][0]["resources"]
     res["requests"]["nvidia.com/gpu"] = "1"
     res["limits"]["nvidia.com/gpu"] = "1"
-    pod["nodeSelector"] = {"endpoints.ml/pool": "gpu-t4"}
+    pod["nodeSelector"] = {"ml-endpoints.io/pool": "gpu-t4"}
     pod["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     return obj
 

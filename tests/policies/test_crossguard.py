@@ -195,7 +195,7 @@ def test_pack_process_is_mandatory_in_prod(pack: analyzer_pb2_grpc.AnalyzerStub)
     assert {p.enforcementLevel for p in info.policies} == {analyzer_pb2.MANDATORY}
     assert json_format.MessageToDict(info.initialConfig["pinned-images"].properties) == {
         "environment": "prod",
-        "privateGateways": ["private"],
+        "privateGateways": ["gateway-system/private"],
     }
 
     obj = fx.deployment()

@@ -510,7 +510,7 @@ CASES = [
             (
                 "gpu-on-gpu-pool",
                 'container "scorer" requests nvidia.com/gpu but the pod selects no GPU pool; set '
-                'nodeSelector["endpoints.ml/pool"] from the instance type\'s pool',
+                'nodeSelector["ml-endpoints.io/pool"] from the instance type\'s pool',
             )
         ],
         id="gpu-no-pool",
