@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -176,7 +177,9 @@ class Frontend:
                 self.metrics.rejected.labels(ex.reason).inc()
             if access_log.isEnabledFor(logging.INFO):
                 record = {
-                    "ts": time.time(),
+                    "ts": round(time.time(), 6),
+                    "level": "info",
+                    "logger": "serving.access",
                     "request_id": rid,
                     "method": scope["method"],
                     "route": route,
@@ -361,6 +364,34 @@ def _reap(request_id: str) -> Callable[[asyncio.Future[None]], None]:
     return done
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the record (pytest and runners swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _configure_access_log() -> None:
+    """Access lines are whole JSON objects: write them bare, not under the root logger's text prefix.
+
+    Left alone when the ``serving.access`` logger already has a handler (the host process configured it).
+    """
+    if access_log.handlers:
+        return
+    access_log.addHandler(_StderrHandler())
+    access_log.setLevel(logging.INFO)
+    access_log.propagate = False
+
+
 def build_frontend(app: ASGIApp, settings: FrontendSettings, is_ready: Callable[[], bool]) -> Frontend:
     """Wrap the ASGI scoring ``app`` with auth, admission, timeouts, body limits, readiness and metrics.
 
@@ -371,5 +402,10 @@ def build_frontend(app: ASGIApp, settings: FrontendSettings, is_ready: Callable[
 
     Raises:
         FrontendSettingsError: Auth inputs (keys folder, signing key file) are missing or unusable.
+
+    Access-log lines (one JSON object per request, never the Authorization header) go to the
+    ``serving.access`` logger; unless it already has a handler, they are written bare to stderr.
     """
-    return Frontend(app, settings, is_ready, build_authenticator(settings))
+    frontend = Frontend(app, settings, is_ready, build_authenticator(settings))
+    _configure_access_log()
+    return frontend
