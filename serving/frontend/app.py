@@ -83,17 +83,19 @@ class _Exchange:
         self.closed = self.started = True
         self.status = status
         self.reason = reason
-        await self.send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                content_type,
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", self.request_id.encode()),
-                (b"x-ms-request-id", self.request_id.encode()),
-                *headers,
-            ],
-        })
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    content_type,
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", self.request_id.encode()),
+                    (b"x-ms-request-id", self.request_id.encode()),
+                    *headers,
+                ],
+            }
+        )
         await self.send({"type": "http.response.body", "body": body})
         self.complete = True
         return True
@@ -138,7 +140,7 @@ class Frontend:
         if self._prefix:
             if not path.startswith(self._prefix):
                 return OTHER_ROUTE
-            path = path[len(self._prefix):] or "/"
+            path = path[len(self._prefix) :] or "/"
         return path if path in _KNOWN_ROUTES else OTHER_ROUTE
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -208,8 +210,9 @@ class Frontend:
                     await self.app(scope, receive, ex.app_send)  # liveness: never gated
                     return
             elif method not in ("GET", "HEAD"):
-                await ex.error(405, f"method {method} not allowed on {route}; use GET",
-                               headers=[(b"allow", b"GET, HEAD")])
+                await ex.error(
+                    405, f"method {method} not allowed on {route}; use GET", headers=[(b"allow", b"GET, HEAD")]
+                )
                 return
             elif route == "/ready":
                 if self.is_ready() and not self.draining:
@@ -231,8 +234,12 @@ class Frontend:
 
         scoring = route == "/score" and method != "OPTIONS"
         if scoring and self.draining:
-            await ex.error(503, "draining: the instance is shutting down; retry", "draining",
-                           headers=[(b"connection", b"close"), (b"retry-after", b"1")])
+            await ex.error(
+                503,
+                "draining: the instance is shutting down; retry",
+                "draining",
+                headers=[(b"connection", b"close"), (b"retry-after", b"1")],
+            )
             return
 
         limit = self.settings.max_body_bytes
@@ -240,8 +247,9 @@ class Frontend:
         if encoding is not None:
             coding = encoding.decode("latin-1").strip().lower()
             if coding not in SUPPORTED_ENCODINGS:
-                await ex.error(415, f"unsupported Content-Encoding {coding[:40]!r}; use gzip, deflate or identity",
-                               "bad_encoding")
+                await ex.error(
+                    415, f"unsupported Content-Encoding {coding[:40]!r}; use gzip, deflate or identity", "bad_encoding"
+                )
                 return
         if content_length is not None:
             try:
@@ -249,14 +257,19 @@ class Frontend:
             except ValueError:
                 declared = -1  # the HTTP server rejects a malformed Content-Length before we run
             if declared > limit and coding == "identity":
-                await ex.error(413, f"request body is {declared} bytes; the limit is {limit}", "body_too_large",
-                               headers=[(b"connection", b"close")])
+                await ex.error(
+                    413,
+                    f"request body is {declared} bytes; the limit is {limit}",
+                    "body_too_large",
+                    headers=[(b"connection", b"close")],
+                )
                 return
         if coding != "identity":
             # The app sees the decoded body, so it must not see the encoding or the encoded length.
-            scope = {**scope, "headers": [
-                (k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")
-            ]}
+            scope = {
+                **scope,
+                "headers": [(k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")],
+            }
 
         deadline = start + self._timeout_s
         admitted = False
@@ -283,8 +296,9 @@ class Frontend:
             self.metrics.in_flight.inc()
             return True
         if outcome is Admit.WAIT_EXPIRED and remaining < self._queue_wait_s:
-            await ex.error(408, f"request timed out after {self.settings.request_timeout_ms} ms waiting for a slot",
-                           "timeout")
+            await ex.error(
+                408, f"request timed out after {self.settings.request_timeout_ms} ms waiting for a slot", "timeout"
+            )
             return False
         await ex.error(
             429,
@@ -308,8 +322,12 @@ class Frontend:
                 return await body()
             except BodyTooLarge:
                 body_failed = True
-                await ex.error(413, f"request body is over the limit of {limit} bytes", "body_too_large",
-                               headers=[(b"connection", b"close")])
+                await ex.error(
+                    413,
+                    f"request body is over the limit of {limit} bytes",
+                    "body_too_large",
+                    headers=[(b"connection", b"close")],
+                )
             except BadEncoding as e:
                 body_failed = True
                 await ex.error(400, str(e), "bad_encoding", headers=[(b"connection", b"close")])

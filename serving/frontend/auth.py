@@ -30,7 +30,7 @@ AAD_TOKEN_ALGORITHMS = ("RS256", "ES256")
 MIN_SIGNING_KEY_BYTES = 32
 # How long signing keys fetched from the JWKS URL are trusted before the next fetch.
 JWKS_CACHE_S = 300.0
-SIGNING_KEY_FILENAME = "token_signing_key"
+SIGNING_KEY_FILENAME = "token-signing-key"  # as in the Secret the OnlineEndpoint component mounts
 KEY_FILENAMES = ("primary", "secondary")
 
 
@@ -106,8 +106,11 @@ class AmlTokenAuthenticator:
         key = self.file.read()
         if key is None or len(key) < MIN_SIGNING_KEY_BYTES:
             if not self._short_key_logged:
-                log.error("token signing key file %s is missing or shorter than %d bytes; rejecting tokens",
-                          self.file.path, MIN_SIGNING_KEY_BYTES)
+                log.error(
+                    "token signing key file %s is missing or shorter than %d bytes; rejecting tokens",
+                    self.file.path,
+                    MIN_SIGNING_KEY_BYTES,
+                )
                 self._short_key_logged = True
             return False
         self._short_key_logged = False

@@ -36,27 +36,36 @@ class FrontendMetrics:
             "endpoints_requests", "Requests answered, by route and status code.", ["route", "status"], registry=r
         )
         self.latency = Histogram(
-            "endpoints_request_duration_seconds", "Time from request arrival to the end of the response, by route.",
-            ["route"], buckets=_LATENCY_BUCKETS, registry=r,
+            "endpoints_request_duration_seconds",
+            "Time from request arrival to the end of the response, by route.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.in_flight = Gauge(
-            "endpoints_requests_in_flight", "Scoring requests holding an admission slot.", registry=r,
+            "endpoints_requests_in_flight",
+            "Scoring requests holding an admission slot.",
+            registry=r,
             multiprocess_mode="livesum",
         )
         self.queued = Gauge(
-            "endpoints_requests_queued", "Scoring requests waiting for an admission slot.", registry=r,
+            "endpoints_requests_queued",
+            "Scoring requests waiting for an admission slot.",
+            registry=r,
             multiprocess_mode="livesum",
         )
         self.rejected = Counter(
             "endpoints_requests_rejected",
             "Requests the production layer answered itself, by reason "
             "(unauthorized, overloaded, timeout, body_too_large, bad_encoding, draining).",
-            ["reason"], registry=r,
+            ["reason"],
+            registry=r,
         )
         self.run_duration = Histogram(
             "endpoints_run_duration_seconds",
             "Time /score spent in the scoring app after admission (run() plus input parsing and output encoding).",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         # Label children cached: .labels() costs a dict lookup and a lock per call.
         self._requests_children: dict[tuple[str, int], Counter] = {}

@@ -75,15 +75,11 @@ class FrontendSettings(BaseModel):
         }
         for field in required[self.auth_mode]:
             if not getattr(self, field):
-                raise ValueError(
-                    f"ENDPOINTS_AUTH_MODE={self.auth_mode} needs {_FIELD_TO_ENV[field]} to be set"
-                )
+                raise ValueError(f"ENDPOINTS_AUTH_MODE={self.auth_mode} needs {_FIELD_TO_ENV[field]} to be set")
         if self.auth_mode == "aad_token" and self.oidc_jwks_url:
             scheme = self.oidc_jwks_url.split("://", 1)[0].lower()
             if scheme not in ("http", "https"):
-                raise ValueError(
-                    f"ENDPOINTS_OIDC_JWKS_URL: got {self.oidc_jwks_url!r}; use an http:// or https:// URL"
-                )
+                raise ValueError(f"ENDPOINTS_OIDC_JWKS_URL: got {self.oidc_jwks_url!r}; use an http:// or https:// URL")
         if self.path_prefix and (not self.path_prefix.startswith("/") or self.path_prefix.endswith("/")):
             raise ValueError(f"path_prefix: got {self.path_prefix!r}; use '' or '/name' without a trailing slash")
         return self

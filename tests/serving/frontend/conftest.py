@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from frontend_toy_app import create_toy_app
 
 from serving.frontend import Frontend, FrontendSettings, build_frontend
-from frontend_toy_app import create_toy_app
 
 PRIMARY = "p" * 40
 SECONDARY = "s" * 40

@@ -151,8 +151,9 @@ def ec_key():
 def test_aml_token_claims(served, client, signing_key_file, rsa_key):
     now = int(time.time())
     good = {"aud": ENDPOINT, "exp": now + 600}
-    rsa_pem = rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
+    rsa_pem = rsa_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     cases = {
         "valid": (_aml(good), 200),
         "valid-iat-nbf": (_aml({**good, "iat": now, "nbf": now}), 200),
@@ -205,8 +206,12 @@ def jwks_server(rsa_key, ec_key) -> Iterator[tuple[str, _Jwks]]:
     state = _Jwks()
     rsa_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key()))
     ec_jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec_key.public_key()))
-    state.document = {"keys": [{**rsa_jwk, "kid": "rsa1", "use": "sig", "alg": "RS256"},
-                               {**ec_jwk, "kid": "ec1", "use": "sig", "alg": "ES256"}]}
+    state.document = {
+        "keys": [
+            {**rsa_jwk, "kid": "rsa1", "use": "sig", "alg": "RS256"},
+            {**ec_jwk, "kid": "ec1", "use": "sig", "alg": "ES256"},
+        ]
+    }
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -237,8 +242,9 @@ def test_aad_token_claims_and_algorithms(served, client, jwks_server, rsa_key, e
     now = int(time.time())
     good = {"iss": ISSUER, "aud": AUDIENCE, "exp": now + 600, "sub": "user"}
     other_rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public_pem = rsa_key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                    serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = rsa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
     def rs(claims: dict, key=rsa_key, kid: str | None = "rsa1", alg: str = "RS256") -> str:
         headers = {} if kid is None else {"kid": kid}
@@ -274,8 +280,12 @@ def test_aad_token_claims_and_algorithms(served, client, jwks_server, rsa_key, e
 
 
 def test_aad_token_unreachable_jwks_is_401_not_5xx(served, client, rsa_key):
-    token = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 60}, rsa_key,
-                       algorithm="RS256", headers={"kid": "rsa1"})
+    token = jwt.encode(
+        {"iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 60},
+        rsa_key,
+        algorithm="RS256",
+        headers={"kid": "rsa1"},
+    )
     import socket
 
     with socket.socket() as sock:

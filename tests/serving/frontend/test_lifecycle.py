@@ -50,8 +50,9 @@ def test_metrics_count_routes_statuses_rejections_and_gauges(served, client, key
             results = await asyncio.gather(slow, *queued)
             return during.text, [r.status_code for r in results]
 
-    with served(auth_mode="key", keys_dir=keys_dir, max_concurrent_requests=1, max_queue_wait_ms=100,
-                request_timeout_ms=2000) as s:
+    with served(
+        auth_mode="key", keys_dir=keys_dir, max_concurrent_requests=1, max_queue_wait_ms=100, request_timeout_ms=2000
+    ) as s:
         auth = {"Authorization": f"Bearer {PRIMARY}"}
         assert client.post(s.url + "/score", json={}, headers=auth).status_code == 200
         assert client.post(s.url + "/score", json={}).status_code == 401
@@ -95,8 +96,9 @@ def _access_lines(capsys, count: int) -> list[dict]:
 def test_one_json_access_line_per_request_without_credentials(served, client, keys_dir, capsys):
     with served(auth_mode="key", keys_dir=keys_dir) as s:
         capsys.readouterr()
-        ok = client.post(s.url + "/score", json={}, headers={"Authorization": f"Bearer {PRIMARY}",
-                                                             "x-request-id": "req-123"})
+        ok = client.post(
+            s.url + "/score", json={}, headers={"Authorization": f"Bearer {PRIMARY}", "x-request-id": "req-123"}
+        )
         bad = client.post(s.url + "/score", json={}, headers={"Authorization": "Bearer not-the-key"})
         lines = _access_lines(capsys, 2)
         assert ok.headers["x-request-id"] == "req-123"

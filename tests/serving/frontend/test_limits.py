@@ -94,7 +94,7 @@ def test_waiters_are_served_in_order_when_slots_free_up(served):
     with served(max_concurrent_requests=1, max_queue_wait_ms=2000) as s:
         assert [r.status_code for r in asyncio.run(main(s.url + "/score"))] == [200, 200, 200]
         text = httpx.get(s.url + "/metrics").text
-        assert "endpoints_requests_total{route=\"/score\",status=\"200\"} 3.0" in text
+        assert 'endpoints_requests_total{route="/score",status="200"} 3.0' in text
 
 
 def test_user_error_424_passes_through(served, client):
@@ -185,23 +185,33 @@ def test_bad_and_unsupported_encodings(served, client):
     with served(max_body_bytes=LIMIT) as s:
         r = client.post(s.url + "/score", content=b"definitely not gzip", headers={"content-encoding": "gzip"})
         assert (r.status_code, r.json()) == (400, {"error": "request body is not valid gzip data"})
-        r = client.post(s.url + "/score", content=gzip.compress(b"{}" * 1000)[:-12], headers={"content-encoding": "gzip"})
+        r = client.post(
+            s.url + "/score", content=gzip.compress(b"{}" * 1000)[:-12], headers={"content-encoding": "gzip"}
+        )
         assert (r.status_code, r.json()) == (400, {"error": "request body is truncated gzip data"})
         r = client.post(s.url + "/score", content=b"{}", headers={"content-encoding": "br"})
-        assert (r.status_code, r.json()) == (415, {"error": "unsupported Content-Encoding 'br'; use gzip, deflate or identity"})
+        assert (r.status_code, r.json()) == (
+            415,
+            {"error": "unsupported Content-Encoding 'br'; use gzip, deflate or identity"},
+        )
 
 
 def test_multi_member_gzip_is_decoded_whole(served, client):
     parts = [os.urandom(500) * 20, b"second member", os.urandom(100) * 50]
     with served(max_body_bytes=LIMIT) as s:
-        r = client.post(s.url + "/score", content=b"".join(gzip.compress(p) for p in parts),
-                        headers={"content-encoding": "gzip"})
+        r = client.post(
+            s.url + "/score", content=b"".join(gzip.compress(p) for p in parts), headers={"content-encoding": "gzip"}
+        )
         assert r.status_code == 200, r.text
         assert r.json()["sha256"] == hashlib.sha256(b"".join(parts)).hexdigest()
-        r = client.post(s.url + "/score", content=gzip.compress(b"{}") + b"trailing garbage",
-                        headers={"content-encoding": "gzip"})
+        r = client.post(
+            s.url + "/score", content=gzip.compress(b"{}") + b"trailing garbage", headers={"content-encoding": "gzip"}
+        )
         assert (r.status_code, r.json()) == (400, {"error": "request body is not valid gzip data"})
-        r = client.post(s.url + "/score", content=zlib.compress(b"{}") + b"trailing",
-                        headers={"content-encoding": "deflate"})
+        r = client.post(
+            s.url + "/score", content=zlib.compress(b"{}") + b"trailing", headers={"content-encoding": "deflate"}
+        )
         assert (r.status_code, r.json()) == (
-            400, {"error": "request body has data after the end of the deflate stream"})
+            400,
+            {"error": "request body has data after the end of the deflate stream"},
+        )

@@ -18,50 +18,95 @@ def test_defaults_follow_azure_request_settings():
 
 
 def test_reads_exactly_the_contract_variables():
-    assert sorted(ENV_VARS) == sorted([
-        "ENDPOINTS_AUTH_MODE", "ENDPOINTS_KEYS_DIR", "ENDPOINTS_TOKEN_SIGNING_KEY_FILE", "ENDPOINTS_ENDPOINT_NAME",
-        "ENDPOINTS_OIDC_ISSUER", "ENDPOINTS_OIDC_AUDIENCE", "ENDPOINTS_OIDC_JWKS_URL", "ENDPOINTS_REQUEST_TIMEOUT_MS",
-        "ENDPOINTS_MAX_CONCURRENT_REQUESTS", "ENDPOINTS_MAX_QUEUE_WAIT_MS", "ENDPOINTS_MAX_BODY_BYTES",
-        "ENDPOINTS_DRAIN_TIMEOUT_S", "ENDPOINTS_KEEPALIVE_TIMEOUT_S",
-    ])
-    s = FrontendSettings.from_env({
-        "ENDPOINTS_AUTH_MODE": "aad_token",
-        "ENDPOINTS_OIDC_ISSUER": "https://issuer.example",
-        "ENDPOINTS_OIDC_AUDIENCE": "api://cars",
-        "ENDPOINTS_OIDC_JWKS_URL": "https://issuer.example/keys",
-        "ENDPOINTS_REQUEST_TIMEOUT_MS": "90000",
-        "ENDPOINTS_MAX_CONCURRENT_REQUESTS": "8",
-        "ENDPOINTS_MAX_QUEUE_WAIT_MS": "0",
-        "ENDPOINTS_MAX_BODY_BYTES": "1024",
-        "ENDPOINTS_DRAIN_TIMEOUT_S": "12.5",
-        "ENDPOINTS_KEEPALIVE_TIMEOUT_S": "75",
-    })
+    assert sorted(ENV_VARS) == sorted(
+        [
+            "ENDPOINTS_AUTH_MODE",
+            "ENDPOINTS_KEYS_DIR",
+            "ENDPOINTS_TOKEN_SIGNING_KEY_FILE",
+            "ENDPOINTS_ENDPOINT_NAME",
+            "ENDPOINTS_OIDC_ISSUER",
+            "ENDPOINTS_OIDC_AUDIENCE",
+            "ENDPOINTS_OIDC_JWKS_URL",
+            "ENDPOINTS_REQUEST_TIMEOUT_MS",
+            "ENDPOINTS_MAX_CONCURRENT_REQUESTS",
+            "ENDPOINTS_MAX_QUEUE_WAIT_MS",
+            "ENDPOINTS_MAX_BODY_BYTES",
+            "ENDPOINTS_DRAIN_TIMEOUT_S",
+            "ENDPOINTS_KEEPALIVE_TIMEOUT_S",
+        ]
+    )
+    s = FrontendSettings.from_env(
+        {
+            "ENDPOINTS_AUTH_MODE": "aad_token",
+            "ENDPOINTS_OIDC_ISSUER": "https://issuer.example",
+            "ENDPOINTS_OIDC_AUDIENCE": "api://cars",
+            "ENDPOINTS_OIDC_JWKS_URL": "https://issuer.example/keys",
+            "ENDPOINTS_REQUEST_TIMEOUT_MS": "90000",
+            "ENDPOINTS_MAX_CONCURRENT_REQUESTS": "8",
+            "ENDPOINTS_MAX_QUEUE_WAIT_MS": "0",
+            "ENDPOINTS_MAX_BODY_BYTES": "1024",
+            "ENDPOINTS_DRAIN_TIMEOUT_S": "12.5",
+            "ENDPOINTS_KEEPALIVE_TIMEOUT_S": "75",
+        }
+    )
     assert (s.request_timeout_ms, s.max_concurrent_requests, s.max_queue_wait_ms, s.max_body_bytes) == (
-        90000, 8, 0, 1024)
+        90000,
+        8,
+        0,
+        1024,
+    )
     assert (s.drain_timeout_s, s.keepalive_timeout_s, s.oidc_audience) == (12.5, 75.0, "api://cars")
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        pytest.param({"ENDPOINTS_AUTH_MODE": "keys"}, "ENDPOINTS_AUTH_MODE='keys': Input should be 'none', 'key', "
-                     "'aml_token' or 'aad_token'", id="mode"),
-        pytest.param({"ENDPOINTS_REQUEST_TIMEOUT_MS": "5s"}, "ENDPOINTS_REQUEST_TIMEOUT_MS='5s': Input should be a "
-                     "valid integer", id="timeout-unit"),
-        pytest.param({"ENDPOINTS_MAX_CONCURRENT_REQUESTS": "0"}, "ENDPOINTS_MAX_CONCURRENT_REQUESTS='0': Input should "
-                     "be greater than or equal to 1", id="concurrency-zero"),
-        pytest.param({"ENDPOINTS_MAX_BODY_BYTES": "-1"}, "ENDPOINTS_MAX_BODY_BYTES='-1': Input should be greater "
-                     "than or equal to 1", id="body"),
-        pytest.param({"ENDPOINTS_KEEPALIVE_TIMEOUT_S": "0"}, "ENDPOINTS_KEEPALIVE_TIMEOUT_S='0': Input should be "
-                     "greater than 0", id="keepalive"),
+        pytest.param(
+            {"ENDPOINTS_AUTH_MODE": "keys"},
+            "ENDPOINTS_AUTH_MODE='keys': Input should be 'none', 'key', 'aml_token' or 'aad_token'",
+            id="mode",
+        ),
+        pytest.param(
+            {"ENDPOINTS_REQUEST_TIMEOUT_MS": "5s"},
+            "ENDPOINTS_REQUEST_TIMEOUT_MS='5s': Input should be a valid integer",
+            id="timeout-unit",
+        ),
+        pytest.param(
+            {"ENDPOINTS_MAX_CONCURRENT_REQUESTS": "0"},
+            "ENDPOINTS_MAX_CONCURRENT_REQUESTS='0': Input should be greater than or equal to 1",
+            id="concurrency-zero",
+        ),
+        pytest.param(
+            {"ENDPOINTS_MAX_BODY_BYTES": "-1"},
+            "ENDPOINTS_MAX_BODY_BYTES='-1': Input should be greater than or equal to 1",
+            id="body",
+        ),
+        pytest.param(
+            {"ENDPOINTS_KEEPALIVE_TIMEOUT_S": "0"},
+            "ENDPOINTS_KEEPALIVE_TIMEOUT_S='0': Input should be greater than 0",
+            id="keepalive",
+        ),
         pytest.param({"ENDPOINTS_DRAIN_TIMEOUT_S": "nan"}, "ENDPOINTS_DRAIN_TIMEOUT_S='nan'", id="drain-nan"),
-        pytest.param({"ENDPOINTS_AUTH_MODE": "key"}, "ENDPOINTS_AUTH_MODE=key needs ENDPOINTS_KEYS_DIR to be set",
-                     id="key-no-dir"),
-        pytest.param({"ENDPOINTS_AUTH_MODE": "aml_token", "ENDPOINTS_TOKEN_SIGNING_KEY_FILE": "/k"},
-                     "ENDPOINTS_AUTH_MODE=aml_token needs ENDPOINTS_ENDPOINT_NAME to be set", id="aml-no-name"),
-        pytest.param({"ENDPOINTS_AUTH_MODE": "aad_token", "ENDPOINTS_OIDC_ISSUER": "i", "ENDPOINTS_OIDC_AUDIENCE": "a",
-                      "ENDPOINTS_OIDC_JWKS_URL": "file:///etc/passwd"},
-                     "ENDPOINTS_OIDC_JWKS_URL: got 'file:///etc/passwd'; use an http:// or https:// URL", id="jwks"),
+        pytest.param(
+            {"ENDPOINTS_AUTH_MODE": "key"},
+            "ENDPOINTS_AUTH_MODE=key needs ENDPOINTS_KEYS_DIR to be set",
+            id="key-no-dir",
+        ),
+        pytest.param(
+            {"ENDPOINTS_AUTH_MODE": "aml_token", "ENDPOINTS_TOKEN_SIGNING_KEY_FILE": "/k"},
+            "ENDPOINTS_AUTH_MODE=aml_token needs ENDPOINTS_ENDPOINT_NAME to be set",
+            id="aml-no-name",
+        ),
+        pytest.param(
+            {
+                "ENDPOINTS_AUTH_MODE": "aad_token",
+                "ENDPOINTS_OIDC_ISSUER": "i",
+                "ENDPOINTS_OIDC_AUDIENCE": "a",
+                "ENDPOINTS_OIDC_JWKS_URL": "file:///etc/passwd",
+            },
+            "ENDPOINTS_OIDC_JWKS_URL: got 'file:///etc/passwd'; use an http:// or https:// URL",
+            id="jwks",
+        ),
     ],
 )
 def test_bad_values_name_variable_and_value(env, message):
@@ -80,8 +125,9 @@ def test_missing_auth_inputs_fail_at_build(tmp_path: Path):
     short = tmp_path / "short"
     short.write_bytes(b"too-short")
     with pytest.raises(FrontendSettingsError, match="missing, empty or shorter than 32 bytes"):
-        build_frontend(app, FrontendSettings(auth_mode="aml_token", token_signing_key_file=short, endpoint_name="e"),
-                       lambda: True)
+        build_frontend(
+            app, FrontendSettings(auth_mode="aml_token", token_signing_key_file=short, endpoint_name="e"), lambda: True
+        )
 
 
 @pytest.mark.parametrize(
