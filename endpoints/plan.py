@@ -118,7 +118,9 @@ def redact_secrets(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def _policy_context(stack: str, values: Mapping[str, Any], private_gateway: str, pool_label: str) -> tuple[Context, str]:
+def _policy_context(
+    stack: str, values: Mapping[str, Any], private_gateway: str, pool_label: str
+) -> tuple[Context, str]:
     settings = settings_for(stack, {f"{CONFIG_PREFIX}:{k}": v for k, v in values.items()})
     ctx = Context(
         environment=settings.environment,
