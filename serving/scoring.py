@@ -311,7 +311,7 @@ def to_json(output: Any) -> bytes:
     try:
         return orjson.dumps(output, default=_default, option=_ORJSON_OPTIONS)
     except TypeError as ex:
-        raise RunError(str(ex)) from ex
+        raise RunError(f"run() returned a value that cannot be serialised as JSON ({ex})") from ex
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -569,6 +569,10 @@ class ScriptScorer(Scorer):
                     output = await output
         except Exception as ex:
             raise RunError("An unexpected error occurred in scoring script. Check the logs for more info.") from ex
+        finally:
+            if script.mode == "rawhttp":
+                # Uploaded files are spooled to temporary files: close them now, not at garbage collection.
+                kwargs[script.first_param].close()
         return ScoreResult(output=output, elapsed_ms=(time.perf_counter() - start) * 1000)
 
     def swagger(self, version: str) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 import io
 
+from PIL import Image
+
 from azureml.contrib.services.aml_request import AMLRequest, rawhttp
 from azureml.contrib.services.aml_response import AMLResponse
-from PIL import Image
 
 
 def init():
