@@ -42,8 +42,16 @@ _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _DNS1035_KINDS = frozenset({"Service"})
 _DNS1123_LABEL_KINDS = frozenset({"Namespace"})
 _CLUSTER_SCOPED = frozenset(
-    {"Namespace", "PriorityClass", "ClusterRole", "ClusterRoleBinding", "ResourceFlavor", "ClusterQueue",
-     "WorkloadPriorityClass", "GatewayClass"}
+    {
+        "Namespace",
+        "PriorityClass",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ResourceFlavor",
+        "ClusterQueue",
+        "WorkloadPriorityClass",
+        "GatewayClass",
+    }
 )
 
 _lock = threading.Lock()
@@ -102,7 +110,7 @@ def _crd_document(group: str, kind: str) -> dict[str, Any] | None:
         path = crd_dir() / f"{group}_{plural}.yaml"
         if path.is_file():
             loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-            doc: dict[str, Any] = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - safe loader
+            doc: dict[str, Any] = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
             if doc.get("spec", {}).get("names", {}).get("kind") == kind:
                 return doc
     return None
@@ -121,7 +129,9 @@ def _crd_validator(group: str, version: str, kind: str) -> jsonschema.protocols.
     props = schema.setdefault("properties", {})
     props["apiVersion"] = {"type": "string", "enum": [f"{group}/{version}"]}
     props["kind"] = {"type": "string", "enum": [kind]}
-    props["metadata"] = {"$ref": "https://kubernetes.io/api/_definitions.json#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
+    props["metadata"] = {
+        "$ref": "https://kubernetes.io/api/_definitions.json#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+    }
     schema["additionalProperties"] = False
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return jsonschema.Draft202012Validator(schema, registry=_core_registry())

@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from endpoints.catalog import InstanceType
-
 from components.builders.common import MANAGED_BY, ClusterSettings, k8s_name, metadata
+from endpoints.catalog import InstanceType
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -64,8 +63,12 @@ def build_resource_flavor(pool: str, instance: InstanceType, settings: ClusterSe
     spec: dict[str, Any] = {"nodeLabels": node_selector or {settings.pool_label: pool}}
     if tolerations:
         spec["tolerations"] = tolerations
-    return {"apiVersion": KUEUE_API, "kind": "ResourceFlavor", "metadata": metadata(pool, None, pool_labels(pool)),
-            "spec": spec}
+    return {
+        "apiVersion": KUEUE_API,
+        "kind": "ResourceFlavor",
+        "metadata": metadata(pool, None, pool_labels(pool)),
+        "spec": spec,
+    }
 
 
 def build_cluster_queue(
@@ -105,8 +108,12 @@ def build_cluster_queue(
     }
     if cohort:
         spec["cohortName"] = cohort
-    return {"apiVersion": KUEUE_API, "kind": "ClusterQueue", "metadata": metadata(name, None, dict(MANAGED_BY)),
-            "spec": spec}
+    return {
+        "apiVersion": KUEUE_API,
+        "kind": "ClusterQueue",
+        "metadata": metadata(name, None, dict(MANAGED_BY)),
+        "spec": spec,
+    }
 
 
 def build_local_queue(name: str, namespace: str, cluster_queue: str) -> dict[str, Any]:

@@ -16,10 +16,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from endpoints.catalog import InstanceType
-from endpoints.errors import SpecError
-from endpoints.specs import ModelAsset, OnlineDeployment, OnlineEndpoint, Probe, TargetUtilizationScaleSettings
-
 from components.builders.common import (
     DEPLOYMENT_HEADER,
     ENDPOINT_LABEL,
@@ -32,6 +28,9 @@ from components.builders.common import (
     selector_labels,
 )
 from components.builders.compute import pool_scheduling
+from endpoints.catalog import InstanceType
+from endpoints.errors import SpecError
+from endpoints.specs import ModelAsset, OnlineDeployment, OnlineEndpoint, Probe, TargetUtilizationScaleSettings
 
 # Port the serving process listens on inside the container (Azure's inference server uses 5001 too).
 SERVING_PORT = 5001
@@ -385,8 +384,8 @@ def container_resources(deployment: OnlineDeployment, instance: InstanceType) ->
     """
     if deployment.resources is None or not (deployment.resources.requests or deployment.resources.limits):
         return instance.kubernetes_resources()
-    requests = dict(deployment.resources.requests)
-    limits = dict(deployment.resources.limits)
+    requests: dict[str, str] = {str(k): v for k, v in deployment.resources.requests.items()}
+    limits: dict[str, str] = {str(k): v for k, v in deployment.resources.limits.items()}
     base = instance.kubernetes_resources()
     for key in ("cpu", "memory"):
         if key not in requests and key not in limits:
@@ -414,7 +413,9 @@ def _gpu_count(resources: dict[str, dict[str, str]]) -> int:
     return int(float(resources["limits"].get("nvidia.com/gpu", "0")))
 
 
-def serving_env(endpoint: OnlineEndpoint, deployment: OnlineDeployment, settings: ClusterSettings) -> list[dict[str, str]]:
+def serving_env(
+    endpoint: OnlineEndpoint, deployment: OnlineDeployment, settings: ClusterSettings
+) -> list[dict[str, str]]:
     """Environment of the serving container: the ``ENDPOINTS_*`` production settings, Azure's ``AZUREML_*``
     scoring variables, then the deployment's own ``environment_variables`` (which cannot override ours)."""
     rs = deployment.request_settings
@@ -525,7 +526,7 @@ def build_deployment(
         },
     ]
     mounts: list[dict[str, Any]] = [
-        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the only writable path of a read-only root filesystem
+        {"name": "tmp", "mountPath": "/tmp"},
         {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True},
     ]
     init_containers: list[dict[str, Any]] = []
@@ -540,7 +541,7 @@ def build_deployment(
                 "image": image,
                 "command": model_fetch_command(uri, mdir),
                 "env": [{"name": "HOME", "value": "/tmp"}],
-                "volumeMounts": [{"name": "model", "mountPath": mdir}, {"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
+                "volumeMounts": [{"name": "model", "mountPath": mdir}, {"name": "tmp", "mountPath": "/tmp"}],
                 "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
                 "securityContext": _restricted_container_security(settings),
             }
@@ -551,10 +552,12 @@ def build_deployment(
         for extra in (routes.liveness_route.port, routes.readiness_route.port):
             ports.setdefault(extra, f"p{extra}")
         container_ports = [{"name": n, "containerPort": p, "protocol": "TCP"} for p, n in ports.items()]
-        liveness = _probe(deployment.liveness_probe, routes.liveness_route.path, ports[routes.liveness_route.port],
-                          liveness=True)
-        readiness = _probe(deployment.readiness_probe, routes.readiness_route.path,
-                           ports[routes.readiness_route.port], liveness=False)
+        liveness = _probe(
+            deployment.liveness_probe, routes.liveness_route.path, ports[routes.liveness_route.port], liveness=True
+        )
+        readiness = _probe(
+            deployment.readiness_probe, routes.readiness_route.path, ports[routes.readiness_route.port], liveness=False
+        )
         env = [{"name": k, "value": v} for k, v in deployment.environment_variables.items()]
         args: list[str] | None = None
     else:
@@ -562,7 +565,7 @@ def build_deployment(
         liveness = _probe(deployment.liveness_probe, "/", "http", liveness=True)
         readiness = _probe(deployment.readiness_probe, "/ready", "http", liveness=False)
         env = serving_env(endpoint, deployment, settings)
-        args = ["--host", "0.0.0.0", "--port", str(SERVING_PORT)]  # noqa: S104 - a pod listens on its own IP
+        args = ["--host", "0.0.0.0", "--port", str(SERVING_PORT)]
 
     container: dict[str, Any] = {
         "name": "scorer",
@@ -659,10 +662,7 @@ def build_autoscaler(
     labels = deployment_labels(endpoint.name, deployment.name)
     target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
     if settings.keda:
-        query = (
-            f'sum(rate({REQUEST_METRIC}{{namespace="{settings.namespace}",'
-            f'pod=~"{name}-.*"}}[1m]))'
-        )
+        query = f'sum(rate({REQUEST_METRIC}{{namespace="{settings.namespace}",pod=~"{name}-.*"}}[1m]))'
         return {
             "apiVersion": "keda.sh/v1alpha1",
             "kind": "ScaledObject",
@@ -778,7 +778,10 @@ def build_deployment_objects(
         build_service(endpoint, deployment, settings),
         build_pdb(endpoint, deployment, settings),
     ]
-    for extra in (build_autoscaler(endpoint, deployment, settings), build_egress_policy(endpoint, deployment, settings)):
+    for extra in (
+        build_autoscaler(endpoint, deployment, settings),
+        build_egress_policy(endpoint, deployment, settings),
+    ):
         if extra is not None:
             objs.append(extra)
     return objs

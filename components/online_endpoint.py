@@ -1,0 +1,106 @@
+"""``OnlineEndpoint``: keys Secret (pulumi-random), Gateway API HTTPRoute, ingress NetworkPolicy, URIs, keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_random as random
+
+from components.builders.common import ClusterSettings
+from components.builders.online import (
+    build_http_route,
+    build_ingress_policy,
+    build_keys_secret,
+    endpoint_names,
+    scoring_uri,
+    swagger_uri,
+)
+from components.builders.stack import KeyRotation
+from components.kubernetes_objects import create_object
+from endpoints.specs import OnlineDeployment as OnlineDeploymentSpec
+from endpoints.specs import OnlineEndpoint as OnlineEndpointSpec
+
+TYPE_TOKEN = "endpoints:online_endpoint:OnlineEndpoint"
+# Keys are 48 and signing keys 64 alphanumerics (~285 and ~380 bits): long enough for HS256 and for keys.
+KEY_LENGTH = 48
+SIGNING_KEY_LENGTH = 64
+
+
+@dataclass
+class OnlineEndpointArgs:
+    """Inputs of an :class:`OnlineEndpoint`.
+
+    Attributes:
+        endpoint: The validated endpoint spec (stack overrides applied).
+        deployments: Its deployment specs (the route has one rule per deployment).
+        settings: Stack settings (namespace, domain, gateways).
+        rotation: Key rotation markers; changing one regenerates only that key (default generation "0").
+    """
+
+    endpoint: OnlineEndpointSpec
+    deployments: list[OnlineDeploymentSpec]
+    settings: ClusterSettings
+    rotation: KeyRotation = field(default_factory=KeyRotation)
+
+
+class OnlineEndpoint(pulumi.ComponentResource):
+    """An Azure-ML-style online endpoint on Kubernetes.
+
+    Outputs:
+        scoring_uri: ``https://<endpoint>.<domain>/score``.
+        swagger_uri: ``https://<endpoint>.<domain>/swagger.json`` ('' for a custom-container primary deployment).
+        primary_key, secondary_key: Secret outputs.
+        secret_name: Name of the Kubernetes Secret holding the keys (deployments mount it).
+        route_name: Name of the HTTPRoute.
+    """
+
+    scoring_uri: pulumi.Output[str]
+    swagger_uri: pulumi.Output[str]
+    primary_key: pulumi.Output[str]
+    secondary_key: pulumi.Output[str]
+    secret_name: pulumi.Output[str]
+    route_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: OnlineEndpointArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        ep, settings = args.endpoint, args.settings
+        # Build every dict first: a spec problem fails before any resource is registered.
+        route = build_http_route(ep, args.deployments, settings)
+        ingress = build_ingress_policy(ep, settings)
+        names = endpoint_names(ep.name)
+        child = pulumi.ResourceOptions(parent=self)
+
+        def password(suffix: str, length: int, generation: str) -> pulumi.Output[str]:
+            pw = random.RandomPassword(
+                f"{name}-{suffix}",
+                length=length,
+                special=False,
+                keepers={"rotation": generation},
+                opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result", "bcryptHash"]),
+            )
+            return pulumi.Output.secret(pw.result)
+
+        self.primary_key = password("primary-key", KEY_LENGTH, args.rotation.primary)
+        self.secondary_key = password("secondary-key", KEY_LENGTH, args.rotation.secondary)
+        signing_key = password("signing-key", SIGNING_KEY_LENGTH, args.rotation.token_signing)
+        self.secret = create_object(
+            f"{name}-keys", build_keys_secret(ep, settings, self.primary_key, self.secondary_key, signing_key), child
+        )
+        self.route = create_object(f"{name}-route", route, child)
+        self.ingress_policy = create_object(f"{name}-ingress", ingress, child)
+
+        self.scoring_uri = pulumi.Output.from_input(scoring_uri(ep, args.deployments, settings))
+        self.swagger_uri = pulumi.Output.from_input(swagger_uri(ep, args.deployments, settings))
+        self.secret_name = pulumi.Output.from_input(names.secret)
+        self.route_name = pulumi.Output.from_input(names.route)
+        self.register_outputs(
+            {
+                "scoring_uri": self.scoring_uri,
+                "swagger_uri": self.swagger_uri,
+                "primary_key": self.primary_key,
+                "secondary_key": self.secondary_key,
+                "secret_name": self.secret_name,
+                "route_name": self.route_name,
+            }
+        )
