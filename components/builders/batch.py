@@ -1,0 +1,411 @@
+"""Pure builders for batch endpoints: the Indexed Job template of a deployment and the job API's objects.
+
+Nothing here imports ``pulumi`` or touches the network. ``components.batch_endpoint`` /
+``components.batch_deployment``, the offline plan and the tests call these functions; the job API's Kubernetes
+launcher (``serving.batch.launchers.kubernetes.build_job``) instantiates the template per job.
+
+Scheduling: every Job carries the Kueue label ``kueue.x-k8s.io/queue-name`` and is created suspended, so Kueue
+queues it while the queue's quota is used and admits it when there is room; nothing runs while no job does.
+Low-priority deployments (tag ``priority: low``, Azure's ``low_priority`` tier) get a PriorityClass that never
+preempts and tolerate the spot taints of AKS, GKE and EKS spot node pools.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from components.builders.common import (
+    ClusterSettings,
+    deployment_labels,
+    endpoint_labels,
+    k8s_name,
+    metadata,
+    selector_labels,
+)
+from components.builders.compute import pool_scheduling
+from endpoints.catalog import InstanceType
+from endpoints.errors import SpecError
+from endpoints.specs import BatchDeployment, BatchEndpoint, ModelAsset
+from serving.batch.settings import SETTINGS_ENV
+from serving.batch.specmap import deployment_settings
+
+APP_ROOT = "/var/azureml-app"
+BATCH_MOUNT = "/mnt/batch"  # the shared volume: outputs (and optionally inputs) of every job
+OUTPUT_ROOT = f"{BATCH_MOUNT}/outputs"
+TEMPLATES_DIR = "/etc/endpoints/batch-templates"
+KEYS_DIR = "/etc/endpoints/keys"
+API_PORT = 8080
+RUNNER_CONTAINER = "runner"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+EXIT_JOB_FAILED = 3  # serving.batch.runner.EXIT_JOB_FAILED: retrying the pod cannot help
+LOW_PRIORITY_CLASS = "ml-endpoints-batch-low"
+NORMAL_PRIORITY_CLASS = "ml-endpoints-batch"
+SPOT_TOLERATIONS: tuple[dict[str, str], ...] = (
+    {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal", "value": "spot", "effect": "NoSchedule"},
+    {"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"},
+    {"key": "eks.amazonaws.com/capacityType", "operator": "Equal", "value": "SPOT", "effect": "NoSchedule"},
+)
+REMOTE_MODEL_SCHEMES = ("s3://", "az://", "abfs://", "abfss://", "gs://", "gcs://", "https://", "http://", "models:/")
+
+Priority = Literal["normal", "low"]
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """Stack-level choices for batch jobs.
+
+    Attributes:
+        queue_name: Kueue LocalQueue the Jobs are submitted to (default ``batch``).
+        volume_claim: PersistentVolumeClaim (ReadWriteMany) mounted at ``/mnt/batch`` in runners and the job API;
+            outputs go to ``/mnt/batch/outputs/<job>`` (default ``batch-data``).
+        active_deadline_seconds: Longest a job may run (default 24 h).
+        ttl_seconds_after_finished: Finished Jobs are garbage-collected after this (default 7 days).
+        backoff_limit_per_instance: Pod retries per instance for crashes (default 3; preemption is not counted).
+        drain_timeout_s: Seconds a runner lets running mini-batches finish on SIGTERM (default 20).
+    """
+
+    queue_name: str = "batch"
+    volume_claim: str = "batch-data"
+    active_deadline_seconds: int = 24 * 3600
+    ttl_seconds_after_finished: int = 7 * 24 * 3600
+    backoff_limit_per_instance: int = 3
+    drain_timeout_s: int = 20
+
+
+def priority_of(deployment: BatchDeployment) -> Priority:
+    """``low`` when the deployment is tagged ``priority: low`` (or ``low_priority``), else ``normal``.
+
+    Raises:
+        SpecError: the tag holds another value, naming the deployment and the value.
+    """
+    value = deployment.tags.get("priority", "normal").lower()
+    if value in ("low", "low_priority", "lowpriority", "spot"):
+        return "low"
+    if value in ("normal", "dedicated", "regular"):
+        return "normal"
+    raise SpecError(f"deployment {deployment.name}: tags.priority: got {value!r}; use low or normal")
+
+
+def job_template_name(endpoint_name: str, deployment_name: str) -> str:
+    """Name of a deployment's template (the launcher renames each Job to its job id)."""
+    return k8s_name(endpoint_name, deployment_name, "batch")
+
+
+def job_api_name(endpoint_name: str) -> str:
+    """Name of the job API's Deployment, Service, ServiceAccount, Role and RoleBinding."""
+    return k8s_name(endpoint_name, "jobs")
+
+
+def batch_model_dir(deployment: BatchDeployment) -> str:
+    """``AZUREML_MODEL_DIR`` in the pod: Azure's ``/var/azureml-app/azureml-models/<name>/<version>``."""
+    model = deployment.model
+    name = model.name if isinstance(model, ModelAsset) and model.name else "model"
+    version = model.version if isinstance(model, ModelAsset) and model.version else "1"
+    return f"{APP_ROOT}/azureml-models/{name}/{version}"
+
+
+def pod_settings(deployment: BatchDeployment, options: BatchOptions) -> dict[str, Any]:
+    """The deployment's runner settings as seen inside the pod (paths in the image)."""
+    if isinstance(deployment.model, str):
+        raise SpecError(
+            f"deployment {deployment.name}: model: {deployment.model!r} is an unresolved reference; resolve it with"
+            " the project's registry before building"
+        )
+    data = deployment_settings(deployment)
+    code = deployment.code_configuration
+    data["entry_script"] = f"{APP_ROOT}/{code.scoring_script}" if code is not None else None
+    data["model_dir"] = batch_model_dir(deployment) if deployment.model is not None else None
+    data["drain_timeout"] = float(options.drain_timeout_s)
+    return data
+
+
+def _restricted_security(settings: ClusterSettings) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": settings.run_as_user,
+        "runAsGroup": settings.run_as_user,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _pod_security(settings: ClusterSettings) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": settings.run_as_user,
+        "runAsGroup": settings.run_as_user,
+        "fsGroup": settings.run_as_user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def build_job_template(
+    endpoint: BatchEndpoint,
+    deployment: BatchDeployment,
+    instance: InstanceType,
+    settings: ClusterSettings,
+    image: Any,
+    options: BatchOptions | None = None,
+) -> dict[str, Any]:
+    """The ``batch/v1`` Indexed Job template of a batch deployment.
+
+    Args:
+        endpoint: The batch endpoint.
+        deployment: The batch deployment.
+        instance: Its instance type (requests/limits, GPU pool scheduling).
+        settings: Stack settings (namespace, pool label, uid).
+        image: The runner image (scoring code + environment on the serving base image).
+        options: Queue, volume, deadlines (default :class:`BatchOptions`).
+
+    The Job: ``completionMode: Indexed`` with ``parallelism = completions = instance_count`` (each pod reads its
+    share from ``JOB_COMPLETION_INDEX``), created suspended for Kueue, ``backoffLimit`` = instances x retries,
+    a ``podFailurePolicy`` that fails the Job at once when a runner exits 3 (error threshold, ``init()``
+    failure: a retry cannot help) and does not count preempted/evicted pods (``DisruptionTarget``),
+    ``activeDeadlineSeconds`` and ``ttlSecondsAfterFinished``. Pods run under the restricted Pod Security profile.
+    """
+    opts = options or BatchOptions()
+    labels = {**deployment_labels(endpoint.name, deployment.name), "ml-endpoints.io/kind": "batch-job",
+              KUEUE_QUEUE_LABEL: opts.queue_name}  # fmt: skip
+    pod_labels = {**deployment_labels(endpoint.name, deployment.name), "ml-endpoints.io/kind": "batch-job"}
+    resources = instance.kubernetes_resources()
+    node_selector, tolerations = pool_scheduling(instance, settings)
+    priority = priority_of(deployment)
+    if priority == "low":
+        tolerations = [*tolerations, *(dict(t) for t in SPOT_TOLERATIONS)]
+    instances = deployment.resources.instance_count
+    runner_settings = pod_settings(deployment, opts)
+    env = [
+        {"name": SETTINGS_ENV, "value": json.dumps(runner_settings, sort_keys=True)},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "AML_APP_ROOT", "value": APP_ROOT},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}},
+        {"name": "batch", "persistentVolumeClaim": {"claimName": opts.volume_claim}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "batch", "mountPath": BATCH_MOUNT},
+    ]
+    init_containers = []
+    model = deployment.model
+    if isinstance(model, ModelAsset) and model.path.startswith(REMOTE_MODEL_SCHEMES):
+        mdir = batch_model_dir(deployment)
+        volumes.append({"name": "model", "emptyDir": {}})
+        mounts.append({"name": "model", "mountPath": mdir, "readOnly": True})
+        init_containers.append(
+            {
+                "name": "fetch-model",
+                "image": image,
+                "command": ["python", "-m", "serving.fetch_model", "--uri", model.path, "--dest", mdir],
+                "env": [{"name": "HOME", "value": "/tmp"}],
+                "volumeMounts": [{"name": "model", "mountPath": mdir}, {"name": "tmp", "mountPath": "/tmp"}],
+                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+                "securityContext": _restricted_security(settings),
+            }
+        )
+    container = {
+        "name": RUNNER_CONTAINER,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "serving.batch.runner"],
+        "env": env,
+        "resources": resources,
+        "volumeMounts": mounts,
+        "securityContext": _restricted_security(settings),
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",  # podFailurePolicy needs it; the Job retries pods
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": _pod_security(settings),
+        "priorityClassName": LOW_PRIORITY_CLASS if priority == "low" else NORMAL_PRIORITY_CLASS,
+        # Longer than the runner's drain, so SIGTERM always leaves time to commit finished mini-batches.
+        "terminationGracePeriodSeconds": opts.drain_timeout_s + 15,
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if init_containers:
+        pod_spec["initContainers"] = init_containers
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(job_template_name(endpoint.name, deployment.name), settings.namespace, labels),
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": instances,
+            "parallelism": instances,
+            "suspend": True,  # Kueue un-suspends it on admission
+            "backoffLimit": instances * opts.backoff_limit_per_instance,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": RUNNER_CONTAINER,
+                            "operator": "In",
+                            "values": [EXIT_JOB_FAILED],
+                        },
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                ]
+            },
+            "activeDeadlineSeconds": opts.active_deadline_seconds,
+            "ttlSecondsAfterFinished": opts.ttl_seconds_after_finished,
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def build_templates_config_map(
+    endpoint: BatchEndpoint, templates: dict[str, dict[str, Any]], settings: ClusterSettings
+) -> dict[str, Any]:
+    """ConfigMap holding ``<deployment>.json`` Job templates, mounted into the job API."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(k8s_name(endpoint.name, "batch-templates"), settings.namespace,
+                             endpoint_labels(endpoint.name)),
+        "data": {name: json.dumps(t, sort_keys=True) for name, t in sorted(templates.items())},
+    }  # fmt: skip
+
+
+def build_job_api_objects(
+    endpoint: BatchEndpoint,
+    settings: ClusterSettings,
+    image: Any,
+    keys_secret: str,
+    options: BatchOptions | None = None,
+) -> list[dict[str, Any]]:
+    """The job API: ServiceAccount, Role (Jobs in its namespace only), RoleBinding, Deployment, Service.
+
+    Args:
+        endpoint: The batch endpoint (auth mode, default deployment).
+        settings: Stack settings.
+        image: Image with ``serving`` installed (the serving base image).
+        keys_secret: Secret with ``primary``, ``secondary``, ``token-signing-key`` (same layout as online endpoints).
+        options: Volume and queue options (default :class:`BatchOptions`).
+    """
+    opts = options or BatchOptions()
+    name = job_api_name(endpoint.name)
+    ns = settings.namespace
+    labels = {**endpoint_labels(endpoint.name), "ml-endpoints.io/kind": "batch-job-api"}
+    select = {**selector_labels(endpoint.name, "jobs")}
+    env: dict[str, str] = {
+        "ENDPOINTS_AUTH_MODE": endpoint.auth_mode,
+        "ENDPOINTS_KEYS_DIR": KEYS_DIR,
+        "ENDPOINTS_TOKEN_SIGNING_KEY_FILE": f"{KEYS_DIR}/token-signing-key",
+        "ENDPOINTS_ENDPOINT_NAME": endpoint.name,
+        "ENDPOINTS_REQUEST_TIMEOUT_MS": "30000",
+        "ENDPOINTS_MAX_CONCURRENT_REQUESTS": "16",
+        "ENDPOINTS_MAX_QUEUE_WAIT_MS": "2000",
+        "ENDPOINTS_MAX_BODY_BYTES": str(1024 * 1024),
+        "ENDPOINTS_DRAIN_TIMEOUT_S": "10",
+        "ENDPOINTS_KEEPALIVE_TIMEOUT_S": "65",
+    }
+    if endpoint.auth_mode == "aad_token":
+        if not (settings.oidc_issuer and settings.oidc_audience and settings.oidc_jwks_url):
+            raise SpecError(
+                f"endpoint {endpoint.name}: auth_mode aad_token needs stack config oidcIssuer, oidcAudience and"
+                " oidcJwksUrl (ml-endpoints:<key>)"
+            )
+        env.update({"ENDPOINTS_OIDC_ISSUER": settings.oidc_issuer, "ENDPOINTS_OIDC_AUDIENCE": settings.oidc_audience,
+                    "ENDPOINTS_OIDC_JWKS_URL": settings.oidc_jwks_url})  # fmt: skip
+    args = [
+        "--launcher",
+        "kubernetes",
+        "--templates",
+        TEMPLATES_DIR,
+        "--endpoint-name",
+        endpoint.name,
+        "--namespace",
+        ns,
+        "--output-root",
+        OUTPUT_ROOT,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(API_PORT),
+    ]
+    if endpoint.defaults.deployment_name:
+        args += ["--default-deployment", endpoint.defaults.deployment_name]
+    service_account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(name, ns, labels),
+                       "automountServiceAccountToken": True}  # fmt: skip
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": metadata(name, ns, labels),
+        "rules": [
+            {"apiGroups": ["batch"], "resources": ["jobs"],
+             "verbs": ["create", "get", "list", "watch", "patch", "delete"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+        ],
+    }  # fmt: skip
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata(name, ns, labels),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+    }
+    container = {
+        "name": "job-api",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "serving.batch.api"],
+        "args": args,
+        "ports": [{"name": "http", "containerPort": API_PORT, "protocol": "TCP"}],
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+        "livenessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 10},
+        "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 5},
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True},
+            {"name": "templates", "mountPath": TEMPLATES_DIR, "readOnly": True},
+            {"name": "batch", "mountPath": BATCH_MOUNT},
+        ],
+        "securityContext": _restricted_security(settings),
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(name, ns, labels),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": select},
+            "template": {
+                "metadata": {"labels": {**labels, **select}},
+                "spec": {
+                    "serviceAccountName": name,
+                    "enableServiceLinks": False,
+                    "securityContext": _pod_security(settings),
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+                        {"name": "keys", "secret": {"secretName": keys_secret, "defaultMode": 0o440}},
+                        {"name": "templates", "configMap": {"name": k8s_name(endpoint.name, "batch-templates")}},
+                        {"name": "batch", "persistentVolumeClaim": {"claimName": opts.volume_claim}},
+                    ],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(name, ns, labels),
+        "spec": {"type": "ClusterIP", "selector": select,
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
+    }  # fmt: skip
+    return [service_account, role, binding, deployment, service]

@@ -1,0 +1,220 @@
+"""Local launcher: each job is ``instance_count`` runner processes on this machine; state lives on disk.
+
+Layout of ``state_dir/jobs/<id>/``: ``request.json`` (the submission), ``settings.json`` (runner settings),
+``procs.json`` (pids and their start times, once started), ``canceled`` (marker), ``final.json`` (terminal
+status, written once), ``instance-<i>.log``. Runner processes run in their own session, so they outlive the
+job API; a restarted API reads the folder, checks the pids (with their start time, so a reused pid is not
+mistaken for a runner) and the runner's journal, and carries on. Jobs beyond ``max_running`` wait as Queued
+and start when a running job finishes; a runner stopped by SIGTERM that nobody asked for (the machine shut
+down) is started again and resumes from its journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from serving.batch.journal import atomic_write_json
+from serving.batch.launchers import TERMINAL, JobConflictError, JobInfo, JobNotFoundError, JobRequest
+from serving.batch.runner import EXIT_TERMINATED, job_status
+from serving.batch.settings import RunnerSettings
+
+MAX_RESTARTS = 3
+
+
+def _start_time(pid: int) -> str | None:
+    """Start time of a process (field 22 of /proc/<pid>/stat), or None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":
+        return None  # a zombie has finished
+    return fields[19]
+
+
+class LocalLauncher:
+    """See the module docstring."""
+
+    def __init__(self, state_dir: str | Path, max_running: int = 2, python: str = sys.executable) -> None:
+        """Use (or create) a state folder.
+
+        Args:
+            state_dir: Folder holding ``jobs/<id>/``.
+            max_running: Jobs running at once; more wait as Queued (default 2).
+            python: Interpreter that runs ``-m serving.batch.runner`` (default: this one).
+        """
+        self.root = Path(state_dir) / "jobs"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.max_running = max_running
+        self.python = python
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _dir(self, job_id: str) -> Path:
+        d = self.root / job_id
+        if not (d / "request.json").is_file():
+            raise JobNotFoundError(f"no batch job {job_id!r}")
+        return d
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any] | None:
+        try:
+            data = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _alive(self, procs: dict[str, Any]) -> list[int]:
+        alive = []
+        for p in procs["processes"]:
+            child = self._children.get(p["pid"])
+            if child is not None and child.poll() is not None:
+                p["exit_code"] = child.returncode
+                continue
+            if _start_time(p["pid"]) == p["start_time"]:
+                alive.append(p["pid"])
+        return alive
+
+    def _start(self, d: Path, restarts: int = 0) -> None:
+        settings = RunnerSettings.model_validate_json((d / "settings.json").read_text())
+        processes = []
+        for i in range(settings.instance_count):
+            log = open(d / f"instance-{i}.log", "ab")  # noqa: SIM115 - handed to the child, closed below
+            try:
+                child = subprocess.Popen(
+                    [self.python, "-m", "serving.batch.runner", "--settings", str(d / "settings.json"),
+                     "--instance-index", str(i)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=d,
+                    start_new_session=True,  # runners outlive the job API and its signals
+                )  # fmt: skip
+            finally:
+                log.close()
+            self._children[child.pid] = child
+            processes.append({"pid": child.pid, "start_time": _start_time(child.pid), "instance": i})
+        atomic_write_json(d / "procs.json", {"processes": processes, "started": time.time(), "restarts": restarts})
+
+    # -- Launcher interface --------------------------------------------------------------------------
+    def submit(self, request: JobRequest) -> JobInfo:
+        """Write the job down, then start it now or leave it Queued (see :meth:`reconcile`)."""
+        settings = RunnerSettings.model_validate(request.settings)  # validated by the caller; fail loudly here
+        d = self.root / request.id
+        try:
+            d.mkdir()
+        except FileExistsError as e:
+            raise JobConflictError(f"batch job {request.id!r} already exists") from e
+        atomic_write_json(d / "settings.json", settings.model_dump())
+        atomic_write_json(d / "request.json", {**request.model_dump(), "created": time.time()})
+        self.reconcile()
+        return self.get(request.id)
+
+    def get(self, job_id: str) -> JobInfo:
+        """The job's state from its folder, its processes and its runner journal."""
+        return self._info(self._dir(job_id))
+
+    def list(self) -> list[JobInfo]:
+        """Every job, newest first."""
+        self.reconcile()
+        infos = [self._info(d) for d in self.root.iterdir() if (d / "request.json").is_file()]
+        return sorted(infos, key=lambda j: j.created, reverse=True)
+
+    def cancel(self, job_id: str) -> JobInfo:
+        """Mark the job canceled and SIGTERM its runners (they commit finished mini-batches and stop)."""
+        d = self._dir(job_id)
+        info = self._info(d)
+        if info.status in TERMINAL:
+            raise JobConflictError(
+                f"batch job {job_id!r} is {info.status}; only Queued or Running jobs can be canceled"
+            )
+        (d / "canceled").write_text(str(time.time()))
+        procs = self._read(d / "procs.json")
+        if procs:
+            for pid in self._alive(procs):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        return self._info(d)
+
+    def reconcile(self) -> None:
+        """Start queued jobs while fewer than ``max_running`` run; restart runners stopped by a stray SIGTERM."""
+        dirs = sorted(
+            (d for d in self.root.iterdir() if (d / "request.json").is_file() and not (d / "final.json").exists()),
+            key=lambda d: (self._read(d / "request.json") or {}).get("created", 0),
+        )
+        running = 0
+        queued = []
+        for d in dirs:
+            info = self._info(d)
+            if info.status == "Running":
+                running += 1
+            elif info.status == "Queued":
+                queued.append(d)
+        for d in queued[: max(0, self.max_running - running)]:
+            procs = self._read(d / "procs.json")
+            self._start(d, restarts=procs["restarts"] + 1 if procs else 0)
+
+    def _info(self, d: Path) -> JobInfo:
+        request = self._read(d / "request.json") or {}
+        settings = RunnerSettings.model_validate_json((d / "settings.json").read_text())
+        final = self._read(d / "final.json")
+        summary = job_status(settings)
+        status: str
+        error = None
+        finished = None
+        if final is not None:
+            status, error, finished = final["status"], final.get("error"), final.get("finished")
+        else:
+            procs = self._read(d / "procs.json")
+            canceled = (d / "canceled").exists()
+            if procs is None or not procs.get("processes"):
+                status = "Canceled" if canceled else "Queued"
+            elif self._alive(procs):
+                status = "Canceled" if canceled else "Running"
+            else:
+                written = self._read(settings.summary_path) or {}
+                codes = [p.get("exit_code") for p in procs["processes"]]
+                if canceled:
+                    status = "Canceled"
+                elif summary["status"] == "Completed" and written.get("status") == "Completed":
+                    status = "Completed"
+                elif written.get("status") == "Failed" or summary["status"] == "Failed":
+                    status = "Failed"
+                    error = written.get("error") or summary["error"]
+                elif all(c in (None, EXIT_TERMINATED) for c in codes) and procs.get("restarts", 0) < MAX_RESTARTS:
+                    # Stopped by a SIGTERM nobody here sent (a shutdown): queue it again; it resumes its journal.
+                    atomic_write_json(d / "procs.json", {"processes": [], "restarts": procs.get("restarts", 0)})
+                    status = "Queued"
+                else:
+                    status = "Failed"
+                    error = f"runner exited before the job finished (exit codes {codes}); see {d}/instance-*.log"
+            if status in TERMINAL:
+                finished = time.time()
+                atomic_write_json(d / "final.json", {"status": status, "error": error, "finished": finished})
+        return JobInfo(
+            id=d.name,
+            endpoint=request.get("endpoint", ""),
+            deployment=request.get("deployment", ""),
+            status=status,  # type: ignore[arg-type]
+            input=settings.input,
+            output=settings.output_dir,
+            output_file_name=settings.output_file_name,
+            created=request.get("created", 0.0),
+            finished=finished,
+            error=error,
+            progress=summary["progress"],
+            counts={
+                "files": summary["files"],
+                "mini_batches": summary["mini_batches"],
+                "items": summary["items"],
+                "rows": summary["rows"],
+                "failures": summary["failures"],
+            },
+            settings=settings.model_dump(),
+        )
