@@ -191,6 +191,11 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
             if frontend is not None:
                 frontend.begin_drain()
             super().handle_exit(sig, frame)
+            # uvicorn >= 0.29 re-raises the captured signal once shut down, so the process would die of SIGTERM
+            # (status -15) after a clean drain; the drain is the handling, so exit with our own status instead.
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
 
     config = uvicorn.Config(
         app,
