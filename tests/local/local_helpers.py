@@ -1,0 +1,196 @@
+"""Helpers of the local tests: real upstream servers (uvicorn in threads) and a real router process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Upstream:
+    """A fake deployment: answers JSON naming itself and records every request it saw."""
+
+    name: str
+    mode: str = "ok"  # ok | error (500) | slow (sleeps `delay` s)
+    delay: float = 3.0
+    seen: list[dict] = field(default_factory=list)
+    port: int = 0
+    server: uvicorn.Server | None = None
+    thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        self.seen.append(
+            {
+                "client_port": scope["client"][1],
+                "path": scope["path"],
+                "query": scope["query_string"].decode(),
+                "headers": headers,
+                "body": body,
+                "method": scope["method"],
+            }
+        )
+        if self.mode == "slow":
+            await asyncio.sleep(self.delay)
+        status = 500 if self.mode == "error" else 200
+        payload = json.dumps({"deployment": self.name, "body_bytes": len(body)}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"x-upstream", self.name.encode()),
+                    (b"connection", b"keep-alive, x-secret-hop"),
+                    (b"x-secret-hop", b"1"),
+                    (b"keep-alive", b"timeout=5"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+    def start(self) -> Upstream:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self, log_level="warning", lifespan="on", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, f"upstream {self.name} did not start"
+            time.sleep(0.01)
+        self._sock = sock
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None and self.thread is not None:
+            self.server.should_exit = True
+            self.thread.join(10)
+            self._sock.close()
+            self.server = None
+
+
+def _upstreams_fixture() -> Iterator[dict[str, Upstream]]:
+    """Three started fake deployments: alice, bob, carol."""
+    ups = {name: Upstream(name).start() for name in ("alice", "bob", "carol")}
+    yield ups
+    for up in ups.values():
+        up.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RouterProcess:
+    proc: subprocess.Popen
+    port: int
+    config_path: Path
+    log: Any
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_config(self, config: dict) -> None:
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(config))
+        os.replace(tmp, self.config_path)
+
+    def reload(self, config: dict) -> None:
+        self.write_config(config)
+        self.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+
+
+def router_config(ups: dict[str, Upstream], traffic: dict, mirror: dict | None = None, **extra) -> dict:
+    return {
+        "table": {"endpoint": "cars", "deployments": list(ups), "traffic": traffic, "mirror_traffic": mirror or {}},
+        "upstreams": {name: up.url for name, up in ups.items()},
+        "timeouts_s": {name: 5.0 for name in ups},
+        **extra,
+    }
+
+
+def _start_router_fixture(tmp_path) -> Iterator:
+    """Start ``python -m endpoints.local.router`` with a config dict; stopped (SIGTERM) after the test."""
+    started: list[RouterProcess] = []
+
+    def start(config: dict) -> RouterProcess:
+        path = tmp_path / f"routes-{len(started)}.json"
+        port = free_port()
+        log_path = tmp_path / f"router-{len(started)}.log"
+        rp = RouterProcess(None, port, path, log_path.open("wb"))  # type: ignore[arg-type]
+        rp.write_config(config)
+        rp.proc = subprocess.Popen(
+            [sys.executable, "-m", "endpoints.local.router", "--config", str(path), "--port", str(port)],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=rp.log,
+        )
+        started.append(rp)
+        deadline = time.monotonic() + 20
+        while True:
+            assert rp.proc.poll() is None, log_path.read_text()
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "router did not start"
+                time.sleep(0.05)
+        return rp
+
+    yield start
+    for rp in started:
+        rp.proc.send_signal(signal.SIGTERM)
+        try:
+            rp.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            rp.proc.kill()
+            rp.proc.wait()
+        rp.log.close()
+
+
+def _client_fixture() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10) as c:
+        yield c
