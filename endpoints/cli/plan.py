@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 _MAX_CHANGES_SHOWN = 8
 
 
+def error_text(error: SpecError) -> str:
+    """The problems of ``error``, one per line; messages that already name their file are printed as they are."""
+    return "\n".join(p.message if p.file is None and p.line is None and not p.path else str(p) for p in error.problems)
+
+
 def find_repo_root(start: Path) -> Path:
     """The nearest folder at or above ``start`` holding ``Pulumi.yaml`` (the Pulumi project).
 
@@ -55,7 +60,7 @@ def plan(
         result = plan_stack(root, stack)
         base = plan_stack(root, diff_from) if diff_from else None
     except SpecError as e:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(str(e), markup=False)
+        Console(stderr=True, highlight=False, soft_wrap=True).print(error_text(e), markup=False)
         raise typer.Exit(code=1) from None
     diff = diff_plans(result, base) if base is not None else None
     written = write_manifests(result, out) if out is not None else []
@@ -96,8 +101,7 @@ def _print_text(result: StackPlan, diff: PlanDiff | None, out: Path | None, writ
         console.print(f"  [{result.level}] {v.policy} {v.ref()}: {v.message}", markup=False)
     if diff is not None:
         console.print(
-            f"diff from {diff.base}: {len(diff.added)} added, {len(diff.removed)} removed, "
-            f"{len(diff.changed)} changed",
+            f"diff from {diff.base}: {len(diff.added)} added, {len(diff.removed)} removed, {len(diff.changed)} changed",
             markup=False,
         )
         for ref in diff.added:

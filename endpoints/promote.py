@@ -1,0 +1,339 @@
+"""Promotion between stacks: copy a deployment's pinned artifacts from one stack file to the next.
+
+A deployment moves dev -> staging -> prod by changing stack config, never by hand. The artifacts that move are
+what makes the deployment *that* build: the image (by digest: it carries code and environment) and the model
+(``modelPath``/``modelVersion`` overrides). Everything else of the target stack (instance counts, isolation, keys,
+other endpoints) stays as it is. The stack file is edited with ruamel.yaml's round-trip mode so comments, key order
+and quoting survive: the file changes byte for byte only at the promoted keys.
+
+Before writing, the promoted target stack is rendered and checked with the policy pack's rules exactly as
+``endpoints plan`` does; a promotion that would add a violation to a mandatory stack is refused, and so is one that
+skips a stage the target demands (a prod deployment gets live traffic only after a mirror stage).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tempfile
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+
+from endpoints.errors import SpecError
+
+PREFIX = "ml-endpoints"
+OVERRIDES_KEY = f"{PREFIX}:overrides"
+# Override keys that pin what a deployment *is*; promotion copies exactly these.
+PINNED_KEYS = ("image", "modelPath", "modelVersion")
+MAX_MIRROR = 50
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+# Indentation styles tried, in order, to find the one that writes the file back unchanged.
+_INDENTS = [(m, s, o) for m in (2, 4) for s in (2, 4, 6) for o in (0, 2, 4) if o < s]
+
+
+@dataclass
+class Promotion:
+    """The outcome of a promotion (written or not).
+
+    Attributes:
+        path: the target stack file.
+        original: its text before.
+        text: its text after.
+        changes: one line per promoted key, ``<dotted key>: <old> -> <new>``.
+        notes: advisory findings of the policy rules on the promoted stack (not blocking).
+    """
+
+    path: Path
+    original: str
+    text: str
+    changes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def prefix_of(endpoint: str) -> str:
+    """Dotted place of an endpoint's overrides in a stack file."""
+    return f"{OVERRIDES_KEY}.{endpoint}"
+
+
+def stack_file(repo_root: Path, stack: str) -> Path:
+    """``stacks/Pulumi.<stack>.yaml``.
+
+    Raises:
+        SpecError: no such file; the message lists the stacks there are.
+    """
+    path = repo_root / "stacks" / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        known = sorted(p.name.split(".")[1] for p in (repo_root / "stacks").glob("Pulumi.*.yaml"))
+        raise SpecError(f"{path}: no such stack file; stacks: {known}")
+    return path
+
+
+def round_trip_yaml(text: str, source: str) -> tuple[YAML, Any]:
+    """Load ``text`` with a round-trip YAML whose indentation writes ``text`` back byte for byte.
+
+    Raises:
+        SpecError: the text is not YAML, or no indentation style reproduces it (the file would be reformatted).
+    """
+    for mapping, sequence, offset in _INDENTS:
+        yaml = YAML()
+        yaml.preserve_quotes = True
+        yaml.width = 4096  # never fold long values (image digests)
+        yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
+        try:
+            data = yaml.load(text)
+        except Exception as e:  # ruamel raises several unrelated error types
+            raise SpecError(f"{source}: not valid YAML: {e}") from e
+        if dump(yaml, data) == text:
+            return yaml, data
+    raise SpecError(
+        f"{source}: cannot edit this file without reformatting it (mixed indentation?); indent mappings by 2 and "
+        "sequences by 4 with the dash at 2, as the other stack files do"
+    )
+
+
+def dump(yaml: YAML, data: Any) -> str:
+    """Serialise a round-trip document."""
+    buf = io.StringIO()
+    yaml.dump(data, buf)
+    return buf.getvalue()
+
+
+def _config(data: Any, source: str) -> CommentedMap:
+    config = data.get("config") if isinstance(data, Mapping) else None
+    if not isinstance(config, CommentedMap):
+        raise SpecError(f"{source}: config: missing; a stack file holds a config mapping")
+    return config
+
+
+def _child(parent: MutableMapping[str, Any], key: str) -> CommentedMap:
+    """``parent[key]``, created as an empty mapping at the end when missing."""
+    value = parent.get(key)
+    if not isinstance(value, CommentedMap):
+        value = CommentedMap()
+        parent[key] = value
+    return value
+
+
+def _find_endpoint(overrides: Mapping[str, Any], deployment: str, endpoint: str | None, source: str) -> str:
+    if endpoint is not None:
+        return endpoint
+    owners = [
+        name
+        for name, ov in (overrides or {}).items()
+        if isinstance(ov, Mapping) and deployment in (ov.get("deployments") or {})
+    ]
+    if len(owners) == 1:
+        return str(owners[0])
+    if not owners:
+        raise SpecError(
+            f"{source}: {OVERRIDES_KEY}: no endpoint overrides deployment {deployment!r}; name it with --endpoint"
+        )
+    raise SpecError(f"{source}: {OVERRIDES_KEY}: endpoints {sorted(owners)} all have {deployment!r}; pick --endpoint")
+
+
+def _split_traffic(current: Mapping[str, int], deployment: str, percent: int, where: str) -> dict[str, int]:
+    """Give ``deployment`` ``percent`` of live traffic and scale the other live deployments to fill up to 100.
+
+    The rest is shared in proportion to the current weights (largest remainder, ties by name), so the result sums to
+    exactly 100.
+    """
+    others = {k: int(v) for k, v in current.items() if k != deployment and int(v) > 0}
+    rest = 100 - percent
+    total = sum(others.values())
+    if rest > 0 and total == 0:
+        raise SpecError(
+            f"{where}: traffic: giving {deployment} {percent}% leaves {rest}% with no other live deployment to "
+            "take it; live traffic must sum to 0 or 100"
+        )
+    shares = {k: rest * v / total for k, v in others.items()} if total else {}
+    out = {k: int(s) for k, s in shares.items()}
+    leftover = rest - sum(out.values())
+    for k in sorted(shares, key=lambda k: (-(shares[k] - int(shares[k])), k))[:leftover]:
+        out[k] += 1
+    result = {k: (percent if k == deployment else out.get(k, 0)) for k in current}
+    result.setdefault(deployment, percent)
+    return result
+
+
+def _set(mapping: MutableMapping[str, Any], key: str, value: Any, dotted: str, changes: list[str]) -> None:
+    old = mapping.get(key)
+    if old == value and key in mapping:
+        return
+    mapping[key] = value
+    changes.append(f"{dotted}: {'(unset)' if old is None else old} -> {value}")
+
+
+def _unset(mapping: MutableMapping[str, Any], key: str, dotted: str, changes: list[str]) -> None:
+    if key in mapping:
+        changes.append(f"{dotted}: {mapping[key]} -> (unset)")
+        del mapping[key]
+
+
+def promote(
+    repo_root: Path,
+    deployment: str,
+    source: str,
+    target: str,
+    *,
+    endpoint: str | None = None,
+    traffic: int | None = None,
+    mirror: int | None = None,
+    image: str | None = None,
+    check: bool = True,
+) -> Promotion:
+    """Compute the promotion of ``deployment`` from stack ``source`` to stack ``target`` (nothing is written).
+
+    Args:
+        repo_root: the Pulumi project folder (``stacks/`` inside).
+        deployment: deployment name.
+        source: stack promoted from.
+        target: stack promoted to.
+        endpoint: endpoint holding the deployment (default: the one endpoint whose overrides name it).
+        traffic: live traffic percent to give the deployment in the target (others rescaled to fill 100).
+        mirror: percent of live traffic to mirror to the deployment in the target (0 ends mirroring).
+        image: image to pin instead of the source's (for a source stack that builds images: its digest).
+        check: render the promoted target and refuse new violations where the target enforces (default True).
+
+    Raises:
+        SpecError: the promotion is refused; the message says which rule and what to do instead.
+    """
+    if traffic is not None and mirror is not None:
+        raise SpecError("--traffic and --mirror: pick one; a deployment is mirrored first, then given live traffic")
+    if traffic is not None and not 0 <= traffic <= 100:
+        raise SpecError(f"--traffic: got {traffic}; a live traffic share is 0 to 100")
+    if mirror is not None and not 0 <= mirror <= MAX_MIRROR:
+        raise SpecError(f"--mirror: got {mirror}; mirror at most {MAX_MIRROR}% (the mirror-limits policy)")
+    if source == target:
+        raise SpecError(f"--from and --to: both are {source!r}; promote between two stacks")
+
+    src_path, dst_path = stack_file(repo_root, source), stack_file(repo_root, target)
+    _, src_data = round_trip_yaml(src_path.read_text(encoding="utf-8"), str(src_path))
+    original = dst_path.read_text(encoding="utf-8")
+    yaml, dst_data = round_trip_yaml(original, str(dst_path))
+
+    src_overrides = _config(src_data, str(src_path)).get(OVERRIDES_KEY) or {}
+    endpoint = _find_endpoint(src_overrides, deployment, endpoint, str(src_path))
+    src_dep = ((src_overrides.get(endpoint) or {}).get("deployments") or {}).get(deployment) or {}
+    where = f"{dst_path}: {OVERRIDES_KEY}.{endpoint}"
+
+    pinned_image = image if image is not None else src_dep.get("image")
+    if pinned_image is None:
+        raise SpecError(
+            f"{src_path}: {OVERRIDES_KEY}.{endpoint}.deployments.{deployment}.image: missing; stack {source} pins no "
+            f"image for {deployment} (it builds images on `pulumi up`); pass --image <registry>/<name>@sha256:<digest> "
+            f"with the digest it built (`pulumi stack output --stack {source}`)"
+        )
+    if not _DIGEST.search(str(pinned_image)):
+        field_name = (
+            "--image" if image is not None else f"{src_path}: {prefix_of(endpoint)}.deployments.{deployment}.image"
+        )
+        raise SpecError(
+            f"{field_name}: got {pinned_image!r}; promotion moves images by digest "
+            "(<registry>/<name>@sha256:<64 hex>) so the target runs exactly what was tested"
+        )
+
+    before = _resolved_traffic(repo_root, target, endpoint) if (traffic is not None or mirror is not None) else None
+
+    config = _config(dst_data, str(dst_path))
+    ep = _child(_child(config, OVERRIDES_KEY), endpoint)
+    dep = _child(_child(ep, "deployments"), deployment)
+    changes: list[str] = []
+    prefix = f"{OVERRIDES_KEY}.{endpoint}"
+    _set(dep, "image", str(pinned_image), f"{prefix}.deployments.{deployment}.image", changes)
+    for key in PINNED_KEYS[1:]:
+        dotted = f"{prefix}.deployments.{deployment}.{key}"
+        if key in src_dep:
+            _set(dep, key, src_dep[key], dotted, changes)
+        else:
+            _unset(dep, key, dotted, changes)
+
+    if before is not None:
+        live, mirrored, environment = before
+        if mirror is not None:
+            if mirror > 0 and live.get(deployment, 0) > 0:
+                raise SpecError(
+                    f"{where}.mirrorTraffic.{deployment}: {deployment} takes {live[deployment]}% of live traffic in "
+                    f"{target}; mirror only to a deployment with 0 live traffic (the mirror-limits policy)"
+                )
+            mirror_map = _child(ep, "mirrorTraffic")
+            if mirror > 0:
+                _set(mirror_map, deployment, mirror, f"{prefix}.mirrorTraffic.{deployment}", changes)
+            else:
+                _unset(mirror_map, deployment, f"{prefix}.mirrorTraffic.{deployment}", changes)
+        if traffic is not None:
+            newly_live = traffic > 0 and live.get(deployment, 0) == 0
+            if newly_live and environment == "prod" and mirrored.get(deployment, 0) == 0:
+                raise SpecError(
+                    f"{where}.traffic.{deployment}: refusing {traffic}% of live traffic for {deployment} in {target}: "
+                    f"{target} demands a mirror stage first and {deployment} gets no mirrored traffic there; run "
+                    f"`endpoints promote {deployment} --from {source} --to {target} --mirror 10` and compare before "
+                    "giving it live traffic"
+                )
+            split = _split_traffic(live, deployment, traffic, where)
+            traffic_map = _child(ep, "traffic")
+            for name in sorted(split):
+                _set(traffic_map, name, split[name], f"{prefix}.traffic.{name}", changes)
+            if traffic > 0 and deployment in (ep.get("mirrorTraffic") or {}):
+                # Mirroring to a deployment with live traffic scores its requests twice (mirror-limits policy).
+                _unset(ep["mirrorTraffic"], deployment, f"{prefix}.mirrorTraffic.{deployment}", changes)
+        if "mirrorTraffic" in ep and not ep["mirrorTraffic"]:
+            del ep["mirrorTraffic"]
+
+    text = dump(yaml, dst_data)
+    promotion = Promotion(path=dst_path, original=original, text=text, changes=changes)
+    if check and changes:
+        promotion.notes = _check_promoted(repo_root, target, text, str(dst_path))
+    return promotion
+
+
+def _resolved_traffic(repo_root: Path, stack: str, endpoint: str) -> tuple[dict[str, int], dict[str, int], str]:
+    """Live traffic and mirror shares of ``endpoint`` in ``stack`` (spec plus overrides), and the environment."""
+    from components.builders.stack import load_stack_config, resolve_stack, settings_from_config
+    from policies.enforcement import settings_for
+
+    values = load_stack_config(repo_root, stack)
+    settings = settings_from_config(values, str(stack_file(repo_root, stack)))
+    environment = settings_for(stack, {f"{PREFIX}:{k}": v for k, v in values.items()}).environment
+    for r in resolve_stack(settings, repo_root):
+        if r.endpoint.name == endpoint:
+            return dict(r.endpoint.traffic), dict(r.endpoint.mirror_traffic), environment
+    raise SpecError(f"{stack_file(repo_root, stack)}: {PREFIX}:endpoints: stack {stack} has no endpoint {endpoint!r}")
+
+
+def _check_promoted(repo_root: Path, stack: str, text: str, source: str) -> list[str]:
+    """Plan the target with the promoted text; refuse new violations where the target enforces them.
+
+    Returns:
+        Advisory violations introduced by the promotion (for the user to read; they do not block).
+    """
+    from endpoints.plan import plan_stack
+
+    try:
+        before_violations = {(v.policy, v.ref(), v.message) for v in plan_stack(repo_root, stack).violations}
+    except SpecError:
+        before_violations = set()  # the target does not render yet (e.g. it lacks this very image): all is new
+    # The plan reads stacks/Pulumi.<stack>.yaml under a project root; give it one where only that file differs.
+    with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
+        shadow = Path(tmp)
+        (shadow / "stacks").mkdir()
+        (shadow / "stacks" / f"Pulumi.{stack}.yaml").write_text(text, encoding="utf-8")
+        for child in repo_root.iterdir():
+            if child.name != "stacks":
+                (shadow / child.name).symlink_to(child)
+        after = plan_stack(shadow, stack)
+    if after.schema_problems:
+        lines = "; ".join(f"{p.ref}: {p.message}" for p in after.schema_problems)
+        raise SpecError(f"{source}: the promoted stack renders objects the API server rejects: {lines}")
+    new = [v for v in after.violations if (v.policy, v.ref(), v.message) not in before_violations]
+    messages = [f"{v.policy} {v.ref()}: {v.message}" for v in new]
+    if new and after.level == "mandatory":
+        raise SpecError(
+            f"{source}: refusing the promotion: stack {stack} enforces its policies and the promotion breaks "
+            + "; ".join(messages)
+        )
+    return messages
