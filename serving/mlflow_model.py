@@ -201,12 +201,15 @@ _NUMPY_KIND_TO_JSON_TYPE = {
 
 
 def _json_type(spec: Any) -> dict[str, Any]:
+    """JSON schema of one column (ColSpec: MLflow DataType) or tensor (TensorSpec: numpy dtype)."""
+    if hasattr(spec, "shape"):  # TensorSpec
+        dtype = spec.type
+        schema = dict(_NUMPY_KIND_TO_JSON_TYPE.get(getattr(dtype, "kind", ""), {"type": "string"}))
+        if schema["type"] in ("integer", "number"):
+            schema["format"] = str(dtype.name)
+        return schema
     type_name = getattr(getattr(spec, "type", None), "name", None)
-    if type_name is None:  # tensor spec: numpy dtype
-        dtype = getattr(spec, "type", None)
-        kind = getattr(dtype, "kind", "")
-        return dict(_NUMPY_KIND_TO_JSON_TYPE.get(kind, {"type": "string"}))
-    return dict(_MLFLOW_TO_JSON_TYPE.get(type_name, {"type": "object"}))
+    return dict(_MLFLOW_TO_JSON_TYPE.get(str(type_name), {"type": "object"}))
 
 
 def signature_schemas(metadata: Any) -> tuple[dict[str, Any], dict[str, Any]]:
