@@ -3,9 +3,8 @@
 The serving base image (``serving/Dockerfile``), the batch images (``serving/Dockerfile.batch``) and the
 per-deployment image (``serving/Dockerfile.deployment``: scoring code, pip/conda environment and a local
 model on top of a serving or batch runner image) are described here as :class:`ImageBuild` values
-(Dockerfile, context folder, build arguments, target). The ``OnlineDeployment``/``BatchDeployment``
-components hand them to pulumi-docker, ``scripts/images/build-images.sh`` and the image tests hand them to
-podman, so every path builds the same thing.
+(Dockerfile, context folder, build arguments, target). The components hand them to pulumi-docker,
+``scripts/images/build.py`` and the image tests hand them to podman, so every path builds the same thing.
 
 Everything here is pure (it reads no file except :func:`conda_requirements`, which reads the environment
 file it is given) and imports neither pulumi nor the serving runtime. Inside the per-deployment build,
@@ -24,6 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from endpoints.errors import Problem, SpecError
+from endpoints.loader import is_uri
 
 # The repository root: serving/Dockerfile* and the root .dockerignore live there.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -34,9 +34,8 @@ DEPLOYMENT_DOCKERFILE = "serving/Dockerfile.deployment"
 # scripts/images/build-base-image.sh's LOCAL_BASE_IMAGE instead.
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
 LOCAL_BASE_IMAGE = "localhost/debian-python:bookworm"
-# Where the per-deployment image puts things (the serving image's AML_APP_ROOT / AZUREML_MODEL_DIR).
+# Where the per-deployment image puts the scoring code (AML_APP_ROOT), as Azure does.
 APP_ROOT = "/var/azureml-app"
-MODEL_ROOT = "/var/azureml-model"
 SERVING_PORT = 5001
 # uid/gid the images run as (restricted pod security wants >= 10000).
 RUN_AS_USER = 10001
@@ -127,30 +126,53 @@ def batch_image_build(
     )
 
 
-def _is_uri(value: str) -> bool:
-    return "://" in value or value.startswith("models:/")
+def azureml_model_dir(deployment: Any) -> str:
+    """``AZUREML_MODEL_DIR`` for a deployment: ``model_mount_path``, else Azure's layout
+    ``/var/azureml-app/azureml-models/<model name or "model">/<version or 1>``."""
+    mount = getattr(deployment, "model_mount_path", None)
+    if mount:
+        return str(mount)
+    model = deployment.model
+    name = getattr(model, "name", None) or "model"
+    version = getattr(model, "version", None) or "1"
+    return f"{APP_ROOT}/azureml-models/{name}/{version}"
 
 
-def _relative(path: Path, context: Path) -> str:
-    return PurePosixPath(Path(os.path.relpath(path, context))).as_posix()
+def _inside(context: Path, path: Path, file: str, where: str) -> str:
+    try:
+        return path.relative_to(context).as_posix() or "."
+    except ValueError:
+        message = f"got {str(path)!r}; it lies outside {str(context)!r}, the image's build context"
+        raise SpecError([Problem(file, None, where, message)]) from None
 
 
 def deployment_image_build(
     deployment: Any,
-    spec_dir: str | Path,
-    serving_image: str,
+    deployment_file: str | Path,
+    base_image: str,
+    project_root: str | Path | None = None,
+    model_dir: str | None = None,
     dockerfile: Path | None = None,
 ) -> ImageBuild | None:
-    """The per-deployment image: scoring code, environment and a local model on top of ``serving_image``.
+    """The per-deployment image: scoring code, environment and a local model on top of ``base_image``.
 
-    The context is the closest folder holding the spec's folder and every local path the deployment names
-    (code, model, conda file), so that paths such as ``../model`` stay inside it.
+    This is the one recipe of a deployment's image: the ``OnlineDeployment`` component hands it to
+    pulumi-docker, ``scripts/images/build.py`` and ``tests/images`` to podman.
+
+    Build arguments of ``serving/Dockerfile.deployment`` (an empty value means "none"; paths are relative to
+    the context): ``BASE_IMAGE`` (the serving image, or the batch runner image for batch deployments),
+    ``CODE_DIR`` (copied to ``/var/azureml-app``), ``SCORING_SCRIPT`` (``AZUREML_ENTRY_SCRIPT``), ``CONDA_FILE``
+    (conda YAML or pip ``.txt``, installed into the image's venv), ``MODEL_PATH`` (a local model file or folder;
+    empty when the model is a URI fetched at start) and ``MODEL_DIR`` (``AZUREML_MODEL_DIR``; the model lands
+    in it under its own name, as on Azure).
 
     Args:
         deployment: An ``OnlineDeployment`` or ``BatchDeployment`` (references already resolved).
-        spec_dir: The folder of the deployment file; the spec's relative paths start there.
-        serving_image: The image to build on: the serving image for online deployments, the batch runner
-            image for batch deployments.
+        deployment_file: The deployment's YAML file; its relative paths start in its folder.
+        base_image: The image to build on.
+        project_root: The build context (default: the closest folder holding the deployment file's folder and
+            every local path the deployment names). Paths outside it are an error.
+        model_dir: ``AZUREML_MODEL_DIR`` inside the image (default :func:`azureml_model_dir`).
         dockerfile: Override of ``serving/Dockerfile.deployment`` (default this checkout's).
 
     Returns:
@@ -158,34 +180,42 @@ def deployment_image_build(
         ``inference_config``, or an environment given by ``build``: see :func:`environment_build`).
 
     Raises:
-        SpecError: when the environment is an unresolved ``azureml:`` reference.
+        SpecError: an unresolved ``azureml:`` reference, remote scoring code, or a path outside ``project_root``.
     """
-    spec_dir = Path(spec_dir).resolve()
+    deployment_file = Path(deployment_file).resolve()
+    spec_dir = deployment_file.parent
+    file = str(deployment_file)
     env = deployment.environment
-    source = getattr(deployment, "source_path", None) or str(spec_dir)
     if isinstance(env, str):
         message = f"got {env!r}; resolve the reference (registry.yml) before building"
-        raise SpecError([Problem(source, None, "environment", message)])
+        raise SpecError([Problem(file, None, "environment", message)])
+    if isinstance(deployment.model, str):
+        message = f"got {deployment.model!r}; resolve the reference (registry.yml) before building"
+        raise SpecError([Problem(file, None, "model", message)])
     if env is not None and (env.inference_config is not None or env.build is not None):
         return None
 
-    local: dict[str, Path] = {}
+    local: dict[str, tuple[str, Path]] = {}
     code = deployment.code_configuration
     if code is not None:
-        if _is_uri(code.code):
+        if is_uri(code.code):
             message = f"got {code.code!r}; scoring code must be a local folder"
-            raise SpecError([Problem(source, None, "code_configuration.code", message)])
-        local["CODE_DIR"] = (spec_dir / code.code).resolve()
+            raise SpecError([Problem(file, None, "code_configuration.code", message)])
+        local["CODE_DIR"] = ("code_configuration.code", (spec_dir / code.code).resolve())
     model = deployment.model
-    if model is not None and not isinstance(model, str) and not _is_uri(model.path):
-        local["MODEL_PATH"] = (spec_dir / model.path).resolve()
-    if env is not None and env.conda_file and not _is_uri(env.conda_file):
-        local["ENV_FILE"] = (spec_dir / env.conda_file).resolve()
+    if model is not None and not is_uri(model.path):
+        local["MODEL_PATH"] = ("model.path", (spec_dir / model.path).resolve())
+    if env is not None and env.conda_file and not is_uri(env.conda_file):
+        local["CONDA_FILE"] = ("environment.conda_file", (spec_dir / env.conda_file).resolve())
 
-    context = Path(os.path.commonpath([spec_dir, *local.values()]))
-    args = {"SERVING_IMAGE": serving_image, "CODE_DIR": "", "SCORING_SCRIPT": "", "MODEL_PATH": "", "ENV_FILE": ""}
-    args.update({key: _relative(path, context) for key, path in local.items()})
-    image_env = {"AML_APP_ROOT": APP_ROOT, "AZUREML_MODEL_DIR": MODEL_ROOT}
+    if project_root is not None:
+        context = Path(project_root).resolve()
+    else:
+        context = Path(os.path.commonpath([spec_dir, *(p for _, p in local.values())]))
+    args = {"BASE_IMAGE": base_image, "CODE_DIR": "", "SCORING_SCRIPT": "", "CONDA_FILE": "", "MODEL_PATH": ""}
+    args.update({key: _inside(context, path, file, where) for key, (where, path) in local.items()})
+    args["MODEL_DIR"] = model_dir or azureml_model_dir(deployment)
+    image_env = {"AML_APP_ROOT": APP_ROOT, "AZUREML_MODEL_DIR": args["MODEL_DIR"]}
     if code is not None:
         args["SCORING_SCRIPT"] = PurePosixPath(Path(code.scoring_script)).as_posix()
         image_env["AZUREML_ENTRY_SCRIPT"] = args["SCORING_SCRIPT"]
@@ -197,11 +227,11 @@ def deployment_image_build(
     )
 
 
-def environment_build(deployment: Any, spec_dir: str | Path, serving_image: str) -> ImageBuild | None:
-    """A user's own environment build (``environment.build``), handed ``SERVING_IMAGE``/``BASE_IMAGE``.
+def environment_build(deployment: Any, deployment_file: str | Path, base_image: str) -> ImageBuild | None:
+    """A user's own environment build (``environment.build``), handed ``BASE_IMAGE``.
 
     Azure builds such a context on one of its inference images; here the user's Dockerfile can start with
-    ``ARG SERVING_IMAGE`` / ``FROM ${SERVING_IMAGE}`` to get this project's server.
+    ``ARG BASE_IMAGE`` / ``FROM ${BASE_IMAGE}`` to get this project's serving image.
 
     Returns:
         The build, or ``None`` when the environment has no ``build`` section.
@@ -209,12 +239,8 @@ def environment_build(deployment: Any, spec_dir: str | Path, serving_image: str)
     env = deployment.environment
     if env is None or isinstance(env, str) or env.build is None:
         return None
-    context = (Path(spec_dir) / env.build.path).resolve()
-    return ImageBuild(
-        context=context,
-        dockerfile=context / env.build.dockerfile_path,
-        args={"SERVING_IMAGE": serving_image, "BASE_IMAGE": serving_image},
-    )
+    context = (Path(deployment_file).resolve().parent / env.build.path).resolve()
+    return ImageBuild(context=context, dockerfile=context / env.build.dockerfile_path, args={"BASE_IMAGE": base_image})
 
 
 def _pip_name(conda_spec: str, file: str, where: str) -> str | None:

@@ -15,8 +15,8 @@ from pathlib import Path
 from components.builders.common import k8s_name
 from components.builders.online import model_dir
 from endpoints.errors import SpecError
-from endpoints.loader import is_uri
-from endpoints.specs import ModelAsset, OnlineDeployment
+from endpoints.images import deployment_image_build
+from endpoints.specs import OnlineDeployment
 
 DEPLOYMENT_DOCKERFILE = "serving/Dockerfile.deployment"
 
@@ -36,16 +36,6 @@ class ImageBuild:
     dockerfile: str
     args: dict[str, str] = field(default_factory=dict)
     repository: str = ""
-
-
-def _inside(root: Path, path: Path, where: str) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix() or "."
-    except ValueError:
-        raise SpecError(
-            f"{where}: got {str(path)!r}; it lies outside the endpoint folder {str(root)!r}, which is the image's"
-            " build context"
-        ) from None
 
 
 def image_build_args(
@@ -68,10 +58,9 @@ def image_build_args(
         base_image: The serving base image built from ``serving/Dockerfile`` (``BASE_IMAGE`` argument).
         registry: Registry prefix, e.g. ``registry.example.com/ml`` (default empty: a local name).
 
-    Build arguments (empty means "none"): ``BASE_IMAGE``; ``CODE_DIR`` (context-relative scoring code folder);
-    ``SCORING_SCRIPT``; ``CONDA_FILE`` (context-relative conda YAML); ``MODEL_PATH`` (context-relative local model
-    file or folder; empty when the model is fetched at start from a URI); ``MODEL_DIR`` (where the model lands in
-    the image: the deployment's ``AZUREML_MODEL_DIR``).
+    Build arguments: those of :func:`endpoints.images.deployment_image_build` (the shared recipe): ``BASE_IMAGE``,
+    ``CODE_DIR``, ``SCORING_SCRIPT``, ``CONDA_FILE``, ``MODEL_PATH``, ``MODEL_DIR`` (the deployment's
+    ``AZUREML_MODEL_DIR``).
 
     Raises:
         SpecError: a path lies outside the project folder, or the environment is a custom container (its image is
@@ -79,30 +68,17 @@ def image_build_args(
     """
     if deployment.is_custom_container:
         raise SpecError(f"deployment {deployment.name}: a custom container's image is used as is; nothing to build")
-    base = deployment_file.parent
-    where = str(deployment_file)
-    args = {
-        "BASE_IMAGE": base_image,
-        "CODE_DIR": "",
-        "SCORING_SCRIPT": "",
-        "CONDA_FILE": "",
-        "MODEL_PATH": "",
-        "MODEL_DIR": model_dir(deployment),
-    }
-    code = deployment.code_configuration
-    if code is not None:
-        args["CODE_DIR"] = _inside(project_root, base / code.code, f"{where}: code_configuration.code")
-        args["SCORING_SCRIPT"] = code.scoring_script
-    env = deployment.environment
-    if env is not None and not isinstance(env, str) and env.conda_file and not is_uri(env.conda_file):
-        args["CONDA_FILE"] = _inside(project_root, base / env.conda_file, f"{where}: environment.conda_file")
-    model = deployment.model
-    if isinstance(model, ModelAsset) and not is_uri(model.path):
-        args["MODEL_PATH"] = _inside(project_root, base / model.path, f"{where}: model.path")
+    # One recipe for every image build (pulumi-docker here, podman in scripts/images and tests/images).
+    recipe = deployment_image_build(
+        deployment, deployment_file, base_image, project_root=project_root, model_dir=model_dir(deployment)
+    )
+    if recipe is None:
+        raise SpecError(f"deployment {deployment.name}: environment.build is a user build context; give a pinned image")
+    args = recipe.args
     name = k8s_name(endpoint_name, deployment.name)
     repository = f"{registry.rstrip('/')}/{name}" if registry else name
     return ImageBuild(
-        context=str(project_root.resolve()),
+        context=str(recipe.context),
         dockerfile=str((repo_root / DEPLOYMENT_DOCKERFILE).resolve()),
         args=args,
         repository=repository,

@@ -133,12 +133,12 @@ def _build(args: argparse.Namespace) -> dict[str, object] | int | None:
             return 1
         spec = project.deployments[args.deployment]
         base = args.serving_image or (SERVING_TAG if project.kind == "online" else BATCH_TAGS["runner"])
-        build = deployment_image_build(spec, project.deployment_file(args.deployment).parent, base)
-        if build is None:
+        recipe = deployment_image_build(spec, project.deployment_file(args.deployment), base, project.root)
+        if recipe is None:
             print(f"{args.deployment}: runs its own image; nothing to build", file=sys.stderr)
             return None
         tag = args.tag or f"localhost/{project.endpoint.name}-{args.deployment}:dev"
-        result = run_build(build, tag, args.quiet)
+        result = run_build(recipe, tag, args.quiet)
     return result
 
 
