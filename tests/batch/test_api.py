@@ -1,0 +1,228 @@
+"""The job API: request validation in process, then the real server over sockets with the local launcher."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from batch_helpers import FIXTURES, REPO, expected_rows, make_inputs
+
+from serving.batch.api import build_app, local_api
+
+PROJECT = FIXTURES / "project"
+KEY = "k" * 40
+
+
+class InProcess:
+    """Requests through ``httpx.ASGITransport`` (no lifespan: nothing starts in the background)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def request(self, method: str, path: str, **kw) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+                return await c.request(method, path, **kw)
+
+        return asyncio.run(go())
+
+    def get(self, path: str, **kw) -> httpx.Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw) -> httpx.Response:
+        return self.request("POST", path, **kw)
+
+
+@pytest.fixture
+def client(tmp_path):
+    return InProcess(build_app(local_api(str(PROJECT), str(tmp_path / "state"))))
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        pytest.param(b"{", 400, "request body: not valid JSON: Expecting property name enclosed in double quotes at "
+                     "position 1", id="bad-json"),
+        pytest.param(b"{}", 400, "request body: input: got {}; Field required", id="no-input"),
+        pytest.param(b'{"input": "/x", "extra": 1}', 400, "request body: extra: got 1; Extra inputs are not permitted",
+                     id="unknown-field"),
+        pytest.param(b'{"input": "/x", "deployment": "bob"}', 404,
+                     "deployment: got 'bob'; endpoint 'files-batch' has alice", id="unknown-deployment"),
+        pytest.param(b'{"input": "/x", "settings": {"mini_batch_size": 0}}', 400,
+                     "settings: mini_batch_size: got 0; Input should be greater than or equal to 1", id="bad-override"),
+        pytest.param(b'{"input": "/x", "settings": {"entry_script": "/evil.py"}}', 400,
+                     "settings: entry_script: got '/evil.py'; a job may set error_threshold, instance_count, "
+                     "logging_level, max_concurrency_per_instance, max_retries, mini_batch_size, output_action, "
+                     "output_file_name, overwrite, resources.instance_count, retry_settings.max_retries, "
+                     "retry_settings.timeout, timeout or environment_variables.<NAME>", id="not-overridable"),
+        pytest.param(b'{"input": "/x", "job_id": "Bad_Id"}', 400,
+                     "request body: job_id: got 'Bad_Id'; String should match pattern "
+                     "'^[a-z0-9]([a-z0-9-]{0,50}[a-z0-9])?$'", id="bad-job-id"),
+    ],
+)  # fmt: skip
+def test_bad_submissions(client, body, status, error):
+    response = client.post("/jobs", content=body)
+    assert response.status_code == status
+    assert response.json() == {"error": error}
+
+
+def test_unknown_job_is_404(client):
+    assert client.get("/jobs/nope").status_code == 404
+    assert client.get("/jobs/nope").json() == {"error": "no batch job 'nope'"}
+    assert client.post("/jobs/nope/cancel").json() == {"error": "no batch job 'nope'"}
+
+
+# ------------------------------------------------------------------------------------------- real server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ApiProcess:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.state = tmp / "state"
+        keys = tmp / "keys"
+        keys.mkdir(exist_ok=True)
+        (keys / "primary").write_text(KEY)
+        (keys / "secondary").write_text("s" * 40)
+        self.env = {**os.environ, "ENDPOINTS_AUTH_MODE": "key", "ENDPOINTS_KEYS_DIR": str(keys),
+                    "ENDPOINTS_MAX_CONCURRENT_REQUESTS": "8"}  # fmt: skip
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        self.port = free_port()
+        self.log = open(self.tmp / f"api-{self.port}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "serving.batch.api", "--project", str(PROJECT), "--state-dir", str(self.state),
+             "--port", str(self.port)],
+            cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError((self.tmp / f"api-{self.port}.log").read_text())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(15)
+            self.proc = None
+            self.log.close()
+
+    def call(self, method: str, path: str, **kw):
+        headers = {"authorization": f"Bearer {KEY}"}
+        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=10, **kw)
+
+    def wait(self, job_id: str, statuses: set[str], timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.call("GET", f"/jobs/{job_id}").json()
+            if job["status"] in statuses:
+                return job
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} stayed {job['status']}")
+
+
+@pytest.fixture
+def api_process(tmp_path):
+    p = ApiProcess(tmp_path)
+    p.start()
+    yield p
+    p.stop()
+    # Runners run in their own session: stop what a test left running.
+    for procs in (tmp_path / "state" / "jobs").glob("*/procs.json"):
+        import json
+        import signal
+
+        for proc in json.loads(procs.read_text())["processes"]:
+            try:
+                os.kill(proc["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_job_lifecycle_over_http_with_key_auth(api_process, tmp_path):
+    make_inputs(tmp_path / "in", 40)
+    unauthenticated = httpx.post(f"{api_process.url}/jobs", json={"input": str(tmp_path / "in")}, timeout=10)
+    assert unauthenticated.status_code == 401
+    response = api_process.call("POST", "/jobs", json={"input": str(tmp_path / "in"), "job_id": "job-a"})
+    assert response.status_code == 202, response.text
+    assert response.headers["location"] == "/jobs/job-a"
+    assert response.json()["status"] in ("Queued", "Running")
+    job = api_process.wait("job-a", {"Completed", "Failed"})
+    assert job["status"] == "Completed", job
+    assert job["deployment"] == "alice"
+    assert job["counts"]["mini_batches"] == {"total": 8, "done": 8, "failed": 0}
+    assert job["counts"]["rows"] == 40
+    assert job["progress"]["done"] == 8
+    assert job["settings"]["instance_count"] == 2
+    output = Path(job["output"]) / "predictions.csv"
+    assert sorted(output.read_text().splitlines()) == expected_rows(40)
+    listed = api_process.call("GET", "/jobs").json()
+    assert [j["id"] for j in listed["jobs"]] == ["job-a"]
+    again = api_process.call("POST", "/jobs", json={"input": str(tmp_path / "in"), "job_id": "job-a"})
+    assert again.status_code == 409
+    assert again.json() == {"error": "batch job 'job-a' already exists"}
+    done = api_process.call("POST", "/jobs/job-a/cancel")
+    assert done.status_code == 409
+    assert done.json() == {"error": "batch job 'job-a' is Completed; only Queued or Running jobs can be canceled"}
+
+
+def test_cancel_stops_runners_and_keeps_finished_rows(api_process, tmp_path):
+    make_inputs(tmp_path / "in", 200)
+    body = {"input": str(tmp_path / "in"), "job_id": "job-slow",
+            "settings": {"instance_count": 1, "max_concurrency_per_instance": 1,
+                         "environment_variables.SLEEP": "0.2"}}  # fmt: skip
+    assert api_process.call("POST", "/jobs", json=body).status_code == 202
+    job = api_process.wait("job-slow", {"Running"})
+    deadline = time.monotonic() + 30
+    while job["progress"].get("done", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        job = api_process.call("GET", "/jobs/job-slow").json()
+    response = api_process.call("POST", "/jobs/job-slow/cancel")
+    assert response.status_code == 202
+    assert response.json()["status"] == "Canceled"
+    time.sleep(1.5)
+    job = api_process.call("GET", "/jobs/job-slow").json()
+    assert job["status"] == "Canceled"
+    done = job["counts"]["mini_batches"]["done"]
+    assert 2 <= done < 40
+    output = Path(job["output"]) / "predictions.csv"
+    assert output.read_text().splitlines() == expected_rows(200)[: done * 5]
+
+
+def test_jobs_survive_an_api_restart_and_queue_beyond_capacity(api_process, tmp_path):
+    make_inputs(tmp_path / "in", 60)
+    slow = {"instance_count": 1, "environment_variables.SLEEP": "0.1"}
+    for i in range(3):
+        body = {"input": str(tmp_path / "in"), "job_id": f"job-{i}", "settings": slow}
+        assert api_process.call("POST", "/jobs", json=body).status_code == 202
+    statuses = {j["id"]: j["status"] for j in api_process.call("GET", "/jobs").json()["jobs"]}
+    assert sorted(statuses.values()) == ["Queued", "Running", "Running"]  # max_running 2
+    api_process.stop()
+    api_process.start()
+    for i in range(3):
+        job = api_process.wait(f"job-{i}", {"Completed", "Failed"}, timeout=90)
+        assert job["status"] == "Completed", job
+        assert sorted((Path(job["output"]) / "predictions.csv").read_text().splitlines()) == expected_rows(60)
