@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -156,10 +157,8 @@ def api_process(tmp_path):
         import signal
 
         for proc in json.loads(procs.read_text())["processes"]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(proc["pid"], signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def test_job_lifecycle_over_http_with_key_auth(api_process, tmp_path):
