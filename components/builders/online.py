@@ -29,7 +29,7 @@ from components.builders.common import (
 )
 from components.builders.compute import pool_scheduling
 from endpoints.catalog import InstanceType
-from endpoints.errors import SpecError
+from endpoints.errors import Problem, SpecError
 from endpoints.specs import ModelAsset, OnlineDeployment, OnlineEndpoint, Probe, TargetUtilizationScaleSettings
 
 # Port the serving process listens on inside the container (Azure's inference server uses 5001 too).
@@ -72,6 +72,11 @@ ENDPOINTS_ENV_VARS = (
 
 
 # ----------------------------------------------------------------------------------------------------------- names
+
+
+def spec_error(spec: Any, path: str, message: str) -> SpecError:
+    """A :class:`SpecError` located in the spec's file (when it was read from one) at field ``path``."""
+    return SpecError([Problem(getattr(spec, "source_path", None), None, path, message)])
 
 
 @dataclass(frozen=True)
@@ -216,16 +221,16 @@ def build_http_route(
     """
     names = sorted(d.name for d in deployments)
     if len(names) > MAX_DEPLOYMENTS_PER_ENDPOINT:
-        raise SpecError(
+        raise spec_error(
+            endpoint,
+            "",
             f"endpoint {endpoint.name}: got {len(names)} deployments; an HTTPRoute holds at most"
-            f" {MAX_DEPLOYMENTS_PER_ENDPOINT} (one rule each plus the default rule)"
+            f" {MAX_DEPLOYMENTS_PER_ENDPOINT} (one rule each plus the default rule)",
         )
     for field, table in (("traffic", endpoint.traffic), ("mirror_traffic", endpoint.mirror_traffic)):
         for dep in table:
             if dep not in names:
-                raise SpecError(
-                    f"endpoint {endpoint.name}: {field}.{dep}: no deployment named {dep!r}; deployments: {names}"
-                )
+                raise spec_error(endpoint, f"{field}.{dep}", f"no deployment named {dep!r}; deployments: {names}")
     # The gateway must wait at least as long as the slowest deployment may take (queue wait + run timeout).
     slowest_ms = max(
         (d.request_settings.request_timeout_ms + d.request_settings.max_queue_wait_ms for d in deployments),
@@ -341,9 +346,8 @@ def remote_model_uri(deployment: OnlineDeployment) -> str | None:
     if model is None:
         return None
     if isinstance(model, str):
-        raise SpecError(
-            f"deployment {deployment.name}: model: {model!r} is an unresolved reference; resolve it with the"
-            " project's registry before building"
+        raise spec_error(
+            deployment, "model", f"got {model!r}, an unresolved reference; resolve it with the project's registry first"
         )
     return model.path if model.path.startswith(REMOTE_MODEL_SCHEMES) else None
 
@@ -399,9 +403,11 @@ def container_resources(deployment: OnlineDeployment, instance: InstanceType) ->
     if gpu in requests or gpu in limits:
         value = limits.get(gpu, requests.get(gpu))
         if gpu in requests and gpu in limits and requests[gpu] != limits[gpu]:
-            raise SpecError(
-                f"deployment {deployment.name}: resources: nvidia.com/gpu request {requests[gpu]!r} != limit"
-                f" {limits[gpu]!r}; GPUs are whole devices, set them equal"
+            raise spec_error(
+                deployment,
+                "resources",
+                f"nvidia.com/gpu request {requests[gpu]!r} != limit {limits[gpu]!r}; GPUs are whole devices,"
+                " set them equal",
             )
         requests[gpu] = limits[gpu] = str(value)
     elif instance.is_gpu:
@@ -436,9 +442,8 @@ def serving_env(
             if not value
         ]
         if missing:
-            raise SpecError(
-                f"endpoint {endpoint.name}: auth_mode aad_token needs stack config {', '.join(missing)}"
-                " (ml-endpoints:<key>)"
+            raise spec_error(
+                endpoint, "auth_mode", f"aad_token needs stack config {', '.join(missing)} (ml-endpoints:<key>)"
             )
         env["ENDPOINTS_OIDC_ISSUER"] = settings.oidc_issuer
         env["ENDPOINTS_OIDC_AUDIENCE"] = settings.oidc_audience
@@ -465,9 +470,10 @@ def serving_env(
     env.update(azure)
     for key, value in deployment.environment_variables.items():
         if key in env and key not in ("WORKER_COUNT",):
-            raise SpecError(
-                f"deployment {deployment.name}: environment_variables.{key}: set by the platform from the spec;"
-                " change the corresponding spec field instead"
+            raise spec_error(
+                deployment,
+                f"environment_variables.{key}",
+                "set by the platform from the spec; change the corresponding spec field instead",
             )
         env[key] = value
     env.setdefault("WORKER_COUNT", "1")
