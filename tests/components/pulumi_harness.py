@@ -161,9 +161,7 @@ def _owned_event_loops() -> Iterator[None]:
         asyncio.set_event_loop(None)
 
 
-def run_pulumi(
-    fn: Callable[[], Any], config: dict[str, Any] | None = None, stack: str = "test"
-) -> Run:
+def run_pulumi(fn: Callable[[], Any], config: dict[str, Any] | None = None, stack: str = "test") -> Run:
     """Run ``fn`` (which creates resources) under fresh mocks with the given ``ml-endpoints:`` config.
 
     ``fn`` may return an Output (e.g. ``Output.all(...).apply(check)``); it is awaited, so a failing assertion

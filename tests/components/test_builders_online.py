@@ -130,8 +130,7 @@ def test_route_rejects_more_deployments_than_rules() -> None:
     with pytest.raises(SpecError) as e:
         build_http_route(endpoint(), deps, SETTINGS)
     assert str(e.value) == (
-        "<spec>: endpoint cars: got 16 deployments; an HTTPRoute holds at most 15 (one rule each plus the default"
-        " rule)"
+        "<spec>: endpoint cars: got 16 deployments; an HTTPRoute holds at most 15 (one rule each plus the default rule)"
     )
 
 
@@ -278,9 +277,7 @@ def test_cpu_deployment_is_not_pinned_unless_asked() -> None:
 
 
 def test_gpu_request_must_equal_limit() -> None:
-    dep = deployment(
-        type="kubernetes", resources={"requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": 2}}
-    )
+    dep = deployment(type="kubernetes", resources={"requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": 2}})
     with pytest.raises(SpecError) as e:
         build_deployment(endpoint(), dep, instance("Standard_DS3_v2"), SETTINGS, DIGEST)
     assert str(e.value) == (
@@ -290,7 +287,11 @@ def test_gpu_request_must_equal_limit() -> None:
 
 def test_env_is_exactly_the_production_layer_contract_plus_azure_variables() -> None:
     dep = deployment(
-        request_settings={"request_timeout_ms": 3000, "max_concurrent_requests_per_instance": 4, "max_queue_wait_ms": 200},
+        request_settings={
+            "request_timeout_ms": 3000,
+            "max_concurrent_requests_per_instance": 4,
+            "max_queue_wait_ms": 200,
+        },
         environment_variables={"WORKER_COUNT": "2", "MY_FLAG": "on"},
     )
     env = _env(build_deployment(endpoint(), dep, instance("Standard_DS3_v2"), SETTINGS, DIGEST))
@@ -329,12 +330,18 @@ def test_aad_token_env_needs_stack_oidc_settings() -> None:
     assert str(e.value) == (
         "<spec>: auth_mode: aad_token needs stack config oidcIssuer, oidcAudience, oidcJwksUrl (ml-endpoints:<key>)"
     )
-    oidc = ClusterSettings(oidc_issuer="https://login.example.com/", oidc_audience="api://cars",
-                           oidc_jwks_url="https://login.example.com/keys")
+    oidc = ClusterSettings(
+        oidc_issuer="https://login.example.com/",
+        oidc_audience="api://cars",
+        oidc_jwks_url="https://login.example.com/keys",
+    )
     env = _env(build_deployment(ep, deployment(), instance("Standard_DS3_v2"), oidc, DIGEST))
-    assert (env["ENDPOINTS_AUTH_MODE"], env["ENDPOINTS_OIDC_ISSUER"], env["ENDPOINTS_OIDC_AUDIENCE"],
-            env["ENDPOINTS_OIDC_JWKS_URL"]) == ("aad_token", "https://login.example.com/", "api://cars",
-                                                "https://login.example.com/keys")
+    assert (
+        env["ENDPOINTS_AUTH_MODE"],
+        env["ENDPOINTS_OIDC_ISSUER"],
+        env["ENDPOINTS_OIDC_AUDIENCE"],
+        env["ENDPOINTS_OIDC_JWKS_URL"],
+    ) == ("aad_token", "https://login.example.com/", "api://cars", "https://login.example.com/keys")
 
 
 def test_user_env_cannot_override_platform_variables() -> None:
@@ -385,8 +392,13 @@ def test_remote_model_is_fetched_by_an_init_container() -> None:
     assert init["name"] == "fetch-model"
     assert init["image"] == DIGEST
     assert init["command"] == [
-        "python", "-m", "serving.fetch_model", "--uri", "s3://models/cars/3",
-        "--dest", "/var/azureml-app/azureml-models/cars/3",
+        "python",
+        "-m",
+        "serving.fetch_model",
+        "--uri",
+        "s3://models/cars/3",
+        "--dest",
+        "/var/azureml-app/azureml-models/cars/3",
     ]
     assert {"name": "model", "mountPath": "/var/azureml-app/azureml-models/cars/3", "readOnly": True} in _container(
         obj
@@ -398,7 +410,9 @@ def test_remote_model_is_fetched_by_an_init_container() -> None:
 
 def test_custom_container_uses_its_routes() -> None:
     dep = custom_deployment()
-    obj = build_deployment(endpoint(), dep, instance("Standard_NC4as_T4_v3"), SETTINGS, "nvcr.io/nvidia/tritonserver:24.08-py3")
+    obj = build_deployment(
+        endpoint(), dep, instance("Standard_NC4as_T4_v3"), SETTINGS, "nvcr.io/nvidia/tritonserver:24.08-py3"
+    )
     c = _container(obj)
     assert c["ports"] == [
         {"name": "http", "containerPort": 8000, "protocol": "TCP"},
@@ -424,8 +438,13 @@ def test_fixed_scale_sets_replicas_and_no_autoscaler() -> None:
 def test_target_utilization_gives_an_hpa_and_leaves_replicas_to_it() -> None:
     dep = deployment(
         type="kubernetes",
-        scale_settings={"type": "target_utilization", "min_instances": 2, "max_instances": 6,
-                        "target_utilization_percentage": 60, "polling_interval": 15},
+        scale_settings={
+            "type": "target_utilization",
+            "min_instances": 2,
+            "max_instances": 6,
+            "target_utilization_percentage": 60,
+            "polling_interval": 15,
+        },
     )
     obj = build_deployment(endpoint(), dep, instance("Standard_DS3_v2"), SETTINGS, DIGEST)
     assert "replicas" not in obj["spec"]
@@ -439,8 +458,10 @@ def test_target_utilization_gives_an_hpa_and_leaves_replicas_to_it() -> None:
             "minReplicas": 2,
             "maxReplicas": 6,
             "metrics": [
-                {"type": "Resource",
-                 "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}},
+                }
             ],
         },
     }
@@ -515,13 +536,28 @@ def test_name_collisions_between_endpoints_are_refused() -> None:
     ("dep", "itype", "settings"),
     [
         pytest.param(deployment(), "Standard_DS3_v2", SETTINGS, id="cpu"),
-        pytest.param(deployment("bob", instance_type="Standard_NC4as_T4_v3",
-                                egress_public_network_access="disabled"), "Standard_NC4as_T4_v3", SETTINGS, id="gpu"),
-        pytest.param(deployment(type="kubernetes", model={"path": "https://example.com/m.tar.gz"},
-                                scale_settings={"type": "target_utilization", "max_instances": 3}),
-                     "Standard_DS3_v2", SETTINGS, id="hpa-remote-model"),
-        pytest.param(deployment(type="kubernetes", scale_settings={"type": "target_utilization", "max_instances": 3}),
-                     "Standard_DS3_v2", ClusterSettings(keda=True), id="keda"),
+        pytest.param(
+            deployment("bob", instance_type="Standard_NC4as_T4_v3", egress_public_network_access="disabled"),
+            "Standard_NC4as_T4_v3",
+            SETTINGS,
+            id="gpu",
+        ),
+        pytest.param(
+            deployment(
+                type="kubernetes",
+                model={"path": "https://example.com/m.tar.gz"},
+                scale_settings={"type": "target_utilization", "max_instances": 3},
+            ),
+            "Standard_DS3_v2",
+            SETTINGS,
+            id="hpa-remote-model",
+        ),
+        pytest.param(
+            deployment(type="kubernetes", scale_settings={"type": "target_utilization", "max_instances": 3}),
+            "Standard_DS3_v2",
+            ClusterSettings(keda=True),
+            id="keda",
+        ),
         pytest.param(custom_deployment(), "Standard_NC4as_T4_v3", SETTINGS, id="custom-container"),
     ],
 )

@@ -83,16 +83,22 @@ def test_missing_api_version() -> None:
     ("kind", "name", "message"),
     [
         pytest.param(
-            "Service", "1cars", "metadata.name: got '1cars'; a Service name must be a DNS-1035 label (<= 63 characters)",
+            "Service",
+            "1cars",
+            "metadata.name: got '1cars'; a Service name must be a DNS-1035 label (<= 63 characters)",
             id="service-digit-first",
         ),
         pytest.param(
-            "ConfigMap", "Cars", "metadata.name: got 'Cars'; a ConfigMap name must be a DNS-1123 subdomain",
+            "ConfigMap",
+            "Cars",
+            "metadata.name: got 'Cars'; a ConfigMap name must be a DNS-1123 subdomain",
             id="upper-case",
         ),
         pytest.param(
-            "Service", "a" * 64, f"metadata.name: got {'a' * 64!r}; a Service name must be a DNS-1035 label"
-            " (<= 63 characters)", id="too-long",
+            "Service",
+            "a" * 64,
+            f"metadata.name: got {'a' * 64!r}; a Service name must be a DNS-1035 label (<= 63 characters)",
+            id="too-long",
         ),
     ],
 )
