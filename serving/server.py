@@ -31,6 +31,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -181,6 +182,7 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
         if frontend is not None:
             app = frontend
 
+    app = _drain_guard(app, state)
     exit_code = EXIT_OK
 
     class Server(uvicorn.Server):
@@ -248,6 +250,34 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
         runner.close()
         scorer.close()
     return exit_code
+
+
+def _drain_guard(app: Any, state: ReadyState) -> Any:
+    """Answer 503 (not uvicorn's 500) to requests cancelled because the drain timeout ran out."""
+    import asyncio
+
+    body = b'{"error":"the instance shut down before the request finished; retry"}'
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await app(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            if scope["type"] != "http" or started or not state.draining:
+                raise
+            logger.warning("request %s %s cut short by the drain timeout", scope["method"], scope["path"])
+            headers = [(b"content-type", b"application/json"), (b"connection", b"close"), (b"retry-after", b"1")]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+    return guarded
 
 
 def _wrap_frontend(app: Any, is_ready: Callable[[], bool], index: int, workers: int) -> Any:
@@ -482,4 +512,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(options.log_level)
     apply_cli_environment(args.entry_script, args.model_dir)
     os.environ["WORKER_COUNT"] = str(options.workers)
-    return serve(options)
+    code = serve(options)
+    _exit_if_run_threads_stuck(code)
+    return code
+
+
+def _exit_if_run_threads_stuck(code: int, grace_s: float = 1.0) -> None:
+    """Exit now when ``run()`` calls outlived the drain timeout: the interpreter would otherwise wait for them."""
+    deadline = time.monotonic() + grace_s
+    for thread in threading.enumerate():
+        if thread is threading.main_thread() or thread.daemon:
+            continue
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    stuck = [
+        t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
+    if stuck:
+        logger.warning("threads still running after the drain timeout (%s); exiting without them", ", ".join(stuck))
+        logging.shutdown()
+        os._exit(code)
