@@ -232,7 +232,7 @@ def local_api(project_dir: str, state_dir: str, max_running: int = 2) -> JobApi:
     launcher = LocalLauncher(state_dir, max_running=max_running)
     return JobApi(
         launcher, project.endpoint.name, deployments, project.endpoint.defaults.deployment_name,
-        str(Path(state_dir) / "outputs"),
+        str(Path(state_dir).resolve() / "outputs"),
     )  # fmt: skip
 
 

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SCORE = FIXTURES / "score.py"
 REPO = Path(__file__).resolve().parents[2]
+PROJECT = FIXTURES / "project"
+KEY = "k" * 40
 
 
 def make_inputs(folder: Path, n: int, prefix: str = "f", bad: set[int] | None = None) -> list[Path]:
@@ -86,3 +93,64 @@ class Job:
 
 def expected_rows(n: int, pad: int = 0, skip: set[int] | None = None) -> list[str]:
     return [f"{i:05d}-f{i:05d}.txt,{i},{'p' * pad}" for i in range(n) if not (skip and i in skip)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ApiProcess:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.state = tmp / "state"
+        keys = tmp / "keys"
+        keys.mkdir(exist_ok=True)
+        (keys / "primary").write_text(KEY)
+        (keys / "secondary").write_text("s" * 40)
+        self.env = {**os.environ, "ENDPOINTS_AUTH_MODE": "key", "ENDPOINTS_KEYS_DIR": str(keys),
+                    "ENDPOINTS_MAX_CONCURRENT_REQUESTS": "8"}  # fmt: skip
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        self.port = free_port()
+        self.log = open(self.tmp / f"api-{self.port}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "serving.batch.api", "--project", str(PROJECT), "--state-dir", str(self.state),
+             "--port", str(self.port)],
+            cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError((self.tmp / f"api-{self.port}.log").read_text())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(15)
+            self.proc = None
+            self.log.close()
+
+    def call(self, method: str, path: str, **kw):
+        headers = {"authorization": f"Bearer {KEY}"}
+        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=10, **kw)
+
+    def wait(self, job_id: str, statuses: set[str], timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.call("GET", f"/jobs/{job_id}").json()
+            if job["status"] in statuses:
+                return job
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} stayed {job['status']}")

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from batch_helpers import FIXTURES, REPO, expected_rows, make_inputs
+from batch_helpers import PROJECT, expected_rows, make_inputs
 
 from serving.batch.api import build_app, local_api
-
-PROJECT = FIXTURES / "project"
-KEY = "k" * 40
 
 
 class InProcess:
@@ -82,83 +74,6 @@ def test_unknown_job_is_404(client):
 
 
 # ------------------------------------------------------------------------------------------- real server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ApiProcess:
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.state = tmp / "state"
-        keys = tmp / "keys"
-        keys.mkdir(exist_ok=True)
-        (keys / "primary").write_text(KEY)
-        (keys / "secondary").write_text("s" * 40)
-        self.env = {**os.environ, "ENDPOINTS_AUTH_MODE": "key", "ENDPOINTS_KEYS_DIR": str(keys),
-                    "ENDPOINTS_MAX_CONCURRENT_REQUESTS": "8"}  # fmt: skip
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-
-    def start(self) -> None:
-        self.port = free_port()
-        self.log = open(self.tmp / f"api-{self.port}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.batch.api", "--project", str(PROJECT), "--state-dir", str(self.state),
-             "--port", str(self.port)],
-            cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError((self.tmp / f"api-{self.port}.log").read_text())
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(15)
-            self.proc = None
-            self.log.close()
-
-    def call(self, method: str, path: str, **kw):
-        headers = {"authorization": f"Bearer {KEY}"}
-        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=10, **kw)
-
-    def wait(self, job_id: str, statuses: set[str], timeout: float = 60) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self.call("GET", f"/jobs/{job_id}").json()
-            if job["status"] in statuses:
-                return job
-            time.sleep(0.2)
-        raise AssertionError(f"job {job_id} stayed {job['status']}")
-
-
-@pytest.fixture
-def api_process(tmp_path):
-    p = ApiProcess(tmp_path)
-    p.start()
-    yield p
-    p.stop()
-    # Runners run in their own session: stop what a test left running.
-    for procs in (tmp_path / "state" / "jobs").glob("*/procs.json"):
-        import json
-        import signal
-
-        for proc in json.loads(procs.read_text())["processes"]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc["pid"], signal.SIGKILL)
 
 
 def test_job_lifecycle_over_http_with_key_auth(api_process, tmp_path):

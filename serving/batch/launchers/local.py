@@ -52,7 +52,7 @@ class LocalLauncher:
             max_running: Jobs running at once; more wait as Queued (default 2).
             python: Interpreter that runs ``-m serving.batch.runner`` (default: this one).
         """
-        self.root = Path(state_dir) / "jobs"
+        self.root = Path(state_dir).resolve() / "jobs"
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_running = max_running
         self.python = python
