@@ -109,20 +109,21 @@ def serving_image_build(base_image: str = DEFAULT_BASE_IMAGE, repo_root: Path = 
     return ImageBuild(context=repo_root, dockerfile=repo_root / SERVING_DOCKERFILE, args={"BASE_IMAGE": base_image})
 
 
-def batch_image_build(
-    target: BatchTarget = "runner", base_image: str = DEFAULT_BASE_IMAGE, repo_root: Path = REPO_ROOT
-) -> ImageBuild:
+def batch_image_build(target: BatchTarget, serving_image: str, repo_root: Path = REPO_ROOT) -> ImageBuild:
     """The batch runner image (``python -m serving.batch.runner``) or the batch job API image.
 
+    Both are layered on the serving image (they share its venv layers; the runner adds nothing, the job API
+    adds the ``kubernetes`` client).
+
     Args:
-        target: ``runner`` (default) or ``job-api``.
-        base_image: As for :func:`serving_image_build`.
+        target: ``runner`` or ``job-api``.
+        serving_image: The serving image built from :func:`serving_image_build` (their ``BASE_IMAGE``).
         repo_root: The repository holding ``serving/Dockerfile.batch`` (default this checkout).
     """
     if target not in ("runner", "job-api"):
         raise ValueError(f"batch image target: got {target!r}; expected 'runner' or 'job-api'")
     return ImageBuild(
-        context=repo_root, dockerfile=repo_root / BATCH_DOCKERFILE, args={"BASE_IMAGE": base_image}, target=target
+        context=repo_root, dockerfile=repo_root / BATCH_DOCKERFILE, args={"BASE_IMAGE": serving_image}, target=target
     )
 
 

@@ -88,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     p_serving = sub.add_parser("serving", help="the serving base image")
     p_batch = sub.add_parser("batch", help="the batch runner or job API image")
     p_batch.add_argument("--target", choices=["runner", "job-api"], default="runner")
+    p_serving.add_argument("--base-image", default=None, help="BASE_IMAGE (default: local debootstrap image, if any)")
+    p_batch.add_argument("--serving-image", default=SERVING_TAG, help=f"image to build on (default {SERVING_TAG})")
     for p in (p_serving, p_batch):
-        p.add_argument("--base-image", default=None, help="BASE_IMAGE (default: local debootstrap image if present)")
         p.add_argument("--tag", default=None)
     p_dep = sub.add_parser("deployment", help="a deployment's image (code, environment, model)")
     p_dep.add_argument("endpoint_dir", type=Path)
@@ -116,7 +117,7 @@ def _build(args: argparse.Namespace) -> dict[str, object] | int | None:
         build = serving_image_build(args.base_image or default_base_image())
         result = run_build(build, args.tag or SERVING_TAG, args.quiet)
     elif args.what == "batch":
-        build = batch_image_build(args.target, args.base_image or default_base_image())
+        build = batch_image_build(args.target, args.serving_image)
         result = run_build(build, args.tag or BATCH_TAGS[args.target], args.quiet)
     else:
         from endpoints.errors import SpecError
