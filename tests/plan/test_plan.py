@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -57,7 +58,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "stacks" / "Pulumi.prod.yaml").write_text(PROD, encoding="utf-8")
     (root / "stacks" / "Pulumi.dev.yaml").write_text(DEV, encoding="utf-8")
     # prod with the endpoint left public and two replicas: breaks two mandatory rules.
-    bad = PROD.replace("  ml-endpoints:publicNetworkAccess: disabled\n", "").replace("instanceCount: 3", "instanceCount: 2")
+    bad = PROD.replace("  ml-endpoints:publicNetworkAccess: disabled\n", "").replace(
+        "instanceCount: 3", "instanceCount: 2"
+    )
     (root / "stacks" / "Pulumi.prod-bad.yaml").write_text(
         bad.replace("config:\n", "config:\n  ml-endpoints:domain: ml.example.com\n", 0), encoding="utf-8"
     )
@@ -183,3 +186,22 @@ def test_repository_stacks_validate_with_no_mandatory_violation(stack: str) -> N
     plan = plan_stack(REPO, stack)
     assert plan.schema_problems == []
     assert plan.violations_by_level()["mandatory"] == 0, [v.message for v in plan.violations]
+
+
+def test_parallel_validation_matches_serial_and_keeps_order(project: Path) -> None:
+    from components.k8s_schema import validate_object
+    from endpoints.plan import _PARALLEL_MIN_OBJECTS, _workers, validate_all
+
+    objects = plan_stack(project, "prod").objects
+    many = [json.loads(json.dumps(o)) for _ in range(_PARALLEL_MIN_OBJECTS // len(objects) + 1) for o in objects]
+    many[3]["spec"]["bogus"] = 1
+    many[-1]["spec"]["replicas"] = "three"
+    problems = validate_all(many)
+    serial = [msg for o in many for msg in validate_object(o)]
+    assert [p.message for p in problems] == serial
+    assert serial == [
+        "HTTPRoute/car-classifier: spec: Additional properties are not allowed ('bogus' was unexpected)",
+        "PodDisruptionBudget/car-classifier-bob: spec: Additional properties are not allowed ('replicas' was "
+        "unexpected)",
+    ]
+    assert _workers(len(many)) == min(len(os.sched_getaffinity(0)), 4)
