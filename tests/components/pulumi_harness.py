@@ -208,9 +208,13 @@ def run_program(stack: str, config: dict[str, Any] | None = None) -> Run:
 
 
 def strip_secrets(value: Any) -> Any:
-    """Replace secret-wrapped values (as the engine would store them encrypted) by ``"[secret]"``."""
+    """Replace secret-wrapped values (as the engine would store them encrypted) by ``"[secret]"``.
+
+    A secret mapping keeps its keys (``stringData: {primary: "[secret]", ...}``) so the object still validates.
+    """
     if rpc.is_rpc_secret(value):
-        return "[secret]"
+        inner = value["value"]
+        return {k: "[secret]" for k in inner} if isinstance(inner, dict) else "[secret]"
     if isinstance(value, dict):
         return {k: strip_secrets(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -1,0 +1,329 @@
+"""Components and the whole Pulumi program under Pulumi's mocks (``pulumi.runtime.set_mocks``), in-process.
+
+Assertions on outputs run inside ``Output.all(...).apply(...)`` and name the URN; the recorded registrations are
+then checked as the engine would receive them: every Kubernetes object validates against its schema, and no key
+appears in plain text in any input, export or log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi_harness import (
+    REPO_ROOT,
+    SECRET_SENTINEL,
+    Run,
+    as_object,
+    mock_password,
+    plain_strings,
+    run_program,
+    run_pulumi,
+)
+from specs_factory import DIGEST, SETTINGS, deployment, endpoint, instance
+
+from components.builders.image import image_build_args
+from components.builders.stack import KeyRotation
+from components.compute_pool import ComputePool, ComputePoolArgs
+from components.k8s_schema import validate_object
+from components.online_deployment import OnlineDeployment, OnlineDeploymentArgs
+from components.online_endpoint import OnlineEndpoint, OnlineEndpointArgs
+
+STACKS = ["dev", "staging", "prod"]
+EXAMPLE = REPO_ROOT / "examples" / "car-classifier"
+
+
+def _k8s(run: Run) -> list[Any]:
+    return [r for r in run.resources if r.typ.startswith("kubernetes:")]
+
+
+def _assert_no_plain_secrets(run: Run) -> None:
+    for r in run.resources:
+        leaked = [s for s in plain_strings(r.inputs) if SECRET_SENTINEL in s]
+        assert not leaked, f"{run.urn(r)}: key material in plain text in its inputs"
+    for name, value in run.exports.items():
+        if SECRET_SENTINEL in str(value):
+            assert run.export_secret[name], f"export {name!r} carries a key but is not a secret output"
+
+
+# ------------------------------------------------------------------------------------------------------ components
+
+
+def test_online_endpoint_component() -> None:
+    ep = endpoint(traffic={"alice": 90, "bob": 10})
+    deps = [deployment("alice"), deployment("bob")]
+    created: dict[str, OnlineEndpoint] = {}
+
+    def program() -> Any:
+        comp = OnlineEndpoint("cars", OnlineEndpointArgs(ep, deps, SETTINGS))
+        created["cars"] = comp
+
+        def check(values: list[Any]) -> None:
+            urn, scoring, swagger, primary, secondary, secret_name = values
+            assert scoring == "https://cars.test.example.com/score", f"{urn}: scoring_uri {scoring!r}"
+            assert swagger == "https://cars.test.example.com/swagger.json", f"{urn}: swagger_uri {swagger!r}"
+            assert primary == mock_password("cars-primary-key"), f"{urn}: primary_key"
+            assert secondary == mock_password("cars-secondary-key"), f"{urn}: secondary_key"
+            assert secret_name == "cars-keys", f"{urn}: secret_name {secret_name!r}"
+
+        async def secret_flags() -> list[bool]:
+            return [await comp.primary_key.is_secret(), await comp.secondary_key.is_secret()]
+
+        def check_secret(flags: list[bool]) -> None:
+            assert flags == [True, True], f"urn cars: keys must be secret outputs, got {flags}"
+
+        return pulumi.Output.all(
+            pulumi.Output.all(
+                comp.urn, comp.scoring_uri, comp.swagger_uri, comp.primary_key, comp.secondary_key, comp.secret_name
+            ).apply(check),
+            pulumi.Output.from_input(_future(secret_flags())).apply(check_secret),
+        )
+
+    run = run_pulumi(program)
+    assert sorted((r.typ, r.name) for r in run.resources) == sorted(
+        [
+            ("endpoints:online_endpoint:OnlineEndpoint", "cars"),
+            ("random:index/randomPassword:RandomPassword", "cars-primary-key"),
+            ("random:index/randomPassword:RandomPassword", "cars-secondary-key"),
+            ("random:index/randomPassword:RandomPassword", "cars-signing-key"),
+            ("kubernetes:core/v1:Secret", "cars-keys"),
+            ("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "cars-route"),
+            ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "cars-ingress"),
+        ]
+    )
+    assert run.named("cars-primary-key").inputs == {"keepers": {"rotation": "0"}, "length": 48, "special": False}
+    assert run.named("cars-signing-key").inputs["length"] == 64
+    secret = as_object(run.named("cars-keys"))
+    assert secret["stringData"] == {"primary": "[secret]", "secondary": "[secret]", "token-signing-key": "[secret]"}
+    for r in _k8s(run):
+        assert validate_object(as_object(r)) == [], run.urn(r)
+    _assert_no_plain_secrets(run)
+
+
+def test_online_deployment_component_with_pinned_image() -> None:
+    ep = endpoint(traffic={"alice": 100})
+    dep = deployment("alice", instance_count=2, egress_public_network_access="disabled")
+
+    def program() -> Any:
+        comp = OnlineDeployment(
+            "cars-alice", OnlineDeploymentArgs(ep, dep, instance("Standard_DS3_v2"), SETTINGS, image=DIGEST)
+        )
+
+        def check(values: list[Any]) -> None:
+            urn, image, name, svc = values
+            assert (image, name, svc) == (DIGEST, "cars-alice", "cars-alice"), f"{urn}: outputs {values[1:]}"
+
+        return pulumi.Output.all(comp.urn, comp.image, comp.deployment_name, comp.service_name).apply(check)
+
+    run = run_pulumi(program)
+    assert sorted((r.typ, r.name) for r in run.resources) == sorted(
+        [
+            ("endpoints:online_deployment:OnlineDeployment", "cars-alice"),
+            ("kubernetes:apps/v1:Deployment", "cars-alice-deploy"),
+            ("kubernetes:core/v1:Service", "cars-alice-svc"),
+            ("kubernetes:policy/v1:PodDisruptionBudget", "cars-alice-pdb"),
+            ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "cars-alice-egress"),
+        ]
+    )
+    deploy = as_object(run.named("cars-alice-deploy"))
+    assert deploy["spec"]["replicas"] == 2
+    assert deploy["spec"]["template"]["spec"]["containers"][0]["image"] == DIGEST
+    for r in _k8s(run):
+        assert validate_object(as_object(r)) == [], run.urn(r)
+
+
+def test_online_deployment_component_builds_its_image() -> None:
+    ep = endpoint(name="car-classifier", traffic={"alice": 100})
+    project = EXAMPLE
+    dep_file = project / "deployments" / "alice.yml"
+    from endpoints.project import load_endpoint_project
+
+    spec = load_endpoint_project(project).deployments["alice"]
+    build = image_build_args(
+        REPO_ROOT, project, dep_file, spec, "car-classifier", "reg.example.com/serving:1", "reg.example.com/ml"
+    )
+
+    def program() -> Any:
+        comp = OnlineDeployment(
+            "car-classifier-alice",
+            OnlineDeploymentArgs(ep, spec, instance("Standard_DS3_v2"), SETTINGS, build=build),  # type: ignore[arg-type]
+        )
+
+        def check(values: list[Any]) -> None:
+            urn, image = values
+            assert image.startswith("reg.example.com/ml/car-classifier-alice@sha256:"), f"{urn}: image {image!r}"
+
+        return pulumi.Output.all(comp.urn, comp.image).apply(check)
+
+    run = run_pulumi(program)
+    image = run.named("car-classifier-alice-image")
+    assert image.typ == "docker:index/image:Image"
+    assert image.inputs["imageName"] == "reg.example.com/ml/car-classifier-alice:pulumi"
+    assert image.inputs["build"]["args"] == build.args
+    assert image.inputs["build"]["context"] == build.context
+    assert image.inputs["skipPush"] is False
+    container = as_object(run.named("car-classifier-alice-deploy"))["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"].startswith("reg.example.com/ml/car-classifier-alice@sha256:")
+
+
+def test_compute_pool_component() -> None:
+    t4 = [instance("Standard_NC4as_T4_v3"), instance("Standard_NC8as_T4_v3")]
+
+    def program() -> Any:
+        pool = ComputePool(
+            "pool-gpu-t4", ComputePoolArgs("gpu-t4", t4, SETTINGS, ["ml-a", "ml-b"], gpu_quota=4, kueue=True)
+        )
+
+        def check(values: list[Any]) -> None:
+            urn, selector, tolerations, gpu = values
+            assert selector == {"ml-endpoints.io/pool": "gpu-t4"}, f"{urn}: node_selector {selector}"
+            assert tolerations == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}], urn
+            assert gpu is True, urn
+
+        return pulumi.Output.all(pool.urn, pool.node_selector, pool.tolerations, pool.gpu).apply(check)
+
+    run = run_pulumi(program)
+    assert sorted((r.typ, r.name) for r in run.resources) == sorted(
+        [
+            ("endpoints:compute_pool:ComputePool", "pool-gpu-t4"),
+            ("kubernetes:core/v1:ResourceQuota", "pool-gpu-t4-quota-ml-a"),
+            ("kubernetes:core/v1:ResourceQuota", "pool-gpu-t4-quota-ml-b"),
+            ("kubernetes:kueue.x-k8s.io/v1beta2:ResourceFlavor", "pool-gpu-t4-flavor"),
+        ]
+    )
+    for r in _k8s(run):
+        assert validate_object(as_object(r)) == [], run.urn(r)
+
+
+def test_compute_pool_refuses_types_of_other_pools() -> None:
+    def program() -> Any:
+        ComputePool("p", ComputePoolArgs("gpu-t4", [instance("Standard_DS3_v2")], SETTINGS))
+
+    with pytest.raises(ValueError, match=r"ComputePool p: instance types \['Standard_DS3_v2'\] belong to other pools"):
+        run_pulumi(program)
+
+
+# --------------------------------------------------------------------------------------------------------- program
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_program_of_each_stack(stack: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        run = run_program(stack)
+    types = {r.typ for r in run.resources}
+    assert {
+        "endpoints:endpoint_namespace:EndpointNamespace",
+        "endpoints:online_endpoint:OnlineEndpoint",
+        "endpoints:online_deployment:OnlineDeployment",
+        "endpoints:compute_pool:ComputePool",
+    } <= types
+    names = [r.name for r in run.resources]
+    assert len(names) == len(set(names)), "resource names collide"
+    objects = [as_object(r) for r in _k8s(run)]
+    for r, obj in zip(_k8s(run), objects, strict=True):
+        assert validate_object(obj) == [], run.urn(r)
+    keys = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects}
+    assert len(keys) == len(objects)
+    assert sorted(run.exports) == [
+        "car-classifier.primaryKey",
+        "car-classifier.scoringUri",
+        "car-classifier.secondaryKey",
+        "car-classifier.swaggerUri",
+    ]
+    assert run.export_secret == {
+        "car-classifier.primaryKey": True,
+        "car-classifier.scoringUri": False,
+        "car-classifier.secondaryKey": True,
+        "car-classifier.swaggerUri": False,
+    }
+    _assert_no_plain_secrets(run)
+    out = capsys.readouterr()
+    assert SECRET_SENTINEL not in out.out + out.err
+    assert all(SECRET_SENTINEL not in rec.getMessage() for rec in caplog.records)
+
+
+def test_prod_program_is_private_with_three_instances() -> None:
+    run = run_program("prod")
+    route = as_object(run.named("car-classifier-route"))
+    assert route["spec"]["parentRefs"][0]["name"] == "internal"
+    for name in ("car-classifier-alice-deploy", "car-classifier-bob-deploy"):
+        assert as_object(run.named(name))["spec"]["replicas"] >= 3
+    assert run.exports["car-classifier.scoringUri"] == "https://car-classifier.endpoints.internal.example.com/score"
+
+
+def _inputs_by_name(run: Run) -> dict[str, Any]:
+    return {r.name: (r.typ, r.inputs) for r in run.resources}
+
+
+def test_traffic_or_mirror_change_touches_only_the_httproute() -> None:
+    base = run_program("dev")
+    for change in (
+        {"traffic": {"alice": 50, "bob": 50}},
+        {"traffic": {"alice": 100, "bob": 0}, "mirrorTraffic": {"bob": 20}},
+    ):
+        changed = run_program("dev", {"overrides": {"car-classifier": change}})
+        a, b = _inputs_by_name(base), _inputs_by_name(changed)
+        assert a.keys() == b.keys()
+        differing = sorted(name for name in a if a[name] != b[name])
+        assert differing == ["car-classifier-route"], f"{change}: inputs changed for {differing}"
+
+
+def test_key_rotation_regenerates_only_that_key() -> None:
+    base = run_program("staging")
+    rotated = run_program(
+        "staging", {"keyRotation": {"car-classifier": {"primary": "2", "secondary": "1", "tokenSigning": "1"}}}
+    )
+    a, b = _inputs_by_name(base), _inputs_by_name(rotated)
+    differing = sorted(name for name in a if a[name] != b[name])
+    assert differing == ["car-classifier-primary-key"]
+    assert b["car-classifier-primary-key"][1]["keepers"] == {"rotation": "2"}
+
+
+def test_two_endpoints_in_one_stack_do_not_collide(tmp_path: Path) -> None:
+    other = tmp_path / "vans"
+    shutil.copytree(EXAMPLE, other, ignore=shutil.ignore_patterns("samples", "train.py", "carsynth.py", "__pycache__"))
+    for path in [other / "endpoint.yml", *(other / "deployments").glob("*.yml")]:
+        path.write_text(path.read_text(encoding="utf-8").replace("car-classifier", "vans"), encoding="utf-8")
+    run = run_program("dev", {"endpoints": ["examples/car-classifier", str(other)]})
+    names = [r.name for r in run.resources]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    objects = [as_object(r) for r in _k8s(run)]
+    keys = [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects]
+    assert len(keys) == len(set(keys))
+    assert sum(1 for k in keys if k[0] == "Deployment") == 4
+    assert {"vans.scoringUri", "car-classifier.scoringUri"} <= set(run.exports)
+    _assert_no_plain_secrets(run)
+
+
+def test_rotation_defaults_match_key_rotation_model() -> None:
+    assert KeyRotation() == KeyRotation(primary="0", secondary="0", token_signing="0")
+
+
+@pytest.mark.pulumi_cli
+def test_pulumi_preview_with_the_cli() -> None:
+    cli = shutil.which("pulumi")
+    if cli is None:
+        pytest.skip(
+            "the Pulumi CLI is not installed (no package registry here ships it); install it from"
+            " https://www.pulumi.com/docs/install/ to run `pulumi preview` against a cluster"
+        )
+    result = subprocess.run(
+        [cli, "preview", "--stack", "dev", "--non-interactive", "--policy-pack", "policies"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
+
+def _future(coro: Any) -> Any:
+    import asyncio
+
+    return asyncio.ensure_future(coro)
