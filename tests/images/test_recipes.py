@@ -303,12 +303,16 @@ def test_dockerfile_rules(name: str) -> None:
     text = (REPO_ROOT / name).read_text()
     assert not re.search(r"^\s*HEALTHCHECK", text, re.M | re.I), "Kubernetes probes check health; no HEALTHCHECK"
     assert re.search(r"^ARG BASE_IMAGE=\S+", text, re.M), "every Dockerfile builds FROM a BASE_IMAGE argument"
-    # Each final stage ends as uid 10001 (restricted pod security: runAsNonRoot, uid >= 10000).
+    # Every image stage (not the build/staging stages) ends as uid 10001 (restricted pod security: runAsNonRoot,
+    # uid >= 10000); a stage without USER inherits it from the serving image.
     stages = re.split(r"^FROM ", text, flags=re.M)[1:]
-    for stage in stages:
+    finals = [st for st in stages if not re.match(r"\S+ AS (build|stage)\b", st)]
+    assert finals, f"{name}: no final stage"
+    for stage in finals:
         users = re.findall(r"^USER (\S+)", stage, re.M)
         if users:
-            assert users[-1] == "10001:10001", f"{name}: a stage switches user and ends as {users[-1]}"
+            assert users[-1] == "10001:10001", f"{name}: stage {stage.splitlines()[0]!r} ends as {users[-1]}"
+    assert re.search(r"^USER 10001:10001$", text, re.M)
 
 
 def test_serving_dockerfile_defaults_to_official_slim_image() -> None:
