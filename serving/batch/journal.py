@@ -1,17 +1,20 @@
-"""Exactly-once output: the append file plus an fsync'd journal of committed mini-batches.
+"""Exactly-once output: the append file plus a journal of committed mini-batches.
 
 Design (docs/batch.md has the long form):
 
 * Every finished mini-batch (succeeded, or failed after its last retry) is *committed* under an exclusive
-  ``flock`` on ``.<output>.batch.lock``: its CSV rows are written at the output's committed end offset and
-  fsync'd, then one JSON line naming the mini-batch and its byte range ``[start, end)`` is appended to
-  ``journal.jsonl`` and fsync'd. The journal line is the commit point.
-* Whoever takes the lock first repairs what a killed writer left: a journal tail without its newline is
-  cut off, and output bytes past the last committed ``end`` (rows whose journal line never made it) are
-  truncated. So after any crash the output holds exactly the rows of journaled mini-batches, whole lines
-  only, and a restarted runner skips journaled mini-batches.
-* Several results finishing together are committed in one write and two fsyncs (group commit), which keeps
-  checkpointing cheap for small mini-batches.
+  ``flock`` on ``.<output>.batch.lock``: its CSV rows are written at the output's committed end offset, then
+  one JSON line naming the mini-batch, its byte range ``[start, end)`` and the CRC-32 of those bytes is
+  appended to ``journal.jsonl``. The journal line is the commit point.
+* Whoever takes the lock first repairs what a killed writer left: a journal tail without its newline is cut
+  off, and output bytes past the last committed ``end`` (rows whose journal line never made it) are truncated.
+  So after any crash the output holds exactly the rows of journaled mini-batches, whole lines only, and a
+  restarted runner skips journaled mini-batches.
+* A killed *process* loses nothing the kernel already has, so commits do not wait for the disk; both files
+  are fsync'd at most every ``sync_interval`` seconds (group commit), at SIGTERM and at the end. A killed
+  *machine* may lose the last unsynced commits, or keep a journal page whose output page never reached the
+  disk: on open the runner checks every record's byte range and CRC against the output and drops the first
+  record that does not match and all after it, so those mini-batches are scored again - still exactly once.
 * Instances of one job (Kubernetes Indexed Job pods, or local processes) share the output folder and the
   lock; ``job.json`` pins the job id and its input so a different job cannot append to the same file.
 """
@@ -25,6 +28,7 @@ import json
 import os
 import shutil
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,8 +99,16 @@ def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
 class Journal:
     """The output file and its journal for one job; one object per runner process."""
 
-    def __init__(self, settings: RunnerSettings, instance_index: int = 0) -> None:
-        """Point at the output folder; nothing is opened until :meth:`open`."""
+    def __init__(self, settings: RunnerSettings, instance_index: int = 0, sync_interval: float = 1.0) -> None:
+        """Point at the output folder; nothing is opened until :meth:`open`.
+
+        Args:
+            settings: The job's settings.
+            instance_index: This instance's index (recorded in each journal line); default 0.
+            sync_interval: Longest time in seconds between fsyncs of output and journal; default 1.
+        """
+        self.sync_interval = sync_interval
+        self._last_sync = time.monotonic()
         self.settings = settings
         self.instance_index = instance_index
         self.state_dir = settings.state_dir
@@ -109,6 +121,7 @@ class Journal:
         self._journal_offset = 0
         self._out_fd: int | None = None
         self._journal_fd: int | None = None
+        self.dropped_on_open = 0
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -178,10 +191,58 @@ class Journal:
                 self._out_fd = os.open(self.output_path, os.O_RDWR | os.O_CREAT, 0o644)
             self._journal_fd = os.open(self.journal_path, os.O_RDWR)
             self._read_new(repair=True)
+            self._verify()
         return resumed
 
+    def _verify(self) -> None:
+        """Drop journal records whose bytes are not in the output as committed (a machine crash), see above."""
+        assert self._journal_fd is not None
+        records = sorted(self.state.records.values(), key=lambda r: r["start"] if r["end"] > r["start"] else -1)
+        bad_from: int | None = None
+        if self.write_rows and records:
+            assert self._out_fd is not None
+            size = os.fstat(self._out_fd).st_size
+            for rec in records:
+                if rec["end"] == rec["start"]:
+                    continue
+                if rec["end"] > size or zlib.crc32(
+                    os.pread(self._out_fd, rec["end"] - rec["start"], rec["start"])
+                ) != rec.get("crc"):
+                    bad_from = rec["start"]
+                    break
+        if bad_from is None:
+            return
+        keep = [r for r in self._ordered_lines() if not (r["end"] > r["start"] and r["start"] >= bad_from)]
+        dropped = len(self.state.records) - len(keep)
+        payload = b"".join(json.dumps(r, sort_keys=True).encode() + b"\n" for r in keep)
+        os.ftruncate(self._journal_fd, 0)
+        os.pwrite(self._journal_fd, payload, 0)
+        os.fsync(self._journal_fd)
+        assert self._out_fd is not None
+        os.ftruncate(self._out_fd, bad_from)
+        os.fsync(self._out_fd)
+        self.state = JournalState()
+        self._journal_offset = 0
+        self._read_new(repair=False)
+        self.dropped_on_open = dropped
+
+    def _ordered_lines(self) -> list[dict[str, Any]]:
+        assert self._journal_fd is not None
+        raw = os.pread(self._journal_fd, self._journal_offset, 0)
+        return [json.loads(line) for line in raw.splitlines()]
+
+    def sync(self) -> None:
+        """fsync the output, then the journal."""
+        if self._out_fd is not None:
+            os.fsync(self._out_fd)
+        if self._journal_fd is not None:
+            os.fsync(self._journal_fd)
+        self._last_sync = time.monotonic()
+
     def close(self) -> None:
-        """Close the files (committed data is already on disk)."""
+        """Sync and close the files."""
+        if self._journal_fd is not None:
+            self.sync()
         for fd in (self._out_fd, self._journal_fd):
             if fd is not None:
                 os.close(fd)
@@ -196,10 +257,16 @@ class Journal:
         chunk = os.pread(self._journal_fd, size - self._journal_offset, self._journal_offset)
         last_nl = chunk.rfind(b"\n")
         complete = chunk[: last_nl + 1]
-        for line in complete.splitlines():
-            rec = json.loads(line)
+        used = 0
+        for line in complete.splitlines(keepends=True):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                break  # garbage left by a machine crash: it and everything after it never committed
             self.state.records[rec["mini_batch"]] = rec
             self.state.output_end = max(self.state.output_end, rec["end"])
+            used += len(line)
+        complete = complete[:used]
         self._journal_offset += len(complete)
         if repair and len(complete) < len(chunk):
             # A writer died between write() and its newline: that commit never happened.
@@ -241,20 +308,21 @@ class Journal:
                     if pos == 0 and c.columns and data:
                         data = (",".join(_csv_field(x) for x in c.columns) + "\n").encode() + data
                     buf += data
-                    lines.append(self._record(c, pos, pos + len(data)))
+                    lines.append(self._record(c, pos, pos + len(data), zlib.crc32(data)))
                     pos += len(data)
                 if buf:
                     os.pwrite(self._out_fd, bytes(buf), start)
-                    os.fsync(self._out_fd)
             else:
-                lines = [self._record(c, 0, 0) for c in commits]
+                lines = [self._record(c, 0, 0, 0) for c in commits]
             payload = b"".join(json.dumps(rec, sort_keys=True).encode() + b"\n" for rec in lines)
             os.pwrite(self._journal_fd, payload, self._journal_offset)
-            os.fsync(self._journal_fd)
+            if time.monotonic() - self._last_sync >= self.sync_interval:
+                self.sync()
             self._read_new(repair=False)
 
-    def _record(self, c: Commit, start: int, end: int) -> dict[str, Any]:
+    def _record(self, c: Commit, start: int, end: int, crc: int) -> dict[str, Any]:
         return {
+            "crc": crc,
             "mini_batch": c.mini_batch,
             "start": start,
             "end": end,
@@ -286,5 +354,10 @@ def read_journal(settings: RunnerSettings) -> tuple[dict[str, Any] | None, list[
         raw = (state_dir / "journal.jsonl").read_bytes()
     except FileNotFoundError:
         return job, []
-    complete = raw[: raw.rfind(b"\n") + 1]
-    return job, [json.loads(line) for line in complete.splitlines()]
+    records = []
+    for line in raw[: raw.rfind(b"\n") + 1].splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            break
+    return job, records

@@ -210,12 +210,21 @@ class Runner:
         last_progress = t0
         threshold_hit = self._threshold_exceeded(state.failed_items)
         stop_since: float | None = None
+        commits: list[Commit] = []  # finished, not yet committed: committed right after the next dispatch
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         previous_wakeup = signal.set_wakeup_fd(wake_w)
         previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
             while True:
+                # Uncommitted failures count too: the threshold must hold before anything new starts.
+                if not threshold_hit and self._threshold_exceeded(
+                    state.failed_items + sum(c.failed_items for c in commits)
+                ):
+                    threshold_hit = True
+                    log.error("error threshold exceeded: %d failed items > error_threshold %d; "
+                              "no new mini-batches start", state.failed_items + sum(c.failed_items for c in commits),
+                              s.error_threshold)  # fmt: skip
                 dispatching = not (self.stop_requested or threshold_hit or self.failure)
                 want = min(s.max_concurrency_per_instance, len(pending)) if dispatching else 0
                 while len(self.workers) < want:
@@ -228,6 +237,13 @@ class Runner:
                             now = time.monotonic()
                             w.task = _Task(mb, attempts[mb], now, now + s.timeout)
                             w.conn.send((mb, batches[mb]))
+                # Commit after dispatching, so workers score the next mini-batches while the journal fsyncs.
+                if commits:
+                    journal.commit(commits)
+                    commits = []
+                    state = journal.refresh()
+                elif s.instance_count > 1:
+                    state = journal.refresh()  # other instances' failures count against the threshold too
                 busy = [w for w in self.workers if w.task is not None]
                 if not busy and (not dispatching or not pending):
                     break
@@ -246,7 +262,6 @@ class Runner:
                 ready = wait(waitables, timeout)
                 if wake_r in ready:
                     os.read(wake_r, 512)
-                commits: list[Commit] = []
                 retry: list[tuple[_Worker, str, bool]] = []  # (worker, reason, kill the worker)
                 for w in list(self.workers):
                     if w.conn not in ready and w.proc.sentinel not in ready:
@@ -294,12 +309,6 @@ class Runner:
                                         w.task.mini_batch)  # fmt: skip
                             pending.appendleft(w.task.mini_batch)
                         self._drop(w)
-                journal.commit(commits)
-                state = journal.refresh() if s.instance_count > 1 or commits else state
-                if not threshold_hit and self._threshold_exceeded(state.failed_items):
-                    threshold_hit = True
-                    log.error("error threshold exceeded: %d failed items > error_threshold %d; "
-                              "no new mini-batches start", state.failed_items, s.error_threshold)  # fmt: skip
                 if time.monotonic() - last_progress >= s.progress_interval:
                     last_progress = time.monotonic()
                     self._log_progress(state.records, len(batches), rows_at_start, t0)

@@ -206,6 +206,25 @@ def test_restart_repairs_torn_output_and_journal_tails(job_factory):
     assert journal.read_bytes().count(b"\n") == 4
 
 
+def test_restart_after_a_machine_crash_drops_records_whose_rows_never_reached_the_disk(job_factory):
+    job = job_factory(n_files=40, mini_batch_size=10)
+    first = job.run()
+    assert first.returncode == 0, first.stderr
+    journal = job.out / ".predictions.csv.batch" / "journal.jsonl"
+    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    second_start = sorted(r["start"] for r in records)[1]
+    # The journal page reached the disk, the output's last pages did not: the file ends early, and the
+    # bytes of the second mini-batch (in file order) are zeros.
+    data = bytearray(job.output.read_bytes())
+    data[second_start : second_start + 5] = b"\0" * 5
+    job.output.write_bytes(bytes(data[: len(data) - 7]))
+    second = job.run()
+    assert second.returncode == 0, second.stderr
+    assert "3 to do (resumed)" in second.stderr  # only the first mini-batch in file order survives
+    assert sorted(job.rows()) == expected_rows(40)
+    assert len(job.calls()) == 7
+
+
 def test_sigterm_flushes_finished_work_and_restart_completes(job_factory):
     job = job_factory(n_files=100, mini_batch_size=5, env={"SLEEP": "0.1"}, drain_timeout=5)
     proc = job.start()
