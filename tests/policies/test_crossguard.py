@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import policy_fixtures as fx
 import pytest
+import yaml
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from pulumi_policy import PolicyResource, PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
@@ -146,8 +147,8 @@ def test_settings_from_pulumi_environment() -> None:
 
 @pytest.fixture()
 def pack(request: pytest.FixtureRequest) -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
-    stack = request.param
-    env = {**os.environ, "PULUMI_STACK": stack, "PULUMI_CONFIG": "{}"}
+    stack, config = request.param if isinstance(request.param, tuple) else (request.param, {})
+    env = {**os.environ, "PULUMI_STACK": stack, "PULUMI_CONFIG": json.dumps(config)}
     env.pop("PYTHONPATH", None)
     proc = subprocess.Popen(
         [sys.executable, "-u", str(REPO / "policies")],
@@ -239,3 +240,41 @@ def test_pack_process_is_advisory_in_dev(pack: analyzer_pb2_grpc.AnalyzerStub) -
             analyzer_pb2.ADVISORY,
         )
     ]
+
+
+def _token(obj: dict[str, Any]) -> str:
+    api = obj["apiVersion"] if "/" in obj["apiVersion"] else f"core/{obj['apiVersion']}"
+    return f"kubernetes:{api}:{obj['kind']}"
+
+
+def _prod_config() -> dict[str, str]:
+    """stacks/Pulumi.prod.yaml's config the way the Pulumi CLI passes it to plugins (PULUMI_CONFIG: strings)."""
+    path = REPO / "stacks" / "Pulumi.prod.yaml"
+    if not path.is_file():
+        return {}
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))["config"]
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+
+
+@pytest.mark.parametrize("pack", [("prod", _prod_config())], indirect=True)
+def test_pack_process_passes_the_prod_stack(pack: analyzer_pb2_grpc.AnalyzerStub) -> None:
+    """Every object of stacks/Pulumi.prod.yaml, as the Pulumi engine would hand it to the pack: no diagnostics."""
+    from endpoints.plan import plan_stack
+
+    if not (REPO / "stacks" / "Pulumi.prod.yaml").is_file():
+        pytest.skip("stacks/Pulumi.prod.yaml not in this checkout")
+    _configure_like_the_engine(pack)
+    objects = plan_stack(REPO, "prod").objects
+    resources = []
+    diagnostics = []
+    for i, obj in enumerate(objects):
+        props = _struct({k: v for k, v in obj.items() if k not in ("apiVersion", "kind")})
+        request = analyzer_pb2.AnalyzeRequest(type=_token(obj), properties=props, urn=f"urn:{i}", name=f"r{i}")
+        diagnostics += list(pack.Analyze(request, timeout=20).diagnostics)
+        resources.append(
+            analyzer_pb2.AnalyzerResource(type=_token(obj), properties=props, urn=f"urn:{i}", name=f"r{i}")
+        )
+    diagnostics += list(
+        pack.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources), timeout=20).diagnostics
+    )
+    assert [(d.policyName, d.message) for d in diagnostics] == []
