@@ -114,7 +114,15 @@ class _Worker:
         self.proc = proc
         self.conn = conn
         self.ready = False
-        self.task: _Task | None = None
+        self.task: _Task | None = None  # running now; its deadline counts
+        self.queued: _Task | None = None  # sent ahead, starts when ``task`` ends (no idle gap between the two)
+
+    def promote(self, now: float, timeout: float) -> None:
+        """The running task ended: the queued one (if any) is running from now on."""
+        self.task, self.queued = self.queued, None
+        if self.task is not None:
+            self.task.started = now
+            self.task.deadline = now + timeout
 
 
 class Runner:
@@ -204,7 +212,6 @@ class Runner:
             len(mine), len(pending), " (resumed)" if resumed else "",
         )  # fmt: skip
         attempts: dict[int, int] = collections.Counter()
-        last_error: dict[int, str] = {}
         t0 = time.monotonic()
         rows_at_start = sum(r["rows"] for r in state.records.values())
         last_progress = t0
@@ -237,6 +244,19 @@ class Runner:
                             now = time.monotonic()
                             w.task = _Task(mb, attempts[mb], now, now + s.timeout)
                             w.conn.send((mb, batches[mb]))
+                    for w in self.workers:
+                        # Prefetch one more per worker, as multiprocessing.Pool does, so a worker never waits
+                        # for this loop; only while failures of everything in flight could not pass the
+                        # threshold before the prefetched mini-batch starts.
+                        failed_now = state.failed_items + sum(c.failed_items for c in commits)
+                        if (
+                            w.ready and w.task is not None and w.queued is None and pending
+                            and self._may_prefetch(failed_now, batches)
+                        ):  # fmt: skip
+                            mb = pending.popleft()
+                            attempts[mb] += 1
+                            w.queued = _Task(mb, attempts[mb], 0.0, math.inf)
+                            w.conn.send((mb, batches[mb]))
                 # Commit after dispatching, so workers score the next mini-batches while the journal fsyncs.
                 if commits:
                     journal.commit(commits)
@@ -262,7 +282,7 @@ class Runner:
                 ready = wait(waitables, timeout)
                 if wake_r in ready:
                     os.read(wake_r, 512)
-                retry: list[tuple[_Worker, str, bool]] = []  # (worker, reason, kill the worker)
+                retry: list[tuple[_Worker, _Task | None, str, bool]] = []  # (worker, task, reason, kill it)
                 for w in list(self.workers):
                     if w.conn not in ready and w.proc.sentinel not in ready:
                         continue
@@ -275,7 +295,7 @@ class Runner:
                         w.proc.join(1)
                         reason = f"worker process exited with code {w.proc.exitcode}"
                         if w.task is not None:
-                            retry.append((w, reason, True))
+                            retry.append((w, w.task, reason, True))
                         elif not w.ready and w in self.workers and not self.failure:
                             self.failure = f"init() failed: {reason}"
                             log.error("%s", self.failure)
@@ -285,15 +305,17 @@ class Runner:
                 now = time.monotonic()
                 for w in self.workers:
                     if w.task is not None and now >= w.task.deadline and all(w is not r[0] for r in retry):
-                        retry.append((w, f"run() timed out after {s.timeout:g}s", True))
-                for w, reason, kill in retry:
-                    task, w.task = w.task, None
+                        retry.append((w, w.task, f"run() timed out after {s.timeout:g}s", True))
+                for w, task, reason, kill in retry:
                     if kill:
+                        if w.queued is not None:  # sent ahead but never started: not an attempt
+                            attempts[w.queued.mini_batch] -= 1
+                            pending.appendleft(w.queued.mini_batch)
+                        w.task = w.queued = None
                         self._drop(w)  # a hung or dead worker is killed and replaced (init() runs again)
                     if task is None:
                         continue
                     mb = task.mini_batch
-                    last_error[mb] = reason
                     if attempts[mb] <= s.max_retries:
                         log.warning("mini-batch %d attempt %d/%d failed: %s; retrying",
                                     mb, attempts[mb], s.max_retries + 1, reason)  # fmt: skip
@@ -304,10 +326,11 @@ class Runner:
                         commits.append(Commit(mb, b"", 0, n, n, attempts[mb], now - task.started, reason))
                 if stop_since is not None and now >= stop_since + s.drain_timeout:
                     for w in list(self.workers):
-                        if w.task is not None:
-                            log.warning("mini-batch %d abandoned at shutdown; it runs again on restart",
-                                        w.task.mini_batch)  # fmt: skip
-                            pending.appendleft(w.task.mini_batch)
+                        for t in (w.queued, w.task):
+                            if t is not None:
+                                log.warning("mini-batch %d abandoned at shutdown; it runs again on restart",
+                                            t.mini_batch)  # fmt: skip
+                                pending.appendleft(t.mini_batch)
                         self._drop(w)
                 if time.monotonic() - last_progress >= s.progress_interval:
                     last_progress = time.monotonic()
@@ -337,7 +360,7 @@ class Runner:
         msg: tuple[Any, ...],
         batches: list[list[str]],
         commits: list[Commit],
-        retry: list[tuple[_Worker, str, bool]],
+        retry: list[tuple[_Worker, _Task | None, str, bool]],
     ) -> None:
         kind = msg[0]
         if kind == "ready":
@@ -347,7 +370,8 @@ class Runner:
             log.error("%s", self.failure)
         elif kind == "ok" and w.task is not None:
             _, mb, data, rows, returned, columns = msg
-            task, w.task = w.task, None
+            task = w.task
+            w.promote(time.monotonic(), self.settings.timeout)
             n = len(batches[mb])
             gap = max(0, n - returned)
             error = f"run() returned {returned} items for {n} files" if gap else None
@@ -355,12 +379,20 @@ class Runner:
                 Commit(mb, data, rows, n, gap, task.attempt, time.monotonic() - task.started, error, columns)
             )
         elif kind == "error" and w.task is not None:
-            retry.append((w, msg[2], False))
+            task = w.task
+            w.promote(time.monotonic(), self.settings.timeout)
+            retry.append((w, task, msg[2], False))
 
     def _drop(self, w: _Worker) -> None:
         self._kill(w)
         if w in self.workers:
             self.workers.remove(w)
+
+    def _may_prefetch(self, failed: int, batches: list[list[str]]) -> bool:
+        if self.settings.error_threshold == -1:
+            return True
+        in_flight = sum(len(batches[t.mini_batch]) for w in self.workers for t in (w.task, w.queued) if t)
+        return failed + in_flight <= self.settings.error_threshold
 
     def _threshold_exceeded(self, failed: int) -> bool:
         return self.settings.error_threshold != -1 and failed > self.settings.error_threshold
