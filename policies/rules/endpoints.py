@@ -37,6 +37,12 @@ _REFERENCE_SUFFIXES = frozenset({"FILE", "DIR", "PATH", "URL", "URI", "MODE", "N
 _KEY_FILE_NAMES = frozenset({"PRIMARY", "SECONDARY"})
 
 
+def has_key(mapping: Mapping[str, Any], key: str) -> bool:
+    """``key in mapping`` without reading the value: during ``pulumi preview`` reading an unknown value (an output
+    not computed yet) aborts the policy, and whether a key is present is known before its value is."""
+    return any(k == key for k in mapping)
+
+
 def looks_secret(name: str, *, key_files: bool = False) -> bool:
     """Return True when a variable or data key name says it holds a secret value (not a path to one)."""
     parts = [p for p in re.split(r"[^A-Za-z0-9]+", name.upper()) if p]
@@ -68,7 +74,7 @@ def check_auth_enabled(obj: Mapping[str, Any], ctx: Context) -> list[Violation]:
         modes = ", ".join(AUTH_MODES[:-1]) + f" or {AUTH_MODES[-1]}"
         if entry is None:
             message = f'container "{c.get("name")}" has no {AUTH_MODE_ENV}, so auth defaults to none; set it to {modes}'
-        elif "valueFrom" not in entry and str(entry.get("value", "")) not in AUTH_MODES:
+        elif not has_key(entry, "valueFrom") and str(entry.get("value", "")) not in AUTH_MODES:
             message = (
                 f'container "{c.get("name")}" disables auth ({AUTH_MODE_ENV}={entry.get("value", "")}); '
                 f"set it to {modes}"
@@ -252,7 +258,7 @@ def check_keys_not_plain(obj: Mapping[str, Any], ctx: Context) -> list[Violation
         return []
     for c in containers(pod):
         for e in c.get("env") or ():
-            if "value" in e and looks_secret(str(e.get("name", ""))):
+            if has_key(e, "value") and looks_secret(str(e.get("name", ""))):
                 out.append(
                     make_violation(
                         "keys-not-in-plain-config",

@@ -278,3 +278,23 @@ def test_pack_process_passes_the_prod_stack(pack: analyzer_pb2_grpc.AnalyzerStub
         pack.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources), timeout=20).diagnostics
     )
     assert [(d.policyName, d.message) for d in diagnostics] == []
+
+
+def test_unknown_env_value_does_not_abort_the_key_rule() -> None:
+    """A value computed only at `pulumi up` (unknown in preview) must not stop the rule from reading names."""
+    from pulumi.runtime.rpc import UNKNOWN
+
+    from policies.rules.endpoints import keys_not_plain_validator
+
+    obj = fx.deployment()
+    fx.container(obj)["env"].append({"name": "ENDPOINTS_ENDPOINT_NAME", "value": UNKNOWN})
+    fx.container(obj)["env"].append({"name": "STORAGE_TOKEN", "value": "t"})
+    report = Collector()
+    keys_not_plain_validator(_args(DEPLOYMENT, obj), report)
+    assert report.calls == [
+        (
+            'container "scorer" sets STORAGE_TOKEN as a plain value; load it from a Secret (valueFrom.secretKeyRef or '
+            "a mounted file)",
+            None,
+        )
+    ]
