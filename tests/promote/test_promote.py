@@ -281,3 +281,20 @@ def test_cli_refusal_exits_one(project: Path) -> None:
     assert "promote refused: " in result.output
     assert "prod demands a mirror stage first" in result.output
     assert (project / "stacks" / "Pulumi.prod.yaml").read_text(encoding="utf-8") == PROD
+
+
+def test_deployment_unknown_to_the_source_stack(project: Path) -> None:
+    with pytest.raises(SpecError) as e:
+        promote(project, "zed", "staging", "prod")
+    assert e.value.problems[0].message == (
+        f"{project}/stacks/Pulumi.staging.yaml: ml-endpoints:overrides: no endpoint overrides deployment 'zed'; "
+        "name it with --endpoint"
+    )
+
+
+def test_explicit_endpoint_and_image(project: Path) -> None:
+    result = promote(project, "bob", "dev", "prod", endpoint="car-classifier", image=BOB_NEW)
+    assert result.changes == [
+        f"ml-endpoints:overrides.car-classifier.deployments.bob.image: {BOB_OLD} -> {BOB_NEW}",
+        "ml-endpoints:overrides.car-classifier.deployments.bob.modelPath: azureml://models/bob/2 -> (unset)",
+    ]
