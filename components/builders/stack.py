@@ -105,7 +105,8 @@ CONFIG_KEYS: dict[str, ConfigKey] = {
         None,
         {},
         "Object. Per endpoint: {traffic, mirrorTraffic, deployments: {<name>: {image, instanceCount, instanceType,"
-        " modelPath, modelVersion, egressPublicNetworkAccess, environmentVariables}}}; promotion edits these.",
+        " modelPath, modelVersion, egressPublicNetworkAccess, environmentVariables, autoscale: {minInstances,"
+        " maxInstances, targetUtilizationPercentage, pollingInterval}}}}; promotion edits these.",
     ),
     "keyRotation": ConfigKey(
         None,
@@ -117,6 +118,15 @@ CONFIG_KEYS: dict[str, ConfigKey] = {
 
 class _Camel(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class Autoscale(_Camel):
+    """Autoscaling of one deployment in this stack (Azure's kubernetes ``target_utilization`` scale settings)."""
+
+    min_instances: int = Field(ge=1, le=1000, description="Fewest replicas.")
+    max_instances: int = Field(ge=1, le=1000, description="Most replicas.")
+    target_utilization_percentage: int = Field(default=70, ge=1, le=100, description="Target CPU %, default 70.")
+    polling_interval: int = Field(default=1, ge=1, le=3600, description="Seconds between polls (KEDA), default 1.")
 
 
 class DeploymentOverride(_Camel):
@@ -131,6 +141,11 @@ class DeploymentOverride(_Camel):
         default=None, description="Egress isolation in this stack."
     )
     environment_variables: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    autoscale: Autoscale | None = Field(
+        default=None,
+        description="Autoscale in this stack (the deployment is then scheduled as a kubernetes deployment with"
+        " target_utilization scale settings: an HPA, or a KEDA ScaledObject when the stack enables KEDA).",
+    )
 
 
 class EndpointOverride(_Camel):
@@ -294,6 +309,10 @@ def _apply_deployment_override(
         update["egress_public_network_access"] = ov.egress_public_network_access
     if ov.environment_variables:
         update["environment_variables"] = {**spec.environment_variables, **ov.environment_variables}
+    if ov.autoscale is not None:
+        # On our clusters a managed deployment is a kubernetes one; Azure allows target_utilization only there.
+        update["type"] = "kubernetes"
+        update["scale_settings"] = {"type": "target_utilization", **ov.autoscale.model_dump()}
     if ov.model_path is not None or ov.model_version is not None:
         model = spec.model
         if not isinstance(model, ModelAsset):

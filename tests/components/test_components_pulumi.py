@@ -251,8 +251,11 @@ def test_prod_program_is_private_with_three_instances() -> None:
     run = run_program("prod")
     route = as_object(run.named("car-classifier-route"))
     assert route["spec"]["parentRefs"][0]["name"] == "internal"
-    for name in ("car-classifier-alice-deploy", "car-classifier-bob-deploy"):
-        assert as_object(run.named(name))["spec"]["replicas"] >= 3
+    assert as_object(run.named("car-classifier-bob-deploy"))["spec"]["replicas"] == 3
+    alice = as_object(run.named("car-classifier-alice-deploy"))
+    assert "replicas" not in alice["spec"]  # left to the HPA
+    hpa = as_object(run.named("car-classifier-alice-hpa"))
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 10)
     assert run.exports["car-classifier.scoringUri"] == "https://car-classifier.endpoints.internal.example.com/score"
 
 

@@ -97,10 +97,26 @@ def test_stacks_differ_in_domain_instances_and_isolation() -> None:
         "staging": "https://car-classifier.staging.endpoints.example.com/score",
         "prod": "https://car-classifier.endpoints.internal.example.com/score",
     }
-    replicas = {
-        s: sorted(o["spec"]["replicas"] for o in r.objects if o["kind"] == "Deployment") for s, r in out.items()
+
+    def minimum(objects: list[dict], name: str) -> int:
+        scaler = [o for o in objects if o["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")]
+        for o in scaler:
+            if o["metadata"]["name"] == name:
+                return o["spec"].get("minReplicas", o["spec"].get("minReplicaCount"))
+        return next(
+            o["spec"]["replicas"] for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == name
+        )
+
+    instances = {
+        s: [minimum(r.objects, "car-classifier-alice"), minimum(r.objects, "car-classifier-bob")]
+        for s, r in out.items()
     }
-    assert replicas == {"dev": [1, 1], "staging": [2, 2], "prod": [3, 3]}
+    assert instances == {"dev": [1, 1], "staging": [2, 2], "prod": [3, 3]}
+    scalers = {
+        s: sorted(o["kind"] for o in r.objects if o["kind"] in ("HorizontalPodAutoscaler", "ScaledObject"))
+        for s, r in out.items()
+    }
+    assert scalers == {"dev": [], "staging": ["ScaledObject"], "prod": ["HorizontalPodAutoscaler"]}
     routes = {s: next(o for o in r.objects if o["kind"] == "HTTPRoute") for s, r in out.items()}
     assert routes["prod"]["spec"]["parentRefs"][0]["name"] == "internal"
     assert routes["dev"]["spec"]["parentRefs"][0]["name"] == "public"
