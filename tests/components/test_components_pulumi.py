@@ -330,3 +330,25 @@ def _future(coro: Any) -> Any:
     import asyncio
 
     return asyncio.ensure_future(coro)
+
+
+def test_endpoint_namespace_component() -> None:
+    from components.endpoint_namespace import EndpointNamespace
+
+    def program() -> Any:
+        ns = EndpointNamespace("namespace", "ml-test")
+
+        def check(values: list[Any]) -> None:
+            urn, name = values
+            assert name == "ml-test", f"{urn}: namespace {name!r}"
+
+        return pulumi.Output.all(ns.urn, ns.namespace).apply(check)
+
+    run = run_pulumi(program)
+    namespace = as_object(run.named("namespace-ns"))
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    deny = as_object(run.named("namespace-default-deny"))
+    assert deny["metadata"]["namespace"] == "ml-test"
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    for r in _k8s(run):
+        assert validate_object(as_object(r)) == [], run.urn(r)
