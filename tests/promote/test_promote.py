@@ -298,3 +298,17 @@ def test_explicit_endpoint_and_image(project: Path) -> None:
         f"ml-endpoints:overrides.car-classifier.deployments.bob.image: {BOB_OLD} -> {BOB_NEW}",
         "ml-endpoints:overrides.car-classifier.deployments.bob.modelPath: azureml://models/bob/2 -> (unset)",
     ]
+
+
+def test_repository_stacks_promote(tmp_path: Path) -> None:
+    """The real stack files: staging -> prod moves nothing new; a mirror stage for alice in staging is refused."""
+    if not (REPO / "stacks" / "Pulumi.prod.yaml").is_file():
+        pytest.skip("stacks/ not in this checkout")
+    shutil.copy(REPO / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    shutil.copytree(REPO / "stacks", tmp_path / "stacks", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    shutil.copytree(REPO / "examples" / "car-classifier", tmp_path / "examples" / "car-classifier")
+    same = promote(tmp_path, "alice", "staging", "prod")
+    assert same.changes == []
+    assert same.text == (REPO / "stacks" / "Pulumi.prod.yaml").read_text(encoding="utf-8")
+    with pytest.raises(SpecError, match="alice takes 100% of live traffic in staging"):
+        promote(tmp_path, "alice", "prod", "staging", mirror=10)
