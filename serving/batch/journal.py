@@ -62,11 +62,16 @@ class JournalState:
 
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
     output_end: int = 0
+    failed_items: int = 0  # over every committed mini-batch, kept up to date (the runner reads it per loop)
 
-    @property
-    def failed_items(self) -> int:
-        """Failed items over every committed mini-batch."""
-        return sum(r["failed_items"] for r in self.records.values())
+    def add(self, rec: dict[str, Any]) -> None:
+        """Account for one journal record."""
+        old = self.records.get(rec["mini_batch"])
+        if old is not None:
+            self.failed_items -= old["failed_items"]
+        self.records[rec["mini_batch"]] = rec
+        self.failed_items += rec["failed_items"]
+        self.output_end = max(self.output_end, rec["end"])
 
 
 def fingerprint(files: list[str], mini_batch_size: int) -> str:
@@ -263,8 +268,7 @@ class Journal:
                 rec = json.loads(line)
             except ValueError:
                 break  # garbage left by a machine crash: it and everything after it never committed
-            self.state.records[rec["mini_batch"]] = rec
-            self.state.output_end = max(self.state.output_end, rec["end"])
+            self.state.add(rec)
             used += len(line)
         complete = complete[:used]
         self._journal_offset += len(complete)
@@ -316,9 +320,11 @@ class Journal:
                 lines = [self._record(c, 0, 0, 0) for c in commits]
             payload = b"".join(json.dumps(rec, sort_keys=True).encode() + b"\n" for rec in lines)
             os.pwrite(self._journal_fd, payload, self._journal_offset)
+            self._journal_offset += len(payload)  # our own lines: no need to read them back
+            for rec in lines:
+                self.state.add(rec)
             if time.monotonic() - self._last_sync >= self.sync_interval:
                 self.sync()
-            self._read_new(repair=False)
 
     def _record(self, c: Commit, start: int, end: int, crc: int) -> dict[str, Any]:
         return {

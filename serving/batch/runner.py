@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import gc
 import glob as globlib
 import logging
 import math
@@ -45,6 +46,7 @@ EXIT_OK = 0
 EXIT_JOB_FAILED = 3
 EXIT_TERMINATED = 143
 START_METHOD_ENV = "ENDPOINTS_BATCH_START_METHOD"
+COMMIT_INTERVAL_S = 0.05
 
 
 def _default_start_method() -> str:
@@ -160,6 +162,10 @@ class Runner:
     def _start_worker(self) -> _Worker:
         from serving.batch.worker import worker_main
 
+        if self._ctx.get_start_method() == "fork":
+            # Forked workers share the runner's objects: keep the cyclic GC off them, or every collection in a
+            # worker touches (and copies) the whole inherited heap.
+            gc.freeze()
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(  # type: ignore[attr-defined]
             target=worker_main,
@@ -217,7 +223,8 @@ class Runner:
         last_progress = t0
         threshold_hit = self._threshold_exceeded(state.failed_items)
         stop_since: float | None = None
-        commits: list[Commit] = []  # finished, not yet committed: committed right after the next dispatch
+        commits: list[Commit] = []  # finished, not yet committed
+        last_commit = time.monotonic()
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         previous_wakeup = signal.set_wakeup_fd(wake_w)
@@ -257,15 +264,19 @@ class Runner:
                             attempts[mb] += 1
                             w.queued = _Task(mb, attempts[mb], 0.0, math.inf)
                             w.conn.send((mb, batches[mb]))
-                # Commit after dispatching, so workers score the next mini-batches while the journal fsyncs.
-                if commits:
+                # Commit after dispatching (workers score on while the journal writes), grouping what finished
+                # within COMMIT_INTERVAL_S: fewer, larger commits; a crash only means re-scoring those.
+                busy = [w for w in self.workers if w.task is not None]
+                now = time.monotonic()
+                if commits and (now - last_commit >= COMMIT_INTERVAL_S or not busy or self.stop_requested):
                     journal.commit(commits)
                     commits = []
+                    last_commit = now
                     state = journal.refresh()
-                elif s.instance_count > 1:
+                elif s.instance_count > 1 and now - last_commit >= COMMIT_INTERVAL_S:
                     state = journal.refresh()  # other instances' failures count against the threshold too
-                busy = [w for w in self.workers if w.task is not None]
-                if not busy and (not dispatching or not pending):
+                    last_commit = now
+                if not busy and not commits and (not dispatching or not pending):
                     break
                 if self.stop_requested and stop_since is None:
                     stop_since = time.monotonic()
@@ -276,6 +287,8 @@ class Runner:
                 timeout = min(timeout, s.progress_interval)
                 if stop_since is not None:
                     timeout = min(timeout, max(0.0, stop_since + s.drain_timeout - now))
+                if commits:
+                    timeout = min(timeout, max(0.0, last_commit + COMMIT_INTERVAL_S - now))
                 waitables: list[Any] = [wake_r]
                 for w in self.workers:
                     waitables += [w.conn, w.proc.sentinel]
