@@ -352,3 +352,36 @@ def test_endpoint_namespace_component() -> None:
     assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
     for r in _k8s(run):
         assert validate_object(as_object(r)) == [], run.urn(r)
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_program_creates_exactly_what_the_offline_plan_renders(stack: str) -> None:
+    from components.builders.stack import load_stack_config, render_stack, settings_from_config
+
+    def normalised(obj: dict[str, Any]) -> dict[str, Any]:
+        def ints(v: Any) -> Any:
+            if isinstance(v, float) and v.is_integer():
+                return int(v)
+            if isinstance(v, dict):
+                return {k: ints(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [ints(x) for x in v]
+            return v
+
+        out = ints(obj)
+        if out["kind"] == "Secret":
+            out["stringData"] = {k: "[secret]" for k in out["stringData"]}
+        return out
+
+    run = run_program(stack)
+    created = {
+        (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): normalised(o)
+        for o in (as_object(r) for r in _k8s(run))
+    }
+    rendered = render_stack(settings_from_config(load_stack_config(REPO_ROOT, stack)), REPO_ROOT)
+    planned = {
+        (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): normalised(o) for o in rendered.objects
+    }
+    assert created.keys() == planned.keys()
+    for key, obj in planned.items():
+        assert created[key] == obj, f"{key}: the program and the offline plan differ"
