@@ -1,6 +1,6 @@
 """The CrossGuard side: validators with a collecting report_violation, and the real pack process over gRPC.
 
-No Pulumi engine is needed: pulumi-policy's analyzer is a gRPC server; the last tests start ``python policies/`` the
+No Pulumi engine is needed: pulumi-policy's analyzer is a gRPC server; the last tests start the pack (``python -m pulumi.policy ADDR policies/``) the
 way the Pulumi CLI does and speak its protocol (GetAnalyzerInfo, Configure, Analyze, AnalyzeStack).
 """
 
@@ -148,10 +148,18 @@ def test_settings_from_pulumi_environment() -> None:
 @pytest.fixture()
 def pack(request: pytest.FixtureRequest) -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
     stack, config = request.param if isinstance(request.param, tuple) else (request.param, {})
-    env = {**os.environ, "PULUMI_STACK": stack, "PULUMI_CONFIG": json.dumps(config)}
+    env = {
+        **os.environ,
+        "PULUMI_PROJECT": "ml-endpoints",
+        "PULUMI_STACK": stack,
+        "PULUMI_DRY_RUN": "true",
+        "PULUMI_CONFIG": json.dumps(config),
+    }
     env.pop("PYTHONPATH", None)
     proc = subprocess.Popen(
-        [sys.executable, "-u", str(REPO / "policies")],
+        # Exactly how the CLI's pulumi-analyzer-policy-python starts a Python pack: the pulumi SDK's policy runner
+        # with an engine address (unused by the pack) and the pack's folder, which it runs with runpy.
+        [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:1", str(REPO / "policies")],
         cwd=REPO / "policies",
         env=env,
         stdout=subprocess.PIPE,
