@@ -1,7 +1,8 @@
 """The CrossGuard side: validators with a collecting report_violation, and the real pack process over gRPC.
 
-No Pulumi engine is needed: pulumi-policy's analyzer is a gRPC server; the last tests start the pack (``python -m pulumi.policy ADDR policies/``) the
-way the Pulumi CLI does and speak its protocol (GetAnalyzerInfo, Configure, Analyze, AnalyzeStack).
+No Pulumi engine is needed: pulumi-policy's analyzer is a gRPC server. The last tests start the pack the way the
+Pulumi CLI does (``python -m pulumi.policy ADDR policies/``) and speak its protocol to it (GetAnalyzerInfo,
+Configure, Analyze, AnalyzeStack).
 """
 
 from __future__ import annotations
