@@ -26,6 +26,8 @@ CONFIG_NAMESPACE = "ml-endpoints"
 ENVIRONMENT_KEY = f"{CONFIG_NAMESPACE}:environment"
 ENFORCEMENT_KEY = f"{CONFIG_NAMESPACE}:policyEnforcement"
 PRIVATE_GATEWAY_KEY = f"{CONFIG_NAMESPACE}:privateGateway"
+POOL_LABEL_KEY = f"{CONFIG_NAMESPACE}:poolLabel"
+DEFAULT_POOL_LABEL = "ml-endpoints.io/pool"
 LEVELS = ("advisory", "mandatory")
 # Same default as the stack config key ml-endpoints:privateGateway (namespace/name).
 DEFAULT_PRIVATE_GATEWAY = "gateway-system/private"
@@ -40,10 +42,15 @@ class StackPolicySettings:
     environment: Environment
     level: str
     private_gateways: tuple[str, ...]
+    pool_label: str = DEFAULT_POOL_LABEL
 
     def policy_config(self) -> dict[str, Any]:
         """The config every policy of the pack receives (see ``policies.rules.registry.CONFIG_SCHEMA_PROPERTIES``)."""
-        return {"environment": self.environment, "privateGateways": list(self.private_gateways)}
+        return {
+            "environment": self.environment,
+            "privateGateways": list(self.private_gateways),
+            "gpuPoolLabel": self.pool_label,
+        }
 
 
 def _config_value(config: Mapping[str, Any], key: str) -> Any:
@@ -87,7 +94,10 @@ def settings_for(stack: str | None, config: Mapping[str, Any] | None = None) -> 
         raise ValueError(f"stack {name!r} config {ENFORCEMENT_KEY}: got {level!r}; expected one of {', '.join(LEVELS)}")
     gateway = _config_value(config, PRIVATE_GATEWAY_KEY)
     gateways = (str(gateway),) if gateway else (DEFAULT_PRIVATE_GATEWAY,)
-    return StackPolicySettings(stack=name, environment=environment, level=str(level), private_gateways=gateways)
+    pool_label = str(_config_value(config, POOL_LABEL_KEY) or DEFAULT_POOL_LABEL)
+    return StackPolicySettings(
+        stack=name, environment=environment, level=str(level), private_gateways=gateways, pool_label=pool_label
+    )
 
 
 def settings_from_environ(environ: Mapping[str, str]) -> StackPolicySettings:

@@ -138,9 +138,13 @@ def test_settings_reject_unknown_level() -> None:
 
 
 def test_settings_from_pulumi_environment() -> None:
-    env = {"PULUMI_STACK": "staging", "PULUMI_CONFIG": json.dumps({"ml-endpoints:privateGateway": "internal"})}
-    settings = settings_from_environ(env)
-    assert settings.policy_config() == {"environment": "staging", "privateGateways": ["internal"]}
+    config = {"ml-endpoints:privateGateway": "internal", "ml-endpoints:poolLabel": "pool"}
+    settings = settings_from_environ({"PULUMI_STACK": "staging", "PULUMI_CONFIG": json.dumps(config)})
+    assert settings.policy_config() == {
+        "environment": "staging",
+        "privateGateways": ["internal"],
+        "gpuPoolLabel": "pool",
+    }
 
 
 # --- the pack as the Pulumi CLI runs it ----------------------------------------------------------------------------
@@ -206,6 +210,7 @@ def test_pack_process_is_mandatory_in_prod(pack: analyzer_pb2_grpc.AnalyzerStub)
     assert json_format.MessageToDict(info.initialConfig["pinned-images"].properties) == {
         "environment": "prod",
         "privateGateways": ["gateway-system/private"],
+        "gpuPoolLabel": "ml-endpoints.io/pool",
     }
 
     obj = fx.deployment()
