@@ -308,21 +308,51 @@ def test_rotation_defaults_match_key_rotation_model() -> None:
 
 
 @pytest.mark.pulumi_cli
-def test_pulumi_preview_with_the_cli() -> None:
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_pulumi_preview_with_the_cli(stack: str, tmp_path: Path) -> None:
+    """``pulumi preview --policy-pack policies`` of a stack, against a throwaway local backend, in a copy of the
+    repository (``pulumi stack init`` writes an encryption salt into the stack file).
+
+    Staging and prod use pinned images (dev builds images, which needs a Docker daemon too).
+    """
+    import os
+
     cli = shutil.which("pulumi")
     if cli is None:
         pytest.skip(
             "the Pulumi CLI is not installed (no package registry here ships it); install it from"
             " https://www.pulumi.com/docs/install/ to run `pulumi preview` against a cluster"
         )
-    result = subprocess.run(
-        [cli, "preview", "--stack", "dev", "--non-interactive", "--policy-pack", "policies"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    kubeconfig = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    if not Path(kubeconfig.split(os.pathsep)[0]).is_file():
+        pytest.skip(f"no Kubernetes cluster configured ({kubeconfig} missing): pulumi-kubernetes previews need one")
+    env = {
+        **os.environ,
+        "PULUMI_BACKEND_URL": (tmp_path / "backend").as_uri(),
+        "PULUMI_CONFIG_PASSPHRASE": "preview-only",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+    }
+    (tmp_path / "backend").mkdir()
+    work = tmp_path / "repo"
+    shutil.copytree(
+        REPO_ROOT, work, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", ".hypothesis", "bench", "tests")
     )
+    (work / ".venv").symlink_to(REPO_ROOT / ".venv")
+
+    def pulumi_cmd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [cli, *args, "--non-interactive"],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+
+    init = pulumi_cmd("stack", "init", stack)
+    assert init.returncode == 0, init.stdout[-2000:] + init.stderr[-2000:]
+    result = pulumi_cmd("preview", "--stack", stack, "--policy-pack", "policies")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
 
