@@ -13,11 +13,9 @@ answer is ``{"predictions": [...]}``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -27,6 +25,7 @@ from serving.scoring import (
     MethodNotAllowed,
     NotReady,
     RunError,
+    RunPool,
     Scorer,
     ScoreRequest,
     ScoreResult,
@@ -81,7 +80,7 @@ class MlflowScorer(Scorer):
         self.model_path = model_path
         self.model: Any = None
         self.input_schema: Any = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._pool: RunPool | None = None
         self._swagger: Any = None
 
     def load(self) -> None:
@@ -97,7 +96,7 @@ class MlflowScorer(Scorer):
         from serving.swagger import schema_swagger
 
         self._swagger = schema_swagger(self.settings, *signature_schemas(model.metadata))
-        self._executor = ThreadPoolExecutor(max_workers=self.settings.run_threads, thread_name_prefix="predict")
+        self._pool = RunPool(self.settings.run_threads, "predict")
         self.model = model
         logger.info("MLflow model %s loaded (flavor loader %s)", self.model_path, model.loader_module)
 
@@ -148,7 +147,7 @@ class MlflowScorer(Scorer):
 
     async def score(self, request: ScoreRequest) -> ScoreResult:
         """Parse the JSON body against the signature, predict, answer ``{"predictions": ...}``."""
-        if self.model is None or self._executor is None:
+        if self.model is None or self._pool is None:
             raise NotReady("the model is still loading")
         if request.method != "POST":
             raise MethodNotAllowed(f"Method {request.method} is not allowed on /score for MLflow models; use POST")
@@ -162,9 +161,7 @@ class MlflowScorer(Scorer):
             raise BadInput("POST body should be a JSON dictionary.")
         model_input, params = self.parse(body)
         start = time.perf_counter()
-        predictions = await asyncio.get_running_loop().run_in_executor(
-            self._executor, self.predict, model_input, params
-        )
+        predictions = await self._pool.call(self.predict, {"model_input": model_input, "params": params})
         return ScoreResult(output={"predictions": predictions}, elapsed_ms=(time.perf_counter() - start) * 1000)
 
     def swagger(self, version: str) -> dict[str, Any]:
@@ -176,8 +173,8 @@ class MlflowScorer(Scorer):
 
     def close(self) -> None:
         """Shut the thread pool down without waiting."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.close()
 
 
 _MLFLOW_TO_JSON_TYPE = {

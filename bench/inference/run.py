@@ -1,0 +1,386 @@
+"""Benchmark this toolkit's inference server against its peers on one scikit-learn model, side by side.
+
+Servers (same model, same prediction code where the server runs code; equal worker counts):
+
+* ``ours``: ``python -m serving`` with ``bench/inference/score.py`` (production layer on, auth off);
+* ``ours-core``: the same without the production layer (``--no-frontend``): the scoring server alone;
+* ``ours-mlflow``: ``python -m serving`` with the MLflow model and no script;
+* ``azmlinfsrv``: azureml-inference-server-http with the same ``score.py``;
+* ``mlflow``: ``mlflow models serve --env-manager local`` with the MLflow model;
+* ``kserve``: KServe ``ModelServer`` with a custom ``Model`` running the same predict code;
+* ``bare``: a bare ASGI app doing the prediction inline under uvicorn (uvloop, httptools): the ceiling.
+
+For each worker count and connection count: ``wrk`` on 127.0.0.1 for ``--duration`` seconds; requests/s, p50,
+p99, non-2xx count, server CPU per request (user+system of the server's process tree / requests) and RSS (sum
+over the tree after the run); plus the cold start: process start to the first correct answer.
+
+Usage: bench/inference/run.sh [--duration 10] [--connections 1,8,64] [--workers 1,2] [--servers ours,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+RESULTS = REPO / "bench" / "results"
+PROJECT_PY = sys.executable
+PEERS = {"azml": Path("/tmp/bench-azml"), "mlflow": Path("/tmp/bench-mlflow"), "kserve": Path("/tmp/bench-kserve")}
+ROW = [5.1, 3.5, 1.4, 0.2]
+COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    path: str
+    body: dict
+    expected: object
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = REPO
+    note: str = ""
+
+
+@dataclass
+class Result:
+    server: str
+    workers: int
+    connections: int
+    rps: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    requests: int = 0
+    non_2xx: int = 0
+    socket_errors: str = ""
+    cpu_us_per_request: float = 0.0
+    rss_mib: float = 0.0
+    cold_start_s: float = 0.0
+    error: str = ""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def servers(workers: int, port: int, models: Path) -> dict[str, Server]:
+    azure_dir, mlflow_dir = str(models / "azure"), str(models / "mlflow")
+    data_body = {"data": [ROW]}
+    mlflow_body = {"dataframe_split": {"columns": COLUMNS, "data": [ROW]}}
+    ours_env = {
+        # Admission sized for the benchmark's 64 connections (the default, 1, answers 429 beyond 2 waiting).
+        "ENDPOINTS_MAX_CONCURRENT_REQUESTS": "64",
+        "ENDPOINTS_RUN_THREADS": "1",
+        "ENDPOINTS_REQUEST_TIMEOUT_MS": "60000",
+        "ENDPOINTS_MAX_QUEUE_WAIT_MS": "60000",
+    }
+    w = str(workers)
+    return {
+        "ours": Server(
+            "ours",
+            [PROJECT_PY, "-m", "serving", "--entry-script", str(HERE / "score.py"), "--model-dir", azure_dir,
+             "--port", str(port), "--host", "127.0.0.1", "--workers", w],
+            "/score", data_body, [0], ours_env,
+        ),
+        "ours-core": Server(
+            "ours-core",
+            [PROJECT_PY, "-m", "serving", "--entry-script", str(HERE / "score.py"), "--model-dir", azure_dir,
+             "--port", str(port), "--host", "127.0.0.1", "--workers", w, "--no-frontend"],
+            "/score", data_body, [0], ours_env,
+        ),
+        "ours-mlflow": Server(
+            "ours-mlflow",
+            [PROJECT_PY, "-m", "serving", "--model-dir", mlflow_dir, "--port", str(port), "--host", "127.0.0.1",
+             "--workers", w],
+            "/score", mlflow_body, {"predictions": [0]}, ours_env,
+        ),
+        "azmlinfsrv": Server(
+            "azmlinfsrv",
+            [str(PEERS["azml"] / "bin" / "azmlinfsrv"), "--entry_script", str(HERE / "score.py"), "--model_dir",
+             azure_dir, "--port", str(port), "--worker_count", w],
+            "/score", data_body, [0],
+        ),
+        "mlflow": Server(
+            "mlflow",
+            [str(PEERS["mlflow"] / "bin" / "mlflow"), "models", "serve", "-m", mlflow_dir, "-p", str(port), "-h",
+             "127.0.0.1", "--env-manager", "local", "-w", w],
+            "/invocations", mlflow_body, {"predictions": [0]},
+        ),
+        "kserve": Server(
+            "kserve",
+            [str(PEERS["kserve"] / "bin" / "python"), str(HERE / "kserve_model.py"), "--http_port", str(port),
+             "--workers", w, "--model_dir", azure_dir, "--model_name", "model"],
+            "/v1/models/model:predict", {"instances": [ROW]}, {"predictions": [0]},
+        ),
+        "bare": Server(
+            "bare",
+            [PROJECT_PY, "-m", "uvicorn", "--factory", "--app-dir", str(HERE), "bare_app:create_app", "--port",
+             str(port), "--host", "127.0.0.1", "--workers", w, "--loop", "uvloop", "--http", "httptools",
+             "--no-access-log", "--log-level", "warning"],
+            "/score", data_body, [0], {"BENCH_MODEL_DIR": azure_dir},
+        ),
+    }
+
+
+def post(url: str, body: bytes, timeout: float = 2.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as ex:
+        return ex.code, ex.read()
+
+
+def start(server: Server, port: int, log: Path, timeout: float = 120) -> tuple[subprocess.Popen, float]:
+    """Start the server; return it and the seconds from process start to the first correct answer."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **server.env}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.pop("VIRTUAL_ENV", None)
+    url = f"http://127.0.0.1:{port}{server.path}"
+    body = json.dumps(server.body).encode()
+    with open(log, "wb") as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(server.argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=server.cwd,
+                                start_new_session=True)
+    deadline = started + timeout
+    while time.perf_counter() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{server.name} exited with {proc.returncode}; see {log}")
+        try:
+            status, answer = post(url, body, timeout=1.0)
+            if status == 200 and json.loads(answer) == server.expected:
+                return proc, time.perf_counter() - started
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.01)
+    stop(proc)
+    raise RuntimeError(f"{server.name} gave no correct answer within {timeout} s; see {log}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)  # our own session: the server and its workers
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def tree(root: int) -> list[int]:
+    """The pids of ``root`` and its descendants (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(parents.get(pid, []))
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLK_TCK
+
+
+def rss_mib(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+        except OSError:
+            continue
+    return total / 2**20
+
+
+def to_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        raise ValueError(f"wrk latency {text!r}")
+    value, unit = float(match.group(1)), match.group(2)
+    return value * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def run_wrk(url: str, body: dict, connections: int, duration: int, lua_dir: Path) -> dict:
+    script = lua_dir / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(body))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url]
+    output = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
+    parsed = {"raw": output}
+    parsed["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    parsed["requests"] = int(re.search(r"(\d+) requests in", output).group(1))
+    parsed["p50_ms"] = to_ms(re.search(r"\s50%\s+(\S+)", output).group(1))
+    parsed["p99_ms"] = to_ms(re.search(r"\s99%\s+(\S+)", output).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    parsed["non_2xx"] = int(non2xx.group(1)) if non2xx else 0
+    errors = re.search(r"Socket errors: (.*)", output)
+    parsed["socket_errors"] = errors.group(1).strip() if errors else ""
+    return parsed
+
+
+def bench_server(
+    name: str, workers: int, connections: list[int], duration: int, models: Path, work: Path
+) -> list[Result]:
+    port = free_port()
+    server = servers(workers, port, models)[name]
+    log = work / f"{name}-w{workers}.log"
+    results = []
+    try:
+        proc, cold = start(server, port, log)
+    except (RuntimeError, OSError) as ex:
+        return [Result(name, workers, c, error=str(ex)) for c in connections]
+    try:
+        url = f"http://127.0.0.1:{port}{server.path}"
+        run_wrk(url, server.body, max(connections), 2, work)  # warm-up, not recorded
+        for c in connections:
+            pids = tree(proc.pid)
+            before = cpu_seconds(pids)
+            try:
+                wrk = run_wrk(url, server.body, c, duration, work)
+            except (subprocess.SubprocessError, AttributeError) as ex:
+                results.append(Result(name, workers, c, cold_start_s=cold, error=f"wrk failed: {ex}"))
+                continue
+            pids = tree(proc.pid)
+            used = cpu_seconds(pids) - before
+            results.append(
+                Result(
+                    name, workers, c, rps=wrk["rps"], p50_ms=wrk["p50_ms"], p99_ms=wrk["p99_ms"],
+                    requests=wrk["requests"], non_2xx=wrk["non_2xx"], socket_errors=wrk["socket_errors"],
+                    cpu_us_per_request=used / max(1, wrk["requests"]) * 1e6, rss_mib=rss_mib(pids), cold_start_s=cold,
+                )
+            )
+            print(f"  {name:12} w={workers} c={c:<3} {wrk['rps']:9.0f} req/s  p50 {wrk['p50_ms']:7.2f} ms  "
+                  f"p99 {wrk['p99_ms']:7.2f} ms  non-2xx {wrk['non_2xx']}", flush=True)
+    finally:
+        stop(proc)
+    return results
+
+
+def table(results: list[Result]) -> str:
+    lines = [
+        "| server | workers | conns | req/s | p50 ms | p99 ms | non-2xx | CPU us/req | RSS MiB | cold start s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if r.error:
+            lines.append(f"| {r.server} | {r.workers} | {r.connections} | error: {r.error} | | | | | | |")
+            continue
+        lines.append(
+            f"| {r.server} | {r.workers} | {r.connections} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+            f"{r.non_2xx} | {r.cpu_us_per_request:.0f} | {r.rss_mib:.0f} | {r.cold_start_s:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def ratios(results: list[Result]) -> str:
+    by = {(r.server, r.workers, r.connections): r for r in results if not r.error}
+    lines = [
+        "| workers | conns | ours/azmlinfsrv | ours/kserve | ours/mlflow | ours-mlflow/mlflow | ours/bare | "
+        "ours-core/azmlinfsrv | ours-core/kserve | ours-core/bare | cold ours/azmlinfsrv |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    keys = sorted({(r.workers, r.connections) for r in results})
+
+    def ratio(a: str, b: str, w: int, c: int, attr: str = "rps") -> str:
+        x, y = by.get((a, w, c)), by.get((b, w, c))
+        if not x or not y or not getattr(y, attr):
+            return "n/a"
+        return f"{getattr(x, attr) / getattr(y, attr):.2f}"
+
+    for w, c in keys:
+        lines.append(
+            f"| {w} | {c} | {ratio('ours', 'azmlinfsrv', w, c)} | {ratio('ours', 'kserve', w, c)} | "
+            f"{ratio('ours', 'mlflow', w, c)} | {ratio('ours-mlflow', 'mlflow', w, c)} | {ratio('ours', 'bare', w, c)} "
+            f"| {ratio('ours-core', 'azmlinfsrv', w, c)} | {ratio('ours-core', 'kserve', w, c)} "
+            f"| {ratio('ours-core', 'bare', w, c)} | {ratio('ours', 'azmlinfsrv', w, c, 'cold_start_s')} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", default="64,8,1")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--servers", default="ours,ours-core,azmlinfsrv,kserve,mlflow,ours-mlflow,bare")
+    parser.add_argument("--out", default=str(RESULTS / "inference"))
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    connections = [int(c) for c in args.connections.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="bench-inference-"))
+    models = work / "models"
+    subprocess.run([PROJECT_PY, str(HERE / "model.py"), str(models)], check=True)
+    predict_us = float((models / "predict_us.txt").read_text())
+    results: list[Result] = []
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    for workers in [int(w) for w in args.workers.split(",")]:
+        for name in args.servers.split(","):
+            print(f"{name} with {workers} worker(s)", flush=True)
+            results.extend(bench_server(name, workers, connections, args.duration, models, work))
+    load = os.getloadavg()
+    meta = {
+        "started": started,
+        "command": "bench/inference/run.sh " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, load average after the run {load[0]:.2f}",
+        "predict_us": predict_us,
+        "duration_s": args.duration,
+        "logs": str(work),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))
+    report = (
+        f"# Inference server benchmark\n\nCommand: `{meta['command']}` (started {started}).\n\n"
+        f"Machine: {meta['machine']}. The machine is shared with other work: absolute numbers are noisy; the "
+        "ratios below compare servers measured one after another in the same run.\n\n"
+        f"Model: scikit-learn LogisticRegression (4 features, 3 classes); `predict()` on one row alone costs "
+        f"{predict_us:.0f} us here. Payload: one row. wrk -t1, {args.duration} s per cell after a 2 s warm-up, "
+        "127.0.0.1. `ours` runs with the production layer on (auth none, access log on, admission limit 64); "
+        "every server runs its default logging.\n\n"
+        f"{table(results)}\n\n## Ratios (requests/s; last column: cold start)\n\n{ratios(results)}\n"
+    )
+    out.with_suffix(".md").write_text(report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
