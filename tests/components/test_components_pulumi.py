@@ -342,7 +342,7 @@ def test_pulumi_preview_with_the_cli(stack: str, tmp_path: Path) -> None:
     def pulumi_cmd(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [cli, *args, "--non-interactive"],
-            cwd=REPO_ROOT,
+            cwd=work,
             env=env,
             capture_output=True,
             text=True,
