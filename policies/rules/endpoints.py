@@ -56,9 +56,30 @@ def looks_secret(name: str, *, key_files: bool = False) -> bool:
 # --- auth-enabled --------------------------------------------------------------------------------------------------
 
 
+# The serving front end's settings (shared contract): a container with any of them answers requests.
+FRONTEND_ENV = frozenset(
+    {
+        AUTH_MODE_ENV,
+        "ENDPOINTS_KEYS_DIR",
+        "ENDPOINTS_TOKEN_SIGNING_KEY_FILE",
+        "ENDPOINTS_ENDPOINT_NAME",
+        "ENDPOINTS_OIDC_ISSUER",
+        "ENDPOINTS_OIDC_AUDIENCE",
+        "ENDPOINTS_OIDC_JWKS_URL",
+        "ENDPOINTS_REQUEST_TIMEOUT_MS",
+        "ENDPOINTS_MAX_CONCURRENT_REQUESTS",
+        "ENDPOINTS_MAX_QUEUE_WAIT_MS",
+        "ENDPOINTS_MAX_BODY_BYTES",
+        "ENDPOINTS_DRAIN_TIMEOUT_S",
+        "ENDPOINTS_KEEPALIVE_TIMEOUT_S",
+    }
+)
+
+
 def _is_serving(container: Mapping[str, Any]) -> bool:
-    """A serving container is one configured through ENDPOINTS_* variables (the production layer)."""
-    return any(str(e.get("name", "")).startswith("ENDPOINTS_") for e in container.get("env") or ())
+    """A serving container is configured through the front end's ENDPOINTS_* settings (batch runners, which take
+    no requests, carry only ENDPOINTS_BATCH_SETTINGS)."""
+    return any(str(e.get("name", "")) in FRONTEND_ENV for e in container.get("env") or ())
 
 
 def check_auth_enabled(obj: Mapping[str, Any], ctx: Context) -> list[Violation]:

@@ -632,3 +632,22 @@ def test_split_image(image: str, expected: tuple[str, str | None, str | None]) -
 )
 def test_type_token(obj: dict[str, Any], token: str) -> None:
     assert type_token(obj) == token
+
+
+def test_batch_runner_job_is_not_a_serving_container() -> None:
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "score", "namespace": "ml"},
+        "spec": {"template": fx.clone(fx.deployment()["spec"]["template"])},
+    }
+    fx.container(job)["env"] = [{"name": "ENDPOINTS_BATCH_SETTINGS", "value": "{}"}]
+    assert _found([*fx.stack(), job], PROD) == []
+    fx.container(job)["env"].append({"name": "ENDPOINTS_MAX_BODY_BYTES", "value": "1"})
+    assert _found([*fx.stack(), job], PROD) == [
+        (
+            "auth-enabled",
+            'container "scorer" has no ENDPOINTS_AUTH_MODE, so auth defaults to none; set it to key, aml_token or '
+            "aad_token",
+        )
+    ]
