@@ -43,13 +43,18 @@ def make_files(folder: Path, n: int) -> None:
         (folder / f"f{i:06d}.csv").write_text(",".join(f"{rng.uniform(-1, 1):.5f}" for _ in range(64)))
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system of the process and the workers it reaped)."""
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{cmd[:4]} failed ({proc.returncode}):\n{proc.stderr}")
-    return wall
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"{cmd[:4]} failed ({proc.returncode}):\n{err.read().decode()}")
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def count_lines(path: Path) -> int:
@@ -69,34 +74,43 @@ def main() -> int:
 
     py = sys.executable
     root = Path(tempfile.mkdtemp(prefix="batch-bench-", dir=args.tmp))
+    names = ("sequential", "pool", "runner")
     results = []
     try:
         make_files(root / "in", args.files)
         for size in args.mini_batch_size:
-            times: dict[str, list[float]] = {"sequential": [], "pool": [], "runner": []}
+            wall: dict[str, list[float]] = {k: [] for k in names}
+            cpu: dict[str, list[float]] = {k: [] for k in names}
             scoring: list[float] = []
+            base = [py, str(HERE / "baselines.py")]
+            common = ["--input", str(root / "in"), "--mini-batch-size", str(size)]
             for r in range(args.rounds):
-                base = [py, str(HERE / "baselines.py")]
-                common = ["--input", str(root / "in"), "--mini-batch-size", str(size)]
-                times["sequential"].append(timed([*base, "sequential", *common, "--out", str(root / "seq.csv")]))
-                times["pool"].append(timed([*base, "pool", *common, "--workers", str(args.workers),
-                                            "--out", str(root / "pool.csv")]))  # fmt: skip
                 out = root / f"runner-{size}-{r}"
-                times["runner"].append(timed([
-                    py, "-m", "serving.batch.runner", "--input", str(root / "in"), "--output-dir", str(out),
-                    "--entry-script", str(HERE / "score_bench.py"), "--mini-batch-size", str(size),
-                    "--max-concurrency-per-instance", str(args.workers), "--job-id", "bench",
-                    "--logging-level", "warning",
-                ]))  # fmt: skip
+                commands = {
+                    "sequential": [*base, "sequential", *common, "--out", str(root / "seq.csv")],
+                    "pool": [*base, "pool", *common, "--workers", str(args.workers), "--out", str(root / "pool.csv")],
+                    "runner": [
+                        py, "-m", "serving.batch.runner", "--input", str(root / "in"), "--output-dir", str(out),
+                        "--entry-script", str(HERE / "score_bench.py"), "--mini-batch-size", str(size),
+                        "--max-concurrency-per-instance", str(args.workers), "--job-id", "bench",
+                        "--logging-level", "warning",
+                    ],
+                }  # fmt: skip
+                for name in names:
+                    w, c = timed(commands[name])
+                    wall[name].append(w)
+                    cpu[name].append(c)
                 summary = json.loads((out / "predictions.summary.json").read_text())
                 scoring.append(summary["timings"]["elapsed_seconds"])
                 assert count_lines(out / "predictions.csv") == args.files == count_lines(root / "pool.csv")
                 shutil.rmtree(out)
             n_mb = -(-args.files // size)
-            med = {k: statistics.median(v) for k, v in times.items()}
-            results.append({"size": size, "mini_batches": n_mb, "median": med, "all": times,
-                            "runner_scoring": statistics.median(scoring),
-                            "overhead_ms": (med["runner"] - med["pool"]) / n_mb * 1000})  # fmt: skip
+            mw = {k: statistics.median(v) for k, v in wall.items()}
+            mc = {k: statistics.median(v) for k, v in cpu.items()}
+            results.append({"size": size, "mini_batches": n_mb, "wall": mw, "cpu": mc, "raw_wall": wall,
+                            "raw_cpu": cpu, "runner_scoring": statistics.median(scoring),
+                            "overhead_wall_ms": (mw["runner"] - mw["pool"]) / n_mb * 1000,
+                            "overhead_cpu_ms": (mc["runner"] - mc["pool"]) / n_mb * 1000})  # fmt: skip
             print(json.dumps(results[-1]), file=sys.stderr)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -111,20 +125,39 @@ def main() -> int:
         f"a whole process (interpreter start included). Machine: {os.cpu_count()} CPUs shared with other jobs "
         f"(load average at the end {load[0]:.1f}), Python {platform.python_version()}.",
         "",
+        "Throughput (wall clock; noisy on a shared machine):",
+        "",
         "| mini_batch_size | mini-batches | sequential files/s | Pool files/s | runner files/s | runner / Pool "
         "| overhead per mini-batch vs Pool | runner scoring-only files/s |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        m = r["median"]
+        m = r["wall"]
         lines.append(
             f"| {r['size']} | {r['mini_batches']} | {n / m['sequential']:.0f} | {n / m['pool']:.0f} "
-            f"| {n / m['runner']:.0f} | {m['pool'] / m['runner']:.2f} | {r['overhead_ms']:+.2f} ms "
+            f"| {n / m['runner']:.0f} | {m['pool'] / m['runner']:.2f} | {r['overhead_wall_ms']:+.2f} ms "
             f"| {n / r['runner_scoring']:.0f} |"
         )
-    lines += ["", "Raw wall times (s), per round:", ""]
+    lines += [
+        "",
+        "CPU cost (user + system seconds of the process and its workers; steadier under shared load):",
+        "",
+        "| mini_batch_size | sequential CPU s | Pool CPU s | runner CPU s | runner / Pool "
+        "| CPU overhead per mini-batch |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
-        raw = "; ".join(f"{k} {', '.join(f'{t:.2f}' for t in v)}" for k, v in r["all"].items())
+        c = r["cpu"]
+        lines.append(
+            f"| {r['size']} | {c['sequential']:.2f} | {c['pool']:.2f} | {c['runner']:.2f} "
+            f"| {c['runner'] / c['pool']:.2f} | {r['overhead_cpu_ms']:+.2f} ms |"
+        )
+    lines += ["", "Raw wall / CPU seconds per round:", ""]
+    for r in results:
+        raw = "; ".join(
+            f"{k} " + ", ".join(f"{w:.2f}/{c:.2f}" for w, c in zip(r["raw_wall"][k], r["raw_cpu"][k], strict=True))
+            for k in names
+        )
         lines.append(f"- mini_batch_size {r['size']}: {raw}")
     table = "\n".join(lines)
     print(table)
