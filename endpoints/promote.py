@@ -210,6 +210,7 @@ def promote(
         raise SpecError(f"--mirror: got {mirror}; mirror at most {MAX_MIRROR}% (the mirror-limits policy)")
     if source == target:
         raise SpecError(f"--from and --to: both are {source!r}; promote between two stacks")
+    _check_order(repo_root, source, target)
 
     src_path, dst_path = stack_file(repo_root, source), stack_file(repo_root, target)
     _, src_data = round_trip_yaml(src_path.read_text(encoding="utf-8"), str(src_path))
@@ -291,14 +292,34 @@ def promote(
     return promotion
 
 
-def _resolved_traffic(repo_root: Path, stack: str, endpoint: str) -> tuple[dict[str, int], dict[str, int], str]:
-    """Live traffic and mirror shares of ``endpoint`` in ``stack`` (spec plus overrides), and the environment."""
-    from components.builders.stack import load_stack_config, resolve_stack, settings_from_config
+_ORDER = {"dev": 0, "staging": 1, "prod": 2}
+
+
+def _environment(repo_root: Path, stack: str) -> str:
+    from components.builders.stack import load_stack_config
     from policies.enforcement import settings_for
 
     values = load_stack_config(repo_root, stack)
+    return settings_for(stack, {f"{PREFIX}:{k}": v for k, v in values.items()}).environment
+
+
+def _check_order(repo_root: Path, source: str, target: str) -> None:
+    """Deployments move dev -> staging -> prod one stage at a time (sideways or back is allowed: a rollback)."""
+    src, dst = _environment(repo_root, source), _environment(repo_root, target)
+    if _ORDER[dst] - _ORDER[src] > 1:
+        raise SpecError(
+            f"--from {source} --to {target}: skips a stage ({src} -> {dst}); promote to a staging stack first and "
+            f"from there to {target}, so {target} only runs what another stack has already run"
+        )
+
+
+def _resolved_traffic(repo_root: Path, stack: str, endpoint: str) -> tuple[dict[str, int], dict[str, int], str]:
+    """Live traffic and mirror shares of ``endpoint`` in ``stack`` (spec plus overrides), and the environment."""
+    from components.builders.stack import load_stack_config, resolve_stack, settings_from_config
+
+    values = load_stack_config(repo_root, stack)
     settings = settings_from_config(values, str(stack_file(repo_root, stack)))
-    environment = settings_for(stack, {f"{PREFIX}:{k}": v for k, v in values.items()}).environment
+    environment = _environment(repo_root, stack)
     for r in resolve_stack(settings, repo_root):
         if r.endpoint.name == endpoint:
             return dict(r.endpoint.traffic), dict(r.endpoint.mirror_traffic), environment

@@ -293,11 +293,20 @@ def test_deployment_unknown_to_the_source_stack(project: Path) -> None:
 
 
 def test_explicit_endpoint_and_image(project: Path) -> None:
-    result = promote(project, "bob", "dev", "prod", endpoint="car-classifier", image=BOB_NEW)
+    result = promote(project, "bob", "dev", "staging", endpoint="car-classifier", image=BOB_OLD)
     assert result.changes == [
-        f"ml-endpoints:overrides.car-classifier.deployments.bob.image: {BOB_OLD} -> {BOB_NEW}",
-        "ml-endpoints:overrides.car-classifier.deployments.bob.modelPath: azureml://models/bob/2 -> (unset)",
+        f"ml-endpoints:overrides.car-classifier.deployments.bob.image: {BOB_NEW} -> {BOB_OLD}",
+        "ml-endpoints:overrides.car-classifier.deployments.bob.modelVersion: 3 -> (unset)",
     ]
+
+
+def test_skipping_staging_is_refused(project: Path) -> None:
+    with pytest.raises(SpecError) as e:
+        promote(project, "bob", "dev", "prod", image=BOB_NEW)
+    assert e.value.problems[0].message == (
+        "--from dev --to prod: skips a stage (dev -> prod); promote to a staging stack first and from there to prod, "
+        "so prod only runs what another stack has already run"
+    )
 
 
 def test_repository_stacks_promote(tmp_path: Path) -> None:
