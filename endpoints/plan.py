@@ -134,8 +134,13 @@ def _policy_context(
     return ctx, settings.level
 
 
-def plan_stack(repo_root: Path, stack: str) -> StackPlan:
+def plan_stack(repo_root: Path, stack: str, *, check: bool = True) -> StackPlan:
     """Render, validate and policy-check ``stacks/Pulumi.<stack>.yaml`` of ``repo_root``.
+
+    Args:
+        repo_root: the Pulumi project folder.
+        stack: the stack name.
+        check: validate and run the policy rules (default True); False renders only (the other side of a diff).
 
     Raises:
         SpecError: the stack file, its config or an endpoint folder is invalid (the message names file and field).
@@ -146,14 +151,13 @@ def plan_stack(repo_root: Path, stack: str) -> StackPlan:
     rendered = render_stack(settings, repo_root)
     objects = [redact_secrets(o) for o in rendered.objects]
     ctx, level = _policy_context(stack, values, settings.private_gateway, settings.pool_label)
-    problems = validate_all(objects)
     return StackPlan(
         stack=stack,
         environment=ctx.environment,
         level=level,
         objects=objects,
-        schema_problems=problems,
-        violations=check_objects(objects, ctx),
+        schema_problems=validate_all(objects) if check else [],
+        violations=check_objects(objects, ctx) if check else [],
         scoring_uris=dict(rendered.scoring_uris),
     )
 

@@ -58,7 +58,7 @@ def plan(
     root = (project or find_repo_root(Path.cwd())).resolve()
     try:
         result = plan_stack(root, stack)
-        base = plan_stack(root, diff_from) if diff_from else None
+        base = plan_stack(root, diff_from, check=False) if diff_from else None
     except SpecError as e:
         Console(stderr=True, highlight=False, soft_wrap=True).print(error_text(e), markup=False)
         raise typer.Exit(code=1) from None
