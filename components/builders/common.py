@@ -95,14 +95,35 @@ class ClusterSettings:
     run_as_user: int = 10001
 
 
+_LABEL_SAFE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Refuse a spec name that cannot be a Kubernetes label value and DNS label (Azure allows a trailing hyphen).
+
+    Raises:
+        SpecError: naming the kind and the value.
+    """
+    if not _LABEL_SAFE.match(name):
+        raise SpecError(
+            f"{kind} name {name!r}: ends with a hyphen; on Kubernetes it becomes a label value and a DNS name,"
+            " which must end with a letter or digit"
+        )
+    return name
+
+
 def endpoint_labels(endpoint_name: str) -> dict[str, str]:
-    """Labels of every object of an endpoint."""
-    return {**MANAGED_BY, ENDPOINT_LABEL: endpoint_name}
+    """Labels of every object of an endpoint.
+
+    Raises:
+        SpecError: the name cannot be a label value (see :func:`check_name`).
+    """
+    return {**MANAGED_BY, ENDPOINT_LABEL: check_name("endpoint", endpoint_name)}
 
 
 def deployment_labels(endpoint_name: str, deployment_name: str) -> dict[str, str]:
     """Labels of every object of a deployment (a superset of the endpoint's)."""
-    return {**endpoint_labels(endpoint_name), DEPLOYMENT_LABEL: deployment_name}
+    return {**endpoint_labels(endpoint_name), DEPLOYMENT_LABEL: check_name("deployment", deployment_name)}
 
 
 def selector_labels(endpoint_name: str, deployment_name: str) -> dict[str, str]:

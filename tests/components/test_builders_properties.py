@@ -10,7 +10,9 @@ from components.builders.common import k8s_name
 from components.builders.online import build_http_route, deployment_object_name
 from components.k8s_schema import validate_object
 
-NAME = st.from_regex(r"[A-Za-z][A-Za-z0-9-]{2,31}", fullmatch=True)
+# Azure's names (letter first, letters/digits/hyphens, 3..32) that also end with a letter or digit: a trailing
+# hyphen is refused by the builders (test_trailing_hyphen_is_refused).
+NAME = st.from_regex(r"[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]", fullmatch=True)
 
 
 @st.composite
@@ -64,3 +66,16 @@ def test_object_names_are_dns_labels(ep: str, dep: str) -> None:
     name = k8s_name(ep, dep)
     obj = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": {"ports": [{"port": 80}]}}
     assert validate_object(obj) == []
+
+
+def test_trailing_hyphen_is_refused() -> None:
+    import pytest
+
+    from endpoints.errors import SpecError
+
+    with pytest.raises(SpecError) as e:
+        build_http_route(endpoint("cars-"), [deployment("alice", "cars-")], SETTINGS)
+    assert str(e.value) == (
+        "<spec>: endpoint name 'cars-': ends with a hyphen; on Kubernetes it becomes a label value and a DNS name,"
+        " which must end with a letter or digit"
+    )
