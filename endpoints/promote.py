@@ -238,9 +238,12 @@ def promote(
             "(<registry>/<name>@sha256:<64 hex>) so the target runs exactly what was tested"
         )
 
-    before = _resolved_traffic(repo_root, target, endpoint) if (traffic is not None or mirror is not None) else None
-
     config = _config(dst_data, str(dst_path))
+    before = None
+    if traffic is not None or mirror is not None:
+        current = (config.get(OVERRIDES_KEY) or {}).get(endpoint) or {}
+        before = _current_split(repo_root, target, endpoint, current)
+    environment = _environment(repo_root, target)
     ep = _child(_child(config, OVERRIDES_KEY), endpoint)
     dep = _child(_child(ep, "deployments"), deployment)
     changes: list[str] = []
@@ -254,7 +257,7 @@ def promote(
             _unset(dep, key, dotted, changes)
 
     if before is not None:
-        live, mirrored, environment = before
+        live, mirrored = before
         if mirror is not None:
             if mirror > 0 and live.get(deployment, 0) > 0:
                 raise SpecError(
@@ -313,17 +316,38 @@ def _check_order(repo_root: Path, source: str, target: str) -> None:
         )
 
 
-def _resolved_traffic(repo_root: Path, stack: str, endpoint: str) -> tuple[dict[str, int], dict[str, int], str]:
-    """Live traffic and mirror shares of ``endpoint`` in ``stack`` (spec plus overrides), and the environment."""
-    from components.builders.stack import load_stack_config, resolve_stack, settings_from_config
+def _current_split(
+    repo_root: Path, stack: str, endpoint: str, override: Mapping[str, Any]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Live traffic and mirror shares of ``endpoint`` in ``stack``: the stack's override, else the endpoint spec's.
 
-    values = load_stack_config(repo_root, stack)
-    settings = settings_from_config(values, str(stack_file(repo_root, stack)))
-    environment = _environment(repo_root, stack)
-    for r in resolve_stack(settings, repo_root):
-        if r.endpoint.name == endpoint:
-            return dict(r.endpoint.traffic), dict(r.endpoint.mirror_traffic), environment
-    raise SpecError(f"{stack_file(repo_root, stack)}: {PREFIX}:endpoints: stack {stack} has no endpoint {endpoint!r}")
+    Read without resolving the whole stack, so a deployment the target has never run (no image there yet) can be
+    promoted into it.
+    """
+    traffic, mirror = override.get("traffic"), override.get("mirrorTraffic")
+    if traffic is None or mirror is None:
+        spec = _endpoint_spec(repo_root, stack, endpoint)
+        traffic = spec.traffic if traffic is None else traffic
+        mirror = spec.mirror_traffic if mirror is None else mirror
+    return {str(k): int(v) for k, v in traffic.items()}, {str(k): int(v) for k, v in mirror.items()}
+
+
+def _endpoint_spec(repo_root: Path, stack: str, endpoint: str) -> Any:
+    from components.builders.stack import load_stack_config, settings_from_config
+    from endpoints.project import load_endpoint_project
+
+    path = stack_file(repo_root, stack)
+    settings = settings_from_config(load_stack_config(repo_root, stack), str(path))
+    for entry in settings.endpoints:
+        folder = repo_root / entry
+        project = (
+            load_endpoint_project(folder.parent, folder.name)
+            if folder.suffix in (".yml", ".yaml")
+            else load_endpoint_project(folder)
+        )
+        if project.endpoint.name == endpoint:
+            return project.endpoint
+    raise SpecError(f"{path}: {PREFIX}:endpoints: stack {stack} has no endpoint {endpoint!r}")
 
 
 def _check_promoted(repo_root: Path, stack: str, text: str, source: str) -> list[str]:

@@ -321,3 +321,21 @@ def test_repository_stacks_promote(tmp_path: Path) -> None:
     assert same.text == (REPO / "stacks" / "Pulumi.prod.yaml").read_text(encoding="utf-8")
     with pytest.raises(SpecError, match="alice takes 100% of live traffic in staging"):
         promote(tmp_path, "alice", "prod", "staging", mirror=10)
+
+
+def test_new_deployment_can_enter_prod_through_a_mirror(project: Path) -> None:
+    """A deployment prod has never run: the mirror stage pins its image; prod's own instance count is then needed."""
+    carl = (project / "examples/car-classifier/deployments/alice.yml").read_text(encoding="utf-8")
+    (project / "examples/car-classifier/deployments/carl.yml").write_text(
+        carl.replace("name: alice", "name: carl").replace("instance_count: 1", "instance_count: 3"), encoding="utf-8"
+    )
+    staging = STAGING.replace(
+        '          modelVersion: "3"\n', f'          modelVersion: "3"\n        carl:\n          image: {CARL}\n'
+    )
+    (project / "stacks" / "Pulumi.staging.yaml").write_text(staging, encoding="utf-8")
+    result = promote(project, "carl", "staging", "prod", mirror=5)
+    assert result.changes == [
+        f"ml-endpoints:overrides.car-classifier.deployments.carl.image: (unset) -> {CARL}",
+        "ml-endpoints:overrides.car-classifier.mirrorTraffic.carl: (unset) -> 5",
+    ]
+    assert result.text == PROD + f"        carl:\n          image: {CARL}\n      mirrorTraffic:\n        carl: 5\n"
