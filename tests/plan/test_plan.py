@@ -205,3 +205,14 @@ def test_parallel_validation_matches_serial_and_keeps_order(project: Path) -> No
         "unexpected)",
     ]
     assert _workers(len(many)) == min(len(os.sched_getaffinity(0)), 4)
+
+
+def test_cli_json_with_diff(project: Path) -> None:
+    result = CliRunner().invoke(
+        build_app(), ["plan", "--stack", "prod", "--diff-from", "dev", "--project", str(project), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    diff = json.loads(result.output)["diff"]
+    assert diff["base"] == "dev"
+    assert (diff["added"], diff["removed"]) == (["Namespace/ml-prod"], ["Namespace/ml-dev"])
+    assert diff["changed"]["Deployment/car-classifier-alice"] == ["spec.replicas: 1 -> 3"]
