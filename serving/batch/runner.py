@@ -47,6 +47,7 @@ EXIT_JOB_FAILED = 3
 EXIT_TERMINATED = 143
 START_METHOD_ENV = "ENDPOINTS_BATCH_START_METHOD"
 COMMIT_INTERVAL_S = 0.05
+PREFETCH_SECONDS = 0.05
 
 
 def _default_start_method() -> str:
@@ -117,11 +118,12 @@ class _Worker:
         self.conn = conn
         self.ready = False
         self.task: _Task | None = None  # running now; its deadline counts
-        self.queued: _Task | None = None  # sent ahead, starts when ``task`` ends (no idle gap between the two)
+        # Sent ahead, in order: each starts when the one before ends, so the worker never waits for the loop.
+        self.queued: collections.deque[_Task] = collections.deque()
 
     def promote(self, now: float, timeout: float) -> None:
-        """The running task ended: the queued one (if any) is running from now on."""
-        self.task, self.queued = self.queued, None
+        """The running task ended: the next queued one (if any) is running from now on."""
+        self.task = self.queued.popleft() if self.queued else None
         if self.task is not None:
             self.task.started = now
             self.task.deadline = now + timeout
@@ -149,6 +151,7 @@ class Runner:
         self._ctx = mp.get_context(os.environ.get(START_METHOD_ENV, _default_start_method()))
         self.workers: list[_Worker] = []
         self.failure: str | None = None
+        self._mb_seconds: float | None = None  # moving average of a mini-batch's run time
 
     # -- workers -------------------------------------------------------------------------------------
     def _worker_env(self) -> dict[str, str]:
@@ -252,17 +255,17 @@ class Runner:
                             w.task = _Task(mb, attempts[mb], now, now + s.timeout)
                             w.conn.send((mb, batches[mb]))
                     for w in self.workers:
-                        # Prefetch one more per worker, as multiprocessing.Pool does, so a worker never waits
-                        # for this loop; only while failures of everything in flight could not pass the
-                        # threshold before the prefetched mini-batch starts.
+                        # Queue more per worker (as multiprocessing.Pool does) so a worker never waits for this
+                        # loop; only while failures of everything in flight could not pass the threshold
+                        # before a queued mini-batch starts.
                         failed_now = state.failed_items + sum(c.failed_items for c in commits)
-                        if (
-                            w.ready and w.task is not None and w.queued is None and pending
+                        while (
+                            w.ready and w.task is not None and len(w.queued) < self._prefetch_depth() and pending
                             and self._may_prefetch(failed_now, batches)
                         ):  # fmt: skip
                             mb = pending.popleft()
                             attempts[mb] += 1
-                            w.queued = _Task(mb, attempts[mb], 0.0, math.inf)
+                            w.queued.append(_Task(mb, attempts[mb], 0.0, math.inf))
                             w.conn.send((mb, batches[mb]))
                 # Commit after dispatching (workers score on while the journal writes), grouping what finished
                 # within COMMIT_INTERVAL_S: fewer, larger commits; a crash only means re-scoring those.
@@ -321,10 +324,11 @@ class Runner:
                         retry.append((w, w.task, f"run() timed out after {s.timeout:g}s", True))
                 for w, task, reason, kill in retry:
                     if kill:
-                        if w.queued is not None:  # sent ahead but never started: not an attempt
-                            attempts[w.queued.mini_batch] -= 1
-                            pending.appendleft(w.queued.mini_batch)
-                        w.task = w.queued = None
+                        for t in reversed(w.queued):  # sent ahead but never started: not an attempt
+                            attempts[t.mini_batch] -= 1
+                            pending.appendleft(t.mini_batch)
+                        w.task = None
+                        w.queued.clear()
                         self._drop(w)  # a hung or dead worker is killed and replaced (init() runs again)
                     if task is None:
                         continue
@@ -339,11 +343,11 @@ class Runner:
                         commits.append(Commit(mb, b"", 0, n, n, attempts[mb], now - task.started, reason))
                 if stop_since is not None and now >= stop_since + s.drain_timeout:
                     for w in list(self.workers):
-                        for t in (w.queued, w.task):
-                            if t is not None:
-                                log.warning("mini-batch %d abandoned at shutdown; it runs again on restart",
-                                            t.mini_batch)  # fmt: skip
-                                pending.appendleft(t.mini_batch)
+                        abandoned = [*([w.task] if w.task else []), *w.queued]
+                        for t in reversed(abandoned):
+                            log.warning("mini-batch %d abandoned at shutdown; it runs again on restart",
+                                        t.mini_batch)  # fmt: skip
+                            pending.appendleft(t.mini_batch)
                         self._drop(w)
                 if time.monotonic() - last_progress >= s.progress_interval:
                     last_progress = time.monotonic()
@@ -384,7 +388,10 @@ class Runner:
         elif kind == "ok" and w.task is not None:
             _, mb, data, rows, returned, columns = msg
             task = w.task
-            w.promote(time.monotonic(), self.settings.timeout)
+            now = time.monotonic()
+            w.promote(now, self.settings.timeout)
+            took = now - task.started
+            self._mb_seconds = took if self._mb_seconds is None else 0.8 * self._mb_seconds + 0.2 * took
             n = len(batches[mb])
             gap = max(0, n - returned)
             error = f"run() returned {returned} items for {n} files" if gap else None
@@ -401,10 +408,16 @@ class Runner:
         if w in self.workers:
             self.workers.remove(w)
 
+    def _prefetch_depth(self) -> int:
+        """Mini-batches queued per worker: enough for ~50 ms of work (at most 8), at least one."""
+        if self._mb_seconds is None:
+            return 1
+        return max(1, min(8, math.ceil(PREFETCH_SECONDS / max(self._mb_seconds, 1e-6))))
+
     def _may_prefetch(self, failed: int, batches: list[list[str]]) -> bool:
         if self.settings.error_threshold == -1:
             return True
-        in_flight = sum(len(batches[t.mini_batch]) for w in self.workers for t in (w.task, w.queued) if t)
+        in_flight = sum(len(batches[t.mini_batch]) for w in self.workers for t in (w.task, *w.queued) if t)
         return failed + in_flight <= self.settings.error_threshold
 
     def _threshold_exceeded(self, failed: int) -> bool:
