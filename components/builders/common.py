@@ -75,6 +75,10 @@ class ClusterSettings:
         oidc_jwks_url: JWKS URL for ``aad_token`` endpoints.
         scheme: URI scheme of scoring URIs (default ``https``: the gateway terminates TLS).
         run_as_user: UID of the serving containers (default 10001; the restricted profile needs >= 10000).
+        image_pull_secret: Name of a docker-registry Secret in the namespace for private registries ('' none).
+        service_account: Service account of the serving pods ('' the namespace default); e.g. one bound to a
+            cloud identity (workload identity, IRSA) that may read the model store. Its token is still not
+            mounted into the scoring container.
     """
 
     namespace: str = "ml-endpoints"
@@ -93,6 +97,8 @@ class ClusterSettings:
     oidc_jwks_url: str = ""
     scheme: str = "https"
     run_as_user: int = 10001
+    image_pull_secret: str = ""
+    service_account: str = ""
 
 
 _LABEL_SAFE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?$")

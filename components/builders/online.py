@@ -614,6 +614,10 @@ def build_deployment(
     }
     if init_containers:
         pod_spec["initContainers"] = init_containers
+    if settings.image_pull_secret:
+        pod_spec["imagePullSecrets"] = [{"name": settings.image_pull_secret}]
+    if settings.service_account:
+        pod_spec["serviceAccountName"] = settings.service_account
     if node_selector:
         pod_spec["nodeSelector"] = node_selector
     if tolerations:

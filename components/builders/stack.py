@@ -98,6 +98,15 @@ CONFIG_KEYS: dict[str, ConfigKey] = {
     "servingImage": ConfigKey(
         "string", "", "Serving base image (built from serving/Dockerfile) that deployment images build on."
     ),
+    "imagePullSecret": ConfigKey(
+        "string", "", "docker-registry Secret (in the namespace) the pods pull private images with ('' none)."
+    ),
+    "serviceAccount": ConfigKey(
+        "string",
+        "",
+        "Service account of the serving pods ('' the namespace default), e.g. one bound to a cloud identity that"
+        " may read the model store.",
+    ),
     "policyEnforcement": ConfigKey(
         "string", "advisory", "Policy pack enforcement level for this stack: advisory or mandatory."
     ),
@@ -188,6 +197,8 @@ class StackSettings(_Camel):
     build_images: bool = False
     image_registry: str = ""
     serving_image: str = ""
+    image_pull_secret: str = ""
+    service_account: str = ""
     policy_enforcement: Literal["advisory", "mandatory"] = "advisory"
     overrides: dict[str, EndpointOverride] = Field(default_factory=dict)
     key_rotation: dict[str, KeyRotation] = Field(default_factory=dict)
@@ -209,6 +220,8 @@ class StackSettings(_Camel):
             oidc_issuer=self.oidc_issuer,
             oidc_audience=self.oidc_audience,
             oidc_jwks_url=self.oidc_jwks_url,
+            image_pull_secret=self.image_pull_secret,
+            service_account=self.service_account,
         )
 
 

@@ -567,3 +567,16 @@ def test_every_built_object_validates(dep: Any, itype: str, settings: ClusterSet
         ep, dep, instance(itype), settings, DIGEST
     )
     assert validate_objects(objs) == []
+
+
+def test_private_registry_and_service_account() -> None:
+    settings = ClusterSettings(image_pull_secret="regcred", service_account="model-reader")
+    pod = build_deployment(endpoint(), deployment(), instance("Standard_DS3_v2"), settings, DIGEST)["spec"]["template"][
+        "spec"
+    ]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["serviceAccountName"] == "model-reader"
+    assert pod["automountServiceAccountToken"] is False
+    plain = build_deployment(endpoint(), deployment(), instance("Standard_DS3_v2"), SETTINGS, DIGEST)
+    assert "imagePullSecrets" not in plain["spec"]["template"]["spec"]
+    assert "serviceAccountName" not in plain["spec"]["template"]["spec"]
