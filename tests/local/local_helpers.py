@@ -76,7 +76,7 @@ class Upstream:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(payload)).encode()),
                     (b"x-upstream", self.name.encode()),
-                    (b"connection", b"keep-alive, x-secret-hop"),
+                    (b"connection", b"x-secret-hop"),
                     (b"x-secret-hop", b"1"),
                     (b"keep-alive", b"timeout=5"),
                 ],
@@ -85,8 +85,12 @@ class Upstream:
         await send({"type": "http.response.body", "body": payload})
 
     def start(self) -> Upstream:
+        return self.start_on(0)
+
+    def start_on(self, port: int) -> Upstream:
         sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self, log_level="warning", lifespan="on", access_log=False)
         self.server = uvicorn.Server(config)

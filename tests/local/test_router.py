@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from local_helpers import router_config
+from local_helpers import Upstream, router_config
 
 N = 500
 
@@ -203,6 +203,51 @@ def test_sighup_reloads_traffic_without_restart(upstreams, start_router, client)
 def test_router_pools_upstream_connections(upstreams, start_router, client):
     router = start_router(router_config(upstreams, {"alice": 100}))
     for _ in range(50):
-        assert client.get(router.url + "/").status_code == 200
-    # 50 sequential requests ride on one or two kept-alive upstream connections, not 50.
+        assert client.post(router.url + "/score", json={"n": 1}).status_code == 200
+    # 50 sequential POSTs ride on one or two kept-alive upstream connections, not 50.
     assert len({s["client_port"] for s in upstreams["alice"].seen}) <= 2
+
+
+def test_slow_deployment_is_504_after_its_timeout(upstreams, start_router, client):
+    upstreams["alice"].mode = "slow"
+    upstreams["alice"].delay = 3.0
+    config = router_config(upstreams, {"alice": 100})
+    config["timeouts_s"]["alice"] = 0.5
+    router = start_router(config)
+    start = time.perf_counter()
+    r = client.post(router.url + "/score", json={})
+    assert (r.status_code, r.json()) == (504, {"error": "deployment 'alice' did not answer within 0.5 s"})
+    assert time.perf_counter() - start < 2.0
+
+
+def test_head_and_get_pass_through(upstreams, start_router, client):
+    router = start_router(router_config(upstreams, {"alice": 100}))
+    r = client.head(router.url + "/")
+    assert r.status_code == 200 and r.content == b""
+    r = client.get(router.url + "/swagger.json?version=3")
+    assert r.status_code == 200 and r.json() == {"deployment": "alice", "body_bytes": 0}
+    seen = upstreams["alice"].seen
+    assert [(s["method"], s["path"], s["query"]) for s in seen] == [
+        ("HEAD", "/", ""),
+        ("GET", "/swagger.json", "version=3"),
+    ]
+    assert "transfer-encoding" not in dict(seen[1]["headers"])  # no body invented for a GET
+
+
+def test_restarted_deployment_behind_pooled_connections_is_retried(upstreams, start_router, client):
+    router = start_router(router_config(upstreams, {"alice": 100}))
+    for _ in range(3):
+        assert client.post(router.url + "/score", json={}).status_code == 200
+    # The deployment restarts on the same port: the router's pooled connections are now closed by the peer.
+    alice = upstreams["alice"]
+    port = alice.port
+    alice.stop()
+    restarted = Upstream("alice")
+    restarted.start_on(port)
+    try:
+        for _ in range(5):
+            r = client.post(router.url + "/score", json={"again": True})
+            assert r.status_code == 200, r.text
+        assert len(restarted.seen) == 5
+    finally:
+        restarted.stop()
