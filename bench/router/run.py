@@ -191,8 +191,8 @@ def main() -> int:
         "(an upstream that costs nothing), the alice rows show a real model (the car-classifier's scikit-learn",
         "deployment with its sample photo).",
         "",
-        "| upstream | conns | direct req/s | routed req/s | routed/direct | direct p50 ms | routed p50 ms | added p50 ms "
-        "| direct p99 ms | routed p99 ms | non-2xx (d/r) |",
+        "| upstream | conns | direct req/s | routed req/s | routed/direct | direct p50 ms | routed p50 ms "
+        "| added p50 ms | direct p99 ms | routed p99 ms | non-2xx (d/r) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, c, d, r in rows:
