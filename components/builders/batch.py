@@ -24,7 +24,7 @@ from components.builders.common import (
     metadata,
     selector_labels,
 )
-from components.builders.compute import pool_scheduling
+from components.builders.compute import build_priority_class, pool_scheduling
 from endpoints.catalog import InstanceType
 from endpoints.errors import SpecError
 from endpoints.specs import BatchDeployment, BatchEndpoint, ModelAsset
@@ -267,33 +267,106 @@ def build_job_template(
     }
 
 
-def build_templates_config_map(
-    endpoint: BatchEndpoint, templates: dict[str, dict[str, Any]], settings: ClusterSettings
+def template_config_map_name(endpoint_name: str, deployment_name: str) -> str:
+    """Name of the ConfigMap holding one deployment's Job template."""
+    return k8s_name(endpoint_name, deployment_name, "batch-template")
+
+
+def build_template_config_map(
+    endpoint: BatchEndpoint, deployment: BatchDeployment, template: dict[str, Any], settings: ClusterSettings
 ) -> dict[str, Any]:
-    """ConfigMap holding ``<deployment>.json`` Job templates, mounted into the job API."""
+    """ConfigMap with ``<deployment>.json``: the Job template, projected into the job API's templates folder."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": metadata(k8s_name(endpoint.name, "batch-templates"), settings.namespace,
-                             endpoint_labels(endpoint.name)),
-        "data": {name: json.dumps(t, sort_keys=True) for name, t in sorted(templates.items())},
+        "metadata": metadata(
+            template_config_map_name(endpoint.name, deployment.name),
+            settings.namespace,
+            {**deployment_labels(endpoint.name, deployment.name), "ml-endpoints.io/kind": "batch-template"},
+        ),
+        "data": {f"{deployment.name}.json": json.dumps(template, sort_keys=True)},
+    }
+
+
+def keys_secret_name(endpoint_name: str) -> str:
+    """The endpoint's keys Secret (same name and layout as an online endpoint's)."""
+    return k8s_name(endpoint_name, "keys")
+
+
+def build_keys_secret(
+    endpoint: BatchEndpoint,
+    settings: ClusterSettings,
+    primary: Any = "<secret:primary>",
+    secondary: Any = "<secret:secondary>",
+    token_signing_key: Any = "<secret:token-signing-key>",
+) -> dict[str, Any]:
+    """Secret with ``primary``, ``secondary`` and ``token-signing-key`` (the component passes secret outputs)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(keys_secret_name(endpoint.name), settings.namespace, endpoint_labels(endpoint.name)),
+        "type": "Opaque",
+        "stringData": {"primary": primary, "secondary": secondary, "token-signing-key": token_signing_key},
+    }
+
+
+def jobs_uri(endpoint: BatchEndpoint, settings: ClusterSettings) -> str:
+    """Where clients submit jobs: ``https://<endpoint>.<domain>/jobs``."""
+    return f"{settings.scheme}://{endpoint.name.lower()}.{settings.domain}/jobs"
+
+
+def build_job_api_route(endpoint: BatchEndpoint, settings: ClusterSettings) -> dict[str, Any]:
+    """HTTPRoute ``<endpoint>.<domain>/jobs`` -> the job API Service, on the public gateway."""
+    gateway = settings.public_gateway
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": metadata(k8s_name(endpoint.name), settings.namespace, endpoint_labels(endpoint.name)),
+        "spec": {
+            "parentRefs": [
+                {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway.name,
+                 "namespace": gateway.namespace}
+            ],
+            "hostnames": [f"{endpoint.name.lower()}.{settings.domain}"],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/jobs"}}],
+                    "backendRefs": [{"group": "", "kind": "Service", "name": job_api_name(endpoint.name),
+                                     "port": 80, "weight": 1}],
+                }
+            ],
+        },
     }  # fmt: skip
+
+
+def build_batch_priority_classes() -> list[dict[str, Any]]:
+    """The two PriorityClasses batch Jobs use (cluster-scoped: create them once per cluster, e.g. with the pools).
+
+    Low priority never preempts anything; normal batch work sits below online serving (the default 0 is above).
+    """
+    return [
+        build_priority_class(NORMAL_PRIORITY_CLASS, -10, "Batch endpoint jobs (below online serving)."),
+        build_priority_class(
+            LOW_PRIORITY_CLASS, -100, "Low-priority batch jobs: never preempt, run on spot capacity.", preempt=False
+        ),
+    ]
 
 
 def build_job_api_objects(
     endpoint: BatchEndpoint,
+    deployment_names: list[str],
     settings: ClusterSettings,
     image: Any,
-    keys_secret: str,
     options: BatchOptions | None = None,
 ) -> list[dict[str, Any]]:
     """The job API: ServiceAccount, Role (Jobs in its namespace only), RoleBinding, Deployment, Service.
 
     Args:
         endpoint: The batch endpoint (auth mode, default deployment).
+        deployment_names: Its deployments; their template ConfigMaps are projected into the templates folder
+            (optional sources: the API starts before a deployment exists and sees it once created).
         settings: Stack settings.
         image: Image with ``serving`` installed (the serving base image).
-        keys_secret: Secret with ``primary``, ``secondary``, ``token-signing-key`` (same layout as online endpoints).
         options: Volume and queue options (default :class:`BatchOptions`).
     """
     opts = options or BatchOptions()
@@ -393,8 +466,25 @@ def build_job_api_objects(
                     "containers": [container],
                     "volumes": [
                         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
-                        {"name": "keys", "secret": {"secretName": keys_secret, "defaultMode": 0o440}},
-                        {"name": "templates", "configMap": {"name": k8s_name(endpoint.name, "batch-templates")}},
+                        {
+                            "name": "keys",
+                            "secret": {"secretName": keys_secret_name(endpoint.name), "defaultMode": 0o440},
+                        },
+                        {
+                            "name": "templates",
+                            "projected": {
+                                "defaultMode": 0o444,
+                                "sources": [
+                                    {
+                                        "configMap": {
+                                            "name": template_config_map_name(endpoint.name, d),
+                                            "optional": True,
+                                        }
+                                    }
+                                    for d in sorted(deployment_names)
+                                ],
+                            },
+                        },
                         {"name": "batch", "persistentVolumeClaim": {"claimName": opts.volume_claim}},
                     ],
                 },

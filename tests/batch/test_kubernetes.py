@@ -13,9 +13,13 @@ from components.builders.batch import (
     LOW_PRIORITY_CLASS,
     SPOT_TOLERATIONS,
     BatchOptions,
+    build_batch_priority_classes,
     build_job_api_objects,
+    build_job_api_route,
     build_job_template,
-    build_templates_config_map,
+    build_keys_secret,
+    build_template_config_map,
+    jobs_uri,
     priority_of,
 )
 from components.builders.common import ClusterSettings
@@ -143,9 +147,15 @@ def test_bad_priority_tag_names_deployment_and_value():
 
 
 def test_job_api_objects_validate_and_role_is_limited_to_jobs():
-    objs = build_job_api_objects(endpoint(defaults={"deployment_name": "alice"}), SETTINGS, IMAGE, "cars-batch-keys")
-    templates = {"alice": build_job_template(endpoint(), deployment(), cpu(), SETTINGS, IMAGE)}
-    objs.append(build_templates_config_map(endpoint(), templates, SETTINGS))
+    ep = endpoint(defaults={"deployment_name": "alice"})
+    objs = build_job_api_objects(ep, ["alice", "bob"], SETTINGS, IMAGE)
+    template = build_job_template(ep, deployment(), cpu(), SETTINGS, IMAGE)
+    objs += [
+        build_template_config_map(ep, deployment(), template, SETTINGS),
+        build_keys_secret(ep, SETTINGS),
+        build_job_api_route(ep, SETTINGS),
+        *build_batch_priority_classes(),
+    ]
     assert validate_objects(objs) == []
     kinds = [(o["kind"], o["metadata"]["name"]) for o in objs]
     assert kinds == [
@@ -154,23 +164,35 @@ def test_job_api_objects_validate_and_role_is_limited_to_jobs():
         ("RoleBinding", "cars-batch-jobs"),
         ("Deployment", "cars-batch-jobs"),
         ("Service", "cars-batch-jobs"),
-        ("ConfigMap", "cars-batch-batch-templates"),
+        ("ConfigMap", "cars-batch-alice-batch-template"),
+        ("Secret", "cars-batch-keys"),
+        ("HTTPRoute", "cars-batch"),
+        ("PriorityClass", "ml-endpoints-batch"),
+        ("PriorityClass", "ml-endpoints-batch-low"),
     ]
     role = objs[1]
     assert role["rules"][0] == {
         "apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "patch", "delete"],
     }  # fmt: skip
-    container = objs[3]["spec"]["template"]["spec"]["containers"][0]
-    assert "--default-deployment" in container["args"]
+    pod = objs[3]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"][-2:] == ["--default-deployment", "alice"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["ENDPOINTS_AUTH_MODE"] == "key"
     assert env["ENDPOINTS_KEYS_DIR"] == "/etc/endpoints/keys"
-    assert json.loads(objs[5]["data"]["alice"]) == templates["alice"]
+    templates = next(v for v in pod["volumes"] if v["name"] == "templates")
+    assert templates["projected"]["sources"] == [
+        {"configMap": {"name": "cars-batch-alice-batch-template", "optional": True}},
+        {"configMap": {"name": "cars-batch-bob-batch-template", "optional": True}},
+    ]
+    assert json.loads(objs[5]["data"]["alice.json"]) == template
+    assert objs[9]["preemptionPolicy"] == "Never"
+    assert jobs_uri(ep, SETTINGS) == "https://cars-batch.endpoints.example.com/jobs"
 
 
 def test_aad_token_job_api_needs_oidc_settings():
     with pytest.raises(SpecError, match="auth_mode aad_token needs stack config oidcIssuer"):
-        build_job_api_objects(endpoint(auth_mode="aad_token"), SETTINGS, IMAGE, "keys")
+        build_job_api_objects(endpoint(auth_mode="aad_token"), ["alice"], SETTINGS, IMAGE)
 
 
 # ---------------------------------------------------------------------------------------------- the launcher
