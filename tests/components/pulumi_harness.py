@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import runpy
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,8 +166,29 @@ def run_pulumi(fn: Callable[[], Any], config: dict[str, Any] | None = None, stac
     """Run ``fn`` (which creates resources) under fresh mocks with the given ``ml-endpoints:`` config.
 
     ``fn`` may return an Output (e.g. ``Output.all(...).apply(check)``); it is awaited, so a failing assertion
-    inside ``apply`` fails the run.
+    inside ``apply`` fails the run. The run happens on its own thread: Pulumi's settings (context variables) and
+    event loops live and die there, leaving the test process's main thread as it was for other tests.
     """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["run"] = _run_pulumi_here(fn, config, stack)
+        except BaseException as e:  # handed to the caller's thread below
+            outcome["error"] = e
+
+    thread = threading.Thread(target=target, name=f"pulumi-{stack}")
+    thread.start()
+    thread.join(timeout=300)
+    if thread.is_alive():
+        raise TimeoutError(f"pulumi run of stack {stack!r} did not finish within 300 s")
+    if "error" in outcome:
+        raise outcome["error"]
+    result: Run = outcome["run"]
+    return result
+
+
+def _run_pulumi_here(fn: Callable[[], Any], config: dict[str, Any] | None, stack: str) -> Run:
     mocks = RecordingMocks()
     pulumi.runtime.set_all_config({f"{PROJECT}:{k}": _config_value(v) for k, v in (config or {}).items()})
     run = Run(mocks.resources)
