@@ -1,0 +1,112 @@
+"""``BatchEndpoint``: keys Secret (pulumi-random), the job API (ServiceAccount, Role limited to Jobs in its
+namespace, RoleBinding, Deployment, Service) and its HTTPRoute; outputs the jobs URI and the keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_random as random
+
+from components.builders.batch import (
+    BatchOptions,
+    build_job_api_objects,
+    build_job_api_route,
+    build_keys_secret,
+    job_api_name,
+    jobs_uri,
+    keys_secret_name,
+)
+from components.builders.common import ClusterSettings
+from components.kubernetes_objects import create_object
+from endpoints.specs import BatchEndpoint as BatchEndpointSpec
+
+TYPE_TOKEN = "endpoints:batch_endpoint:BatchEndpoint"
+KEY_LENGTH = 48
+SIGNING_KEY_LENGTH = 64
+_SUFFIX = {
+    "ServiceAccount": "sa",
+    "Role": "role",
+    "RoleBinding": "rolebinding",
+    "Deployment": "api",
+    "Service": "svc",
+}
+
+
+@dataclass
+class BatchEndpointArgs:
+    """Inputs of a :class:`BatchEndpoint`.
+
+    Attributes:
+        endpoint: The validated batch endpoint spec.
+        deployment_names: Its deployments (the job API reads their Job templates).
+        settings: Stack settings (namespace, domain, gateway, OIDC).
+        image: Image of the job API (the serving base image: it holds ``serving.batch.api``).
+        options: Volume claim and queue options (default :class:`BatchOptions`).
+    """
+
+    endpoint: BatchEndpointSpec
+    deployment_names: list[str]
+    settings: ClusterSettings
+    image: str
+    options: BatchOptions = field(default_factory=BatchOptions)
+
+
+class BatchEndpoint(pulumi.ComponentResource):
+    """An Azure-ML-style batch endpoint on Kubernetes.
+
+    Outputs:
+        jobs_uri: ``https://<endpoint>.<domain>/jobs`` (``POST`` a job, ``GET`` its status).
+        primary_key, secondary_key: Secret outputs.
+        secret_name: Name of the keys Secret.
+        service_name: Name of the job API Service (in-cluster clients).
+    """
+
+    jobs_uri: pulumi.Output[str]
+    primary_key: pulumi.Output[str]
+    secondary_key: pulumi.Output[str]
+    secret_name: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: BatchEndpointArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        ep, settings = args.endpoint, args.settings
+        # Build every dict first: a spec problem fails before any resource is registered.
+        api_objects = build_job_api_objects(ep, args.deployment_names, settings, args.image, args.options)
+        route = build_job_api_route(ep, settings)
+        child = pulumi.ResourceOptions(parent=self)
+
+        def password(suffix: str, length: int) -> pulumi.Output[str]:
+            pw = random.RandomPassword(
+                f"{name}-{suffix}",
+                length=length,
+                special=False,
+                opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result", "bcryptHash"]),
+            )
+            return pulumi.Output.secret(pw.result)
+
+        self.primary_key = password("primary-key", KEY_LENGTH)
+        self.secondary_key = password("secondary-key", KEY_LENGTH)
+        signing_key = password("signing-key", SIGNING_KEY_LENGTH)
+        self.secret = create_object(
+            f"{name}-keys", build_keys_secret(ep, settings, self.primary_key, self.secondary_key, signing_key), child
+        )
+        self.resources: dict[str, pulumi.CustomResource] = {}
+        for obj in api_objects:
+            deps = [self.secret] if obj["kind"] == "Deployment" else []
+            self.resources[obj["kind"]] = create_object(
+                f"{name}-{_SUFFIX[obj['kind']]}", obj, pulumi.ResourceOptions(parent=self, depends_on=deps)
+            )
+        self.route = create_object(f"{name}-route", route, child)
+        self.jobs_uri = pulumi.Output.from_input(jobs_uri(ep, settings))
+        self.secret_name = pulumi.Output.from_input(keys_secret_name(ep.name))
+        self.service_name = pulumi.Output.from_input(job_api_name(ep.name))
+        self.register_outputs(
+            {
+                "jobs_uri": self.jobs_uri,
+                "primary_key": self.primary_key,
+                "secondary_key": self.secondary_key,
+                "secret_name": self.secret_name,
+                "service_name": self.service_name,
+            }
+        )
