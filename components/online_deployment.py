@@ -69,6 +69,8 @@ class OnlineDeployment(pulumi.ComponentResource):
         super().__init__(TYPE_TOKEN, name, None, opts)
         if args.image is None and args.build is None:
             raise ValueError(f"OnlineDeployment {name}: give a pinned image or an image build")
+        # Build once before registering anything: a spec problem fails before any resource (the image) exists.
+        build_deployment_objects(args.endpoint, args.deployment, args.instance, args.settings, "validate:only")
         child = pulumi.ResourceOptions(parent=self)
         image: Any
         if args.image is not None:
