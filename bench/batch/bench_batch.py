@@ -57,6 +57,11 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return wall, usage.ru_utime + usage.ru_stime
 
 
+def marginal(total: dict[str, float], fixed: dict[str, float], n_mb: int) -> float:
+    """Per-mini-batch cost of the runner over the Pool once each one's fixed cost is taken out, in ms."""
+    return ((total["runner"] - fixed["runner"]) - (total["pool"] - fixed["pool"])) / n_mb * 1000
+
+
 def count_lines(path: Path) -> int:
     with open(path, "rb") as f:
         return sum(1 for _ in f)
@@ -78,6 +83,51 @@ def main() -> int:
     results = []
     try:
         make_files(root / "in", args.files)
+        make_files(root / "one", 1)
+        # Fixed cost of each contender (interpreter, imports, workers, setup): the same commands on one file.
+        fixed_wall: dict[str, list[float]] = {k: [] for k in ("pool", "runner")}
+        fixed_cpu: dict[str, list[float]] = {k: [] for k in ("pool", "runner")}
+        for r in range(args.rounds):
+            one = [
+                (
+                    "pool",
+                    [
+                        py,
+                        str(HERE / "baselines.py"),
+                        "pool",
+                        "--input",
+                        str(root / "one"),
+                        "--workers",
+                        str(args.workers),
+                        "--out",
+                        str(root / "one.csv"),
+                    ],
+                ),
+                (
+                    "runner",
+                    [
+                        py,
+                        "-m",
+                        "serving.batch.runner",
+                        "--input",
+                        str(root / "one"),
+                        "--output-dir",
+                        str(root / f"one-{r}"),
+                        "--entry-script",
+                        str(HERE / "score_bench.py"),
+                        "--max-concurrency-per-instance",
+                        str(args.workers),
+                        "--logging-level",
+                        "warning",
+                    ],
+                ),
+            ]
+            for name, cmd in one:
+                w, c = timed(cmd)
+                fixed_wall[name].append(w)
+                fixed_cpu[name].append(c)
+        fw = {k: statistics.median(v) for k, v in fixed_wall.items()}
+        fc = {k: statistics.median(v) for k, v in fixed_cpu.items()}
         for size in args.mini_batch_size:
             wall: dict[str, list[float]] = {k: [] for k in names}
             cpu: dict[str, list[float]] = {k: [] for k in names}
@@ -110,7 +160,9 @@ def main() -> int:
             results.append({"size": size, "mini_batches": n_mb, "wall": mw, "cpu": mc, "raw_wall": wall,
                             "raw_cpu": cpu, "runner_scoring": statistics.median(scoring),
                             "overhead_wall_ms": (mw["runner"] - mw["pool"]) / n_mb * 1000,
-                            "overhead_cpu_ms": (mc["runner"] - mc["pool"]) / n_mb * 1000})  # fmt: skip
+                            "overhead_cpu_ms": (mc["runner"] - mc["pool"]) / n_mb * 1000,
+                            "marginal_wall_ms": marginal(mw, fw, n_mb), "marginal_cpu_ms": marginal(mc, fc, n_mb),
+                            })  # fmt: skip
             print(json.dumps(results[-1]), file=sys.stderr)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -152,6 +204,17 @@ def main() -> int:
             f"| {r['size']} | {c['sequential']:.2f} | {c['pool']:.2f} | {c['runner']:.2f} "
             f"| {c['runner'] / c['pool']:.2f} | {r['overhead_cpu_ms']:+.2f} ms |"
         )
+    lines += [
+        "",
+        f"Fixed cost (the same commands on 1 file, median): Pool {fw['pool']:.2f} s wall / {fc['pool']:.2f} s CPU, "
+        f"runner {fw['runner']:.2f} s wall / {fc['runner']:.2f} s CPU (interpreter, imports incl. pydantic, input "
+        "listing, job state, worker start, summary).",
+        "",
+        "| mini_batch_size | marginal overhead per mini-batch vs Pool, wall | same, CPU |",
+        "|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(f"| {r['size']} | {r['marginal_wall_ms']:+.2f} ms | {r['marginal_cpu_ms']:+.2f} ms |")
     lines += ["", "Raw wall / CPU seconds per round:", ""]
     for r in results:
         raw = "; ".join(
