@@ -68,6 +68,7 @@ class JobApi:
         deployments: dict[str, dict[str, Any]],
         default_deployment: str | None,
         output_root: str,
+        resolve_paths: bool = False,
     ) -> None:
         """Configure the API.
 
@@ -78,12 +79,15 @@ class JobApi:
                 :func:`serving.batch.specmap.deployment_settings`; local runs add ``entry_script``/``model_dir``).
             default_deployment: Used when a job names none; with a single deployment, that one.
             output_root: Folder under which a job without ``output`` writes (``<root>/<job id>``).
+            resolve_paths: Make relative local ``input``/``output`` absolute against this process's working folder
+                (local launcher: runners start in their job folder); default False.
         """
         self.launcher = launcher
         self.endpoint = endpoint
         self.deployments = deployments
         self.default = default_deployment or (next(iter(deployments)) if len(deployments) == 1 else None)
         self.output_root = output_root
+        self.resolve_paths = resolve_paths
 
     def request_for(self, body: JobSubmission) -> JobRequest:
         """Build the launcher request: deployment, id, output, settings (validated by the runner's model).
@@ -105,14 +109,19 @@ class JobApi:
             )
         job_id = body.job_id or f"batchjob-{uuid.uuid4().hex[:12]}"
         output = body.output or str(Path(self.output_root) / job_id)
+        input_uri = body.input
+        if self.resolve_paths:
+            output = str(Path(output).resolve())
+            if "://" not in input_uri:
+                input_uri = str(Path(input_uri).absolute())
         try:
             data = apply_overrides(self.deployments[name], body.settings, "settings")
-            data.update({"job_id": job_id, "input": body.input, "output_dir": output})
+            data.update({"job_id": job_id, "input": input_uri, "output_dir": output})
             settings = parse_settings(data, "settings")
         except RunnerSettingsError as e:
             raise BadRequestError(str(e)) from e
         return JobRequest(
-            id=job_id, endpoint=self.endpoint, deployment=name, input=body.input, output=output,
+            id=job_id, endpoint=self.endpoint, deployment=name, input=input_uri, output=output,
             settings=settings.model_dump(),
         )  # fmt: skip
 
@@ -232,7 +241,7 @@ def local_api(project_dir: str, state_dir: str, max_running: int = 2) -> JobApi:
     launcher = LocalLauncher(state_dir, max_running=max_running)
     return JobApi(
         launcher, project.endpoint.name, deployments, project.endpoint.defaults.deployment_name,
-        str(Path(state_dir).resolve() / "outputs"),
+        str(Path(state_dir).resolve() / "outputs"), resolve_paths=True,
     )  # fmt: skip
 
 

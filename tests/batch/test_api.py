@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from batch_helpers import PROJECT, expected_rows, make_inputs
+from batch_helpers import FIXTURES, PROJECT, expected_rows, make_inputs
 
 from serving.batch.api import build_app, local_api
 
@@ -140,3 +140,17 @@ def test_jobs_survive_an_api_restart_and_queue_beyond_capacity(api_process, tmp_
         job = api_process.wait(f"job-{i}", {"Completed", "Failed"}, timeout=90)
         assert job["status"] == "Completed", job
         assert sorted((Path(job["output"]) / "predictions.csv").read_text().splitlines()) == expected_rows(60)
+
+
+def test_local_api_makes_relative_paths_absolute(tmp_path, monkeypatch):
+    from serving.batch.api import JobSubmission
+
+    api = local_api(str(PROJECT), str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    request = api.request_for(JobSubmission(input="data/*.csv", output="out", job_id="rel-1"))
+    assert request.input == str(tmp_path / "data" / "*.csv")
+    assert request.output == str(tmp_path / "out")
+    assert request.settings["entry_script"] == str(FIXTURES / "score.py")
+    remote = api.request_for(JobSubmission(input="s3://bucket/data/", job_id="rel-2"))
+    assert remote.input == "s3://bucket/data/"
+    assert remote.output == str(tmp_path / "state" / "outputs" / "rel-2")
