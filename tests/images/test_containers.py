@@ -111,7 +111,8 @@ def test_car_classifier_scores_photos_with_a_key(alice_image: str, keys_dir: Pat
     with run_container(
         alice_image,
         "--host", "127.0.0.1", "--port", str(port := free_port()),
-        options=("-v", f"{keys_dir}:/etc/endpoints/keys:ro", *KEY_OPTIONS),
+        # Two pre-forked workers: their shared metrics files must also live under the writable /tmp.
+        options=("-v", f"{keys_dir}:/etc/endpoints/keys:ro", "-e", "WORKER_COUNT=2", *KEY_OPTIONS),
         port=port,
     ) as c:  # fmt: skip
         c.wait_ready()
@@ -127,6 +128,8 @@ def test_car_classifier_scores_photos_with_a_key(alice_image: str, keys_dir: Pat
             assert (r.status_code, r.json()) == (401, {"error": "missing or invalid credentials"})
             r = client.post("/score", json=body, headers={"Authorization": "Bearer wrong"})
             assert (r.status_code, r.json()) == (401, {"error": "missing or invalid credentials"})
+            metrics = client.get("/metrics").text
+            assert 'endpoints_requests_total{route="/score",status="401"} 2.0' in metrics
         podman("kill", "--signal", "TERM", c.name)
         assert c.wait(timeout=40) == 0, c.logs()[-3000:]
 
