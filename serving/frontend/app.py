@@ -46,7 +46,7 @@ _DISCONNECT: Message = {"type": "http.disconnect"}
 class _Exchange:
     """One request's response state, shared by the frontend and the app's task."""
 
-    __slots__ = ("closed", "complete", "reason", "request_id", "send", "started", "status")
+    __slots__ = ("client_gone", "closed", "complete", "reason", "request_id", "send", "started", "status")
 
     def __init__(self, send: Send, request_id: str) -> None:
         self.send = send
@@ -56,6 +56,7 @@ class _Exchange:
         self.complete = False
         self.closed = False  # the frontend answered: the app's further messages are dropped
         self.reason = ""
+        self.client_gone = False
 
     async def app_send(self, message: Message) -> None:
         if self.closed:
@@ -173,7 +174,8 @@ class Frontend:
             await self._handle(scope, receive, ex, route, authorization, content_length, encoding, start)
         finally:
             duration = time.perf_counter() - start
-            status = ex.status or 499  # 499: no response (client went away first)
+            # 499 (nginx's "client closed request"): the client went away before it could get an answer.
+            status = 499 if ex.client_gone or not ex.status else ex.status
             self.metrics.observe_request(route, status, duration)
             if ex.reason:
                 self.metrics.rejected.labels(ex.reason).inc()
@@ -319,7 +321,10 @@ class Frontend:
             if body_failed:
                 return _DISCONNECT
             try:
-                return await body()
+                message = await body()
+                if message["type"] == "http.disconnect":
+                    ex.client_gone = True
+                return message
             except BodyTooLarge:
                 body_failed = True
                 await ex.error(
@@ -368,6 +373,9 @@ class Frontend:
         if error is not None:
             if ex.closed:
                 return  # we answered (413/400); the app failing on the "disconnect" is expected
+            if ex.client_gone:
+                log.info("request %s: client disconnected; the scoring app ended with %r", ex.request_id, error)
+                return  # nobody to answer: logged as 499
             log.error("request %s: the scoring app raised", ex.request_id, exc_info=error)
             await ex.error(500, "internal server error", "app_error")
 
