@@ -1,5 +1,6 @@
 """``BatchEndpoint``: keys Secret (pulumi-random), the job API (ServiceAccount, Role limited to Jobs in its
-namespace, RoleBinding, Deployment, Service) and its HTTPRoute; outputs the jobs URI and the keys."""
+namespace, RoleBinding, Deployment, Service), its HTTPRoute and the shared output volume claim; outputs the jobs
+URI and the keys."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from components.builders.batch import (
     build_job_api_objects,
     build_job_api_route,
     build_keys_secret,
+    build_volume_claim,
     job_api_name,
     jobs_uri,
     keys_secret_name,
@@ -43,6 +45,8 @@ class BatchEndpointArgs:
         settings: Stack settings (namespace, domain, gateway, OIDC).
         image: Image of the job API (the serving base image: it holds ``serving.batch.api``).
         options: Volume claim and queue options (default :class:`BatchOptions`).
+        create_volume_claim: Create the ReadWriteMany claim ``options.volume_claim`` (default True; False when
+            the stack provides it).
     """
 
     endpoint: BatchEndpointSpec
@@ -50,6 +54,7 @@ class BatchEndpointArgs:
     settings: ClusterSettings
     image: str
     options: BatchOptions = field(default_factory=BatchOptions)
+    create_volume_claim: bool = True
 
 
 class BatchEndpoint(pulumi.ComponentResource):
@@ -74,6 +79,7 @@ class BatchEndpoint(pulumi.ComponentResource):
         # Build every dict first: a spec problem fails before any resource is registered.
         api_objects = build_job_api_objects(ep, args.deployment_names, settings, args.image, args.options)
         route = build_job_api_route(ep, settings)
+        claim = build_volume_claim(ep, settings, args.options) if args.create_volume_claim else None
         child = pulumi.ResourceOptions(parent=self)
 
         def password(suffix: str, length: int) -> pulumi.Output[str]:
@@ -98,6 +104,8 @@ class BatchEndpoint(pulumi.ComponentResource):
                 f"{name}-{_SUFFIX[obj['kind']]}", obj, pulumi.ResourceOptions(parent=self, depends_on=deps)
             )
         self.route = create_object(f"{name}-route", route, child)
+        if claim is not None:
+            self.volume_claim = create_object(f"{name}-data", claim, child)
         self.jobs_uri = pulumi.Output.from_input(jobs_uri(ep, settings))
         self.secret_name = pulumi.Output.from_input(keys_secret_name(ep.name))
         self.service_name = pulumi.Output.from_input(job_api_name(ep.name))

@@ -60,6 +60,9 @@ class BatchOptions:
         queue_name: Kueue LocalQueue the Jobs are submitted to (default ``batch``).
         volume_claim: PersistentVolumeClaim (ReadWriteMany) mounted at ``/mnt/batch`` in runners and the job API;
             outputs go to ``/mnt/batch/outputs/<job>`` (default ``batch-data``).
+        volume_size: Size the BatchEndpoint requests when it creates the claim (default ``100Gi``).
+        storage_class: Storage class of the claim (default none: the cluster's default; it must offer
+            ReadWriteMany, e.g. Azure Files, EFS, Filestore, NFS).
         active_deadline_seconds: Longest a job may run (default 24 h).
         ttl_seconds_after_finished: Finished Jobs are garbage-collected after this (default 7 days).
         backoff_limit_per_instance: Pod retries per instance for crashes (default 3; preemption is not counted).
@@ -68,6 +71,8 @@ class BatchOptions:
 
     queue_name: str = "batch"
     volume_claim: str = "batch-data"
+    volume_size: str = "100Gi"
+    storage_class: str | None = None
     active_deadline_seconds: int = 24 * 3600
     ttl_seconds_after_finished: int = 7 * 24 * 3600
     backoff_limit_per_instance: int = 3
@@ -337,6 +342,22 @@ def build_job_api_route(endpoint: BatchEndpoint, settings: ClusterSettings) -> d
             ],
         },
     }  # fmt: skip
+
+
+def build_volume_claim(endpoint: BatchEndpoint, settings: ClusterSettings, options: BatchOptions) -> dict[str, Any]:
+    """The shared ReadWriteMany volume of runners and job API (outputs, journals, summaries)."""
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteMany"],
+        "resources": {"requests": {"storage": options.volume_size}},
+    }
+    if options.storage_class:
+        spec["storageClassName"] = options.storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": metadata(options.volume_claim, settings.namespace, endpoint_labels(endpoint.name)),
+        "spec": spec,
+    }
 
 
 def build_batch_priority_classes() -> list[dict[str, Any]]:

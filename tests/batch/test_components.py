@@ -63,6 +63,7 @@ def test_batch_endpoint_component():
             ("kubernetes:apps/v1:Deployment", "cars-batch-api"),
             ("kubernetes:core/v1:Service", "cars-batch-svc"),
             ("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "cars-batch-route"),
+            ("kubernetes:core/v1:PersistentVolumeClaim", "cars-batch-data"),
         ]
     )
     for r in run.resources:
@@ -72,6 +73,8 @@ def test_batch_endpoint_component():
     assert as_object(run.named("cars-batch-keys"))["stringData"] == {
         "primary": "[secret]", "secondary": "[secret]", "token-signing-key": "[secret]",
     }  # fmt: skip
+    claim = as_object(run.named("cars-batch-data"))
+    assert claim["spec"] == {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "100Gi"}}}
     role = as_object(run.named("cars-batch-role"))
     assert role["rules"][0]["resources"] == ["jobs"]
     assert role["metadata"]["namespace"] == "ml"
