@@ -17,8 +17,11 @@ from pydantic import (
     model_validator,
 )
 
-NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9-]{2,31}$"
-NAME_RULE = "names are 3 to 32 characters: a letter first, then letters, digits or hyphens"
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$"
+NAME_RULE = (
+    "names are 3 to 32 characters: a letter first, then letters, digits or hyphens, and no hyphen last"
+    " (they become Kubernetes names)"
+)
 
 # `azureml:name:version` or `azureml:name@latest` (Azure ML's asset reference forms).
 REFERENCE_RE = re.compile(r"^azureml:(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[A-Za-z0-9_.-]+)|@latest)$")

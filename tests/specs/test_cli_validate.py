@@ -36,7 +36,7 @@ def test_problems_one_per_line_exit_1(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "endpoint.yml:2: traffic: got 90+20=110; live traffic must sum to 0 or 100",
-        "other.yml:1: name: got 'x'; names are 3 to 32 characters: a letter first, then letters, digits or hyphens",
+        "other.yml:1: name: got 'x'; names are 3 to 32 characters: a letter first, then letters, digits or hyphens, and no hyphen last (they become Kubernetes names)",
     ]
 
 

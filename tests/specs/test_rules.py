@@ -85,27 +85,34 @@ ENDPOINT_CASES = [
     pytest.param(
         "name: 1cars\n",
         [
-            "spec.yml:1: name: got '1cars'; names are 3 to 32 characters: a letter first, then letters, digits or hyphens"
+            "spec.yml:1: name: got '1cars'; names are 3 to 32 characters: a letter first, then letters, digits or hyphens, and no hyphen last (they become Kubernetes names)"
         ],
         id="name-letter-first",
     ),
     pytest.param(
         "name: ab\n",
-        ["spec.yml:1: name: got 'ab'; names are 3 to 32 characters: a letter first, then letters, digits or hyphens"],
+        ["spec.yml:1: name: got 'ab'; names are 3 to 32 characters: a letter first, then letters, digits or hyphens, and no hyphen last (they become Kubernetes names)"],
         id="name-too-short",
     ),
     pytest.param(
         f"name: {'a' * 33}\n",
         [
             f"spec.yml:1: name: got '{'a' * 33}'; names are 3 to 32 characters: a letter first,"
-            " then letters, digits or hyphens"
+            " then letters, digits or hyphens, and no hyphen last (they become Kubernetes names)"
         ],
         id="name-too-long",
     ),
     pytest.param(
+        "name: cars-\n",
+        [
+            "spec.yml:1: name: got 'cars-'; names are 3 to 32 characters: a letter first, then letters, digits or hyphens, and no hyphen last (they become Kubernetes names)"
+        ],
+        id="name-hyphen-last",
+    ),
+    pytest.param(
         "name: car_s\n",
         [
-            "spec.yml:1: name: got 'car_s'; names are 3 to 32 characters: a letter first, then letters, digits or hyphens"
+            "spec.yml:1: name: got 'car_s'; names are 3 to 32 characters: a letter first, then letters, digits or hyphens, and no hyphen last (they become Kubernetes names)"
         ],
         id="name-underscore",
     ),
