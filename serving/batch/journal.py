@@ -11,7 +11,7 @@ Design (docs/batch.md has the long form):
   So after any crash the output holds exactly the rows of journaled mini-batches, whole lines only, and a
   restarted runner skips journaled mini-batches.
 * A killed *process* loses nothing the kernel already has, so commits do not wait for the disk; both files
-  are fsync'd at most every ``sync_interval`` seconds (group commit), at SIGTERM and at the end. A killed
+  are fsync'd every ``sync_interval`` seconds by a background thread, at SIGTERM and at the end. A killed
   *machine* may lose the last unsynced commits, or keep a journal page whose output page never reached the
   disk: on open the runner checks every record's byte range and CRC against the output and drops the first
   record that does not match and all after it, so those mini-batches are scored again - still exactly once.
@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -114,6 +115,8 @@ class Journal:
         """
         self.sync_interval = sync_interval
         self._last_sync = time.monotonic()
+        self._sync_stop = threading.Event()
+        self._sync_thread: threading.Thread | None = None
         self.settings = settings
         self.instance_index = instance_index
         self.state_dir = settings.state_dir
@@ -236,6 +239,23 @@ class Journal:
         raw = os.pread(self._journal_fd, self._journal_offset, 0)
         return [json.loads(line) for line in raw.splitlines()]
 
+    def start_background_sync(self) -> None:
+        """fsync from a thread every ``sync_interval`` instead of inside :meth:`commit`.
+
+        An fsync on a busy disk can take long; in a thread it never holds up the runner's loop (the workers keep
+        getting mini-batches). Call after the worker processes are forked or with fork-safe code only.
+        """
+
+        def loop() -> None:
+            while not self._sync_stop.wait(self.sync_interval):
+                try:
+                    self.sync()
+                except OSError:
+                    return  # files closed under us at shutdown; close() syncs itself
+
+        self._sync_thread = threading.Thread(target=loop, name="journal-sync", daemon=True)
+        self._sync_thread.start()
+
     def sync(self) -> None:
         """fsync the output, then the journal."""
         if self._out_fd is not None:
@@ -246,6 +266,10 @@ class Journal:
 
     def close(self) -> None:
         """Sync and close the files."""
+        if self._sync_thread is not None:
+            self._sync_stop.set()
+            self._sync_thread.join()
+            self._sync_thread = None
         if self._journal_fd is not None:
             self.sync()
         for fd in (self._out_fd, self._journal_fd):
@@ -323,7 +347,7 @@ class Journal:
             self._journal_offset += len(payload)  # our own lines: no need to read them back
             for rec in lines:
                 self.state.add(rec)
-            if time.monotonic() - self._last_sync >= self.sync_interval:
+            if self._sync_thread is None and time.monotonic() - self._last_sync >= self.sync_interval:
                 self.sync()
 
     def _record(self, c: Commit, start: int, end: int, crc: int) -> dict[str, Any]:

@@ -202,6 +202,7 @@ class Runner:
         except OutputConflictError as e:
             log.error("%s", e)
             return EXIT_JOB_FAILED
+        journal.start_background_sync()
         try:
             return self._run(journal, batches, resumed)
         finally:
