@@ -187,7 +187,12 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(slow_image: str) -> No
         threads = [threading.Thread(target=call, args=(n,)) for n in range(6)]
         for t in threads:
             t.start()
-        time.sleep(0.8)  # all six are inside run() (2 s each, 8 allowed at once)
+        # Wait until all six hold an admission slot (inside run(), 2 s each, 8 allowed at once).
+        deadline = time.monotonic() + 10
+        with httpx.Client(timeout=5) as client:
+            while "endpoints_requests_in_flight 6.0" not in client.get(f"{c.url}/metrics").text:
+                assert time.monotonic() < deadline, "the six requests never were in flight together"
+                time.sleep(0.05)
         sent = time.monotonic()
         podman("kill", "--signal", "TERM", c.name)
         time.sleep(0.3)
