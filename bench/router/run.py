@@ -86,8 +86,8 @@ def start_router(name: str, upstream_port: int, tmp: Path) -> tuple[subprocess.P
     return proc, port
 
 
-def wrk(url: str, body_file: Path, connections: int, duration: int) -> dict[str, float]:
-    lua = body_file.with_suffix(".lua")
+def wrk(url: str, body_file: Path, connections: int, duration: int, tmp: Path) -> dict[str, float]:
+    lua = tmp / f"{body_file.stem}.lua"
     lua.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = io.open({json.dumps(str(body_file))}, 'rb'):read('*a')\n"
@@ -156,10 +156,10 @@ def main() -> int:
                 for url in (f"http://127.0.0.1:{sport}/score", f"http://127.0.0.1:{rport}/score"):
                     r = httpx.post(url, content=body.read_bytes(), headers={"Content-Type": "application/json"})
                     assert r.status_code == 200, (url, r.status_code, r.text)
-                    wrk(url, body, 4, 1)  # warm-up: imports, connection pools, caches
+                    wrk(url, body, 4, 1, tmp)  # warm-up: imports, connection pools, caches
                 for c in conns:
-                    direct = wrk(f"http://127.0.0.1:{sport}/score", body, c, args.duration)
-                    routed = wrk(f"http://127.0.0.1:{rport}/score", body, c, args.duration)
+                    direct = wrk(f"http://127.0.0.1:{sport}/score", body, c, args.duration, tmp)
+                    routed = wrk(f"http://127.0.0.1:{rport}/score", body, c, args.duration, tmp)
                     rows.append((name, c, direct, routed))
                     print(
                         f"{name} c={c}: direct {direct['rps']:.0f} req/s p50 {direct['p50']:.2f} ms | "

@@ -6,6 +6,7 @@ make the training set and the committed sample photos, and by the tests.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import numpy as np
@@ -104,15 +105,28 @@ def draw_car(car_type: str, color: str, rng: np.random.Generator) -> Image.Image
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
 
-def dataset(n: int, seed: int) -> Iterator[tuple[Image.Image, str, str]]:
+def as_jpeg(img: Image.Image, quality: int) -> Image.Image:
+    """The photo after a JPEG round trip (what a camera or a browser upload delivers)."""
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+def dataset(n: int, seed: int, jpeg_share: float = 0.5) -> Iterator[tuple[Image.Image, str, str]]:
     """Yield ``n`` labelled photos ``(image, type, color)``, cycling through every type/color pair.
 
     Args:
         n: Number of photos.
         seed: Seed of the generator; the same seed gives the same photos.
+        jpeg_share: Share of photos passed through JPEG at quality 60-95 (default 0.5), so that models
+            learn to ignore compression artifacts.
     """
     rng = np.random.default_rng(seed)
     pairs = [(t, c) for t in TYPES for c in COLORS]
     for i in range(n):
         car_type, color = pairs[i % len(pairs)]
-        yield draw_car(car_type, color, rng), car_type, color
+        img = draw_car(car_type, color, rng)
+        if rng.uniform() < jpeg_share:
+            img = as_jpeg(img, int(rng.integers(60, 96)))
+        yield img, car_type, color

@@ -37,7 +37,13 @@ def features(img: Image.Image) -> np.ndarray:
     quant = np.minimum((small * _BINS).astype(np.int64), _BINS - 1)
     idx = quant[..., 0] * _BINS * _BINS + quant[..., 1] * _BINS + quant[..., 2]
     hist = np.bincount(idx.ravel(), minlength=_BINS**3).astype(np.float32) / idx.size
-    return np.concatenate([sym[:, : _SIZE[0] // 2].ravel(), hist * 10.0])
+    # Edges (gradient magnitude of the grey image) describe the silhouette whatever the paint color, which
+    # matters when a blue car stands against a blue sky or a white one against a bright one.
+    gray = np.asarray(img.convert("L").resize((_SIZE[0] * 2, _SIZE[1] * 2), Image.Resampling.BILINEAR), np.float32)
+    gy, gx = np.gradient(gray / 255.0)
+    edges = np.hypot(gx, gy).reshape(_SIZE[1], 2, _SIZE[0], 2).mean(axis=(1, 3))
+    edges = (edges + edges[:, ::-1]) / 2.0
+    return np.concatenate([sym[:, : _SIZE[0] // 2].ravel(), edges[:, : _SIZE[0] // 2].ravel() * 4.0, hist * 10.0])
 
 
 def feature_matrix(images: list[Image.Image]) -> np.ndarray:

@@ -43,7 +43,7 @@ def init() -> None:
 
 
 def _error(status: int, message: str) -> AMLResponse:
-    return AMLResponse(json.dumps({"error": message}), status, {"Content-Type": "application/json"}, json_str=True)
+    return AMLResponse({"error": message}, status, json_str=True)
 
 
 def _image_bytes(request: AMLRequest) -> bytes | AMLResponse:
@@ -66,7 +66,7 @@ def _image_bytes(request: AMLRequest) -> bytes | AMLResponse:
 def run(request: AMLRequest) -> AMLResponse | dict[str, str]:
     """Classify one photo."""
     if request.method == "GET":
-        return AMLResponse(json.dumps(USAGE), 200, {"Content-Type": "application/json"}, json_str=True)
+        return AMLResponse(USAGE, 200, json_str=True)
     if request.method != "POST":
         return _error(405, f"method {request.method} not allowed")
     data = _image_bytes(request)
