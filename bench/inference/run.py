@@ -153,6 +153,8 @@ def post(url: str, body: bytes, timeout: float = 2.0) -> tuple[int, bytes]:
 def start(server: Server, port: int, log: Path, timeout: float = 120) -> tuple[subprocess.Popen, float]:
     """Start the server; return it and the seconds from process start to the first correct answer."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **server.env}
+    # A peer's own helper commands (mlflow execs `uvicorn`) must come from its venv.
+    env["PATH"] = f"{Path(server.argv[0]).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.pop("VIRTUAL_ENV", None)
     url = f"http://127.0.0.1:{port}{server.path}"
@@ -171,7 +173,9 @@ def start(server: Server, port: int, log: Path, timeout: float = 120) -> tuple[s
                 return proc, time.perf_counter() - started
         except (OSError, ValueError):
             pass
-        time.sleep(0.01)
+        # 50 ms between probes: a server that answers while it loads (ours: liveness and 503s during init())
+        # would otherwise spend its loading time answering the prober.
+        time.sleep(0.05)
     stop(proc)
     raise RuntimeError(f"{server.name} gave no correct answer within {timeout} s; see {log}")
 
@@ -294,6 +298,29 @@ def bench_server(
     return results
 
 
+def median_results(rounds: list[Result]) -> list[Result]:
+    """One result per (server, workers, connections): the median of each measure over the rounds."""
+    import statistics
+
+    cells: dict[tuple[str, int, int], list[Result]] = {}
+    for r in rounds:
+        cells.setdefault((r.server, r.workers, r.connections), []).append(r)
+    out = []
+    for (server, workers, connections), group in cells.items():
+        ok = [r for r in group if not r.error]
+        if not ok:
+            out.append(group[0])
+            continue
+        merged = Result(server, workers, connections)
+        for name in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request", "rss_mib", "cold_start_s"):
+            setattr(merged, name, statistics.median(getattr(r, name) for r in ok))
+        merged.requests = sum(r.requests for r in ok)
+        merged.non_2xx = sum(r.non_2xx for r in ok)
+        merged.socket_errors = "; ".join(r.socket_errors for r in ok if r.socket_errors)
+        out.append(merged)
+    return out
+
+
 def table(results: list[Result]) -> str:
     lines = [
         "| server | workers | conns | req/s | p50 ms | p99 ms | non-2xx | CPU us/req | RSS MiB | cold start s |",
@@ -341,6 +368,8 @@ def main() -> None:
     parser.add_argument("--connections", default="64,8,1")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--servers", default="ours,ours-core,azmlinfsrv,kserve,mlflow,ours-mlflow,bare")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat every server this many times (interleaved); "
+                        "the table shows each cell's median, which damps the noise of a shared machine")
     parser.add_argument("--out", default=str(RESULTS / "inference"))
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -352,10 +381,13 @@ def main() -> None:
     predict_us = float((models / "predict_us.txt").read_text())
     results: list[Result] = []
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    rounds: list[Result] = []
     for workers in [int(w) for w in args.workers.split(",")]:
-        for name in args.servers.split(","):
-            print(f"{name} with {workers} worker(s)", flush=True)
-            results.extend(bench_server(name, workers, connections, args.duration, models, work))
+        for round_ in range(args.rounds):
+            for name in args.servers.split(","):
+                print(f"{name} with {workers} worker(s), round {round_ + 1}/{args.rounds}", flush=True)
+                rounds.extend(bench_server(name, workers, connections, args.duration, models, work))
+    results = median_results(rounds)
     load = os.getloadavg()
     meta = {
         "started": started,
@@ -367,14 +399,20 @@ def main() -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))
+    meta["rounds"] = args.rounds
+    out.with_suffix(".json").write_text(
+        json.dumps({"meta": meta, "results": [asdict(r) for r in results], "rounds": [asdict(r) for r in rounds]},
+                   indent=2)
+    )
     report = (
         f"# Inference server benchmark\n\nCommand: `{meta['command']}` (started {started}).\n\n"
         f"Machine: {meta['machine']}. The machine is shared with other work: absolute numbers are noisy; the "
         "ratios below compare servers measured one after another in the same run.\n\n"
         f"Model: scikit-learn LogisticRegression (4 features, 3 classes); `predict()` on one row alone costs "
         f"{predict_us:.0f} us here. Payload: one row. wrk -t1, {args.duration} s per cell after a 2 s warm-up, "
-        "127.0.0.1. `ours` runs with the production layer on (auth none, access log on, admission limit 64); "
+        f"{args.rounds} interleaved round(s), median per cell (requests and non-2xx: totals), "
+        "127.0.0.1; cold start probed every 50 ms. `ours` runs with the production layer on (auth none, "
+        "access log on, admission limit 64); `ours-core` without it; "
         "every server runs its default logging.\n\n"
         f"{table(results)}\n\n## Ratios (requests/s; last column: cold start)\n\n{ratios(results)}\n"
     )

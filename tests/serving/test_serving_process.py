@@ -177,3 +177,28 @@ def test_endpoints_serve_rejects_missing_script(tmp_path) -> None:
     )
     assert result.returncode == 2
     assert f"{tmp_path / 'nope.py'}: no such file" in result.stderr
+
+
+def test_ready_state_needs_every_worker_and_no_drain() -> None:
+    from serving.server import ReadyState
+
+    state = ReadyState(2)
+    assert not state.is_ready()
+    state.set_ready(0, True)
+    assert not state.is_ready()
+    state.set_ready(1, True)
+    assert state.is_ready()
+    state.start_draining()
+    assert state.draining
+    assert not state.is_ready()
+
+
+def test_metrics_sum_over_workers(server) -> None:
+    process = server(script_args("text_score.py", "--workers", "2"))
+    process.wait_ready()
+    for _ in range(10):  # new connections: both workers answer some
+        with httpx.Client(base_url=process.url, timeout=5) as client:
+            assert client.post("/score", content=b"1").status_code == 200
+    with httpx.Client(base_url=process.url, timeout=5) as client:
+        text = client.get("/metrics").text
+    assert 'endpoints_requests_total{route="/score",status="200"} 10.0' in text
