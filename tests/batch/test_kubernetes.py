@@ -317,3 +317,31 @@ def test_build_job_keeps_the_template_untouched():
     api = JobApi(None, "cars-batch", {"alice": template_settings(template)}, None, "/out")  # type: ignore[arg-type]
     build_job(template, api.request_for(JobSubmission(input="/in", job_id="x1")), "ml")
     assert json.dumps(template, sort_keys=True) == before
+
+
+def test_row_counts_come_from_the_shared_output_volume(apiserver, launcher, tmp_path):
+    import subprocess
+    import sys
+
+    from batch_helpers import REPO, SCORE, make_inputs
+
+    make_inputs(tmp_path / "in", 12)
+    api = make_api(launcher)
+    request = api.request_for(
+        JobSubmission(
+            input=str(tmp_path / "in"), output=str(tmp_path / "out"), job_id="job-9", settings={"instance_count": 1}
+        )
+    )
+    launcher.submit(request)
+    # The runner pod (here: a local process with the same settings) writes to the volume the API also mounts.
+    settings = {**request.settings, "entry_script": str(SCORE), "model_dir": None, "environment_variables": {}}
+    (tmp_path / "s.json").write_text(json.dumps(settings))
+    proc = subprocess.run([sys.executable, "-m", "serving.batch.runner", "--settings", str(tmp_path / "s.json")],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    info = launcher.get("job-9")
+    assert info.status == "Queued"  # the stand-in API server never started the Job
+    assert info.counts["rows"] == 12
+    assert info.counts["mini_batches"] == {"total": 1, "done": 1, "failed": 0}
+    assert info.progress["done"] == 1
+    assert info.progress["instances"] == 1

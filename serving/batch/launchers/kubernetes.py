@@ -96,8 +96,22 @@ def _timestamp(text: str | None) -> float | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+def _runner_progress(settings: dict[str, Any]) -> dict[str, Any] | None:
+    """Row-level progress from the runner's journal when the job API mounts the jobs' output volume."""
+    from serving.batch.runner import job_status
+    from serving.batch.settings import RunnerSettings
+
+    try:
+        parsed = RunnerSettings.model_validate(settings)
+    except ValueError:
+        return None
+    if not parsed.state_dir.is_dir():
+        return None
+    return job_status(parsed)
+
+
 def job_info(job: dict[str, Any]) -> JobInfo:
-    """Read a Job back as a :class:`JobInfo`."""
+    """Read a Job back as a :class:`JobInfo` (with the runner's counts when its output folder is readable)."""
     meta = job["metadata"]
     spec = job.get("spec", {})
     status = job.get("status") or {}
@@ -132,6 +146,20 @@ def job_info(job: dict[str, Any]) -> JobInfo:
         state = "Running"
     total = int(spec.get("completions") or 1)
     succeeded = int(status.get("succeeded") or 0)
+    progress: dict[str, Any] = {"instances_done": succeeded, "instances": total, "percent": 100.0 * succeeded / total}
+    counts: dict[str, Any] = {
+        "active": int(status.get("active") or 0),
+        "ready": int(status.get("ready") or 0),
+        "succeeded": succeeded,
+        "failed": int(status.get("failed") or 0),
+        "completed_indexes": status.get("completedIndexes", ""),
+    }
+    runner = _runner_progress(settings) if settings else None
+    if runner is not None:
+        progress = {**runner["progress"], **progress}
+        counts.update({k: runner[k] for k in ("files", "mini_batches", "items", "rows", "failures")})
+        if state == "Failed" and runner.get("error"):
+            error = f"{error}; runner: {runner['error']}"
     return JobInfo(
         id=meta["name"],
         endpoint=labels.get(ENDPOINT_LABEL, ""),
@@ -143,14 +171,8 @@ def job_info(job: dict[str, Any]) -> JobInfo:
         created=_timestamp(meta.get("creationTimestamp")) or 0.0,
         finished=finished,
         error=error,
-        progress={"instances_done": succeeded, "instances": total, "percent": 100.0 * succeeded / total},
-        counts={
-            "active": int(status.get("active") or 0),
-            "ready": int(status.get("ready") or 0),
-            "succeeded": succeeded,
-            "failed": int(status.get("failed") or 0),
-            "completed_indexes": status.get("completedIndexes", ""),
-        },
+        progress=progress,
+        counts=counts,
         settings=settings,
     )
 
