@@ -78,7 +78,10 @@ def _localize(paths: list[str], cache: str) -> list[str]:
             local.append(uri.removeprefix("file://"))
             continue
         fs, path = fsspec.core.url_to_fs(uri)
-        target = os.path.join(cache, f"{i:06d}-{os.path.basename(path.rstrip('/')) or 'input'}")
+        # One folder per position keeps the file's own name (scoring code often writes it into its rows).
+        folder = os.path.join(cache, str(i))
+        os.makedirs(folder, exist_ok=True)
+        target = os.path.join(folder, os.path.basename(path.rstrip("/")) or "input")
         fs.get_file(path, target)
         local.append(target)
     return local

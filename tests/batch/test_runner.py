@@ -368,3 +368,31 @@ def test_input_matching_nothing_is_an_error(job_factory):
     proc = job.run("--input", str(job.tmp / "nothing" / "*.csv"))
     assert proc.returncode == 3
     assert f"input: got '{job.tmp / 'nothing' / '*.csv'}'; it matches no files" in proc.stderr
+
+
+def test_single_file_over_http_is_downloaded_for_run(job_factory, tmp_path):
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    served = tmp_path / "www"
+    served.mkdir()
+    (served / "00007-remote.txt").write_text("7")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(served)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        job = job_factory(n_files=1)
+        url = f"http://127.0.0.1:{server.server_address[1]}/00007-remote.txt"
+        proc = job.run("--input", url)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert proc.returncode == 0, proc.stderr
+    assert job.rows() == ["00007-remote.txt,7,"]
