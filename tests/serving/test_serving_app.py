@@ -467,3 +467,16 @@ def test_unserialisable_output_is_424(script_client, tmp_path) -> None:
     assert response.json() == {
         "error": "run() returned a value that cannot be serialised as JSON (Type is not JSON serializable: object)"
     }
+
+
+def test_source_directory_is_importable(script_client, tmp_path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "featurize_helper_7f3.py").write_text("def double(x):\n    return 2 * x\n")
+    (tmp_path / "score.py").write_text(
+        "import featurize_helper_7f3\n\ndef init():\n    pass\n\n"
+        "def run(raw):\n    return featurize_helper_7f3.double(int(raw))\n"
+    )
+    client = script_client("score.py", app_root=tmp_path, AZUREML_SOURCE_DIRECTORY="src")
+    response = client.post("/score", content=b"21")
+    assert response.status_code == 200
+    assert response.json() == 42

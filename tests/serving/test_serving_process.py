@@ -199,6 +199,9 @@ def test_metrics_sum_over_workers(server) -> None:
     for _ in range(10):  # new connections: both workers answer some
         with httpx.Client(base_url=process.url, timeout=5) as client:
             assert client.post("/score", content=b"1").status_code == 200
+    expected = 'endpoints_requests_total{route="/score",status="200"} 10.0'
+    deadline = time.monotonic() + 5  # each worker flushes its counts to the shared folder about once a second
     with httpx.Client(base_url=process.url, timeout=5) as client:
-        text = client.get("/metrics").text
-    assert 'endpoints_requests_total{route="/score",status="200"} 10.0' in text
+        while expected not in (text := client.get("/metrics").text):
+            assert time.monotonic() < deadline, text
+            time.sleep(0.2)

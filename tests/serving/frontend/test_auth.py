@@ -19,6 +19,8 @@ from conftest import ENDPOINT, PRIMARY, SECONDARY, SIGNING_KEY
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from serving.frontend.auth import WatchedFile
+
 UNAUTHORIZED = {"error": "missing or invalid credentials"}
 
 
@@ -85,6 +87,25 @@ def test_health_routes_and_preflight_need_no_credential(served, client, keys_dir
         assert r.status_code == 200
 
 
+@pytest.fixture
+def instant_recheck(monkeypatch):
+    """Key files are re-checked on every request (default: at most once a second) so each step is visible at once."""
+    monkeypatch.setattr(WatchedFile, "RECHECK_S", 0.0)
+
+
+def test_rotation_is_picked_up_within_a_second_by_default(served, client, keys_dir):
+    with served(auth_mode="key", keys_dir=keys_dir) as s:
+        assert _score(client, s.url, PRIMARY).status_code == 200
+        (keys_dir / "primary").write_text("r" * 40)
+        deadline = time.monotonic() + 1.5
+        while _score(client, s.url, "r" * 40).status_code != 200:
+            assert time.monotonic() < deadline, "rotated key not accepted within 1.5 s"
+            time.sleep(0.05)
+        assert _score(client, s.url, PRIMARY).status_code == 401
+        assert _score(client, s.url, SECONDARY).status_code == 200
+
+
+@pytest.mark.usefixtures("instant_recheck")
 def test_rotating_one_key_never_rejects_the_other_without_restart(served, client, keys_dir):
     new_primary = "n" * 40
     with served(auth_mode="key", keys_dir=keys_dir) as s:
@@ -110,6 +131,7 @@ def test_rotating_one_key_never_rejects_the_other_without_restart(served, client
         assert _score(client, s.url, new_primary).status_code == 401
 
 
+@pytest.mark.usefixtures("instant_recheck")
 def test_kubernetes_secret_symlink_swap_is_picked_up(served, client, tmp_path):
     """Mounted Secrets are symlinks into a ..data folder that kubelet swaps atomically."""
     root = tmp_path / "secret"
@@ -178,6 +200,7 @@ def test_aml_token_claims(served, client, signing_key_file, rsa_key):
         assert _score(client, s.url, "not.a.jwt").json() == UNAUTHORIZED
 
 
+@pytest.mark.usefixtures("instant_recheck")
 def test_aml_token_signing_key_rotation(served, client, signing_key_file):
     now = int(time.time())
     old = _aml({"aud": ENDPOINT, "exp": now + 600})
