@@ -12,12 +12,15 @@ down) is started again and resumes from its journal.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,19 @@ class LocalLauncher:
         self.max_running = max_running
         self.python = python
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._thread_lock = threading.RLock()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One state change at a time: across threads (API requests, the reconcile loop) and across processes
+        (a job API and the CLI on the same state folder), so a queued job is never started twice."""
+        with self._thread_lock:
+            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _dir(self, job_id: str) -> Path:
@@ -105,6 +121,12 @@ class LocalLauncher:
     # -- Launcher interface --------------------------------------------------------------------------
     def submit(self, request: JobRequest) -> JobInfo:
         """Write the job down, then start it now or leave it Queued (see :meth:`reconcile`)."""
+        with self._locked():
+            self._write(request)
+        self.reconcile()
+        return self.get(request.id)
+
+    def _write(self, request: JobRequest) -> None:
         settings = RunnerSettings.model_validate(request.settings)  # validated by the caller; fail loudly here
         d = self.root / request.id
         try:
@@ -113,21 +135,25 @@ class LocalLauncher:
             raise JobConflictError(f"batch job {request.id!r} already exists") from e
         atomic_write_json(d / "settings.json", settings.model_dump())
         atomic_write_json(d / "request.json", {**request.model_dump(), "created": time.time()})
-        self.reconcile()
-        return self.get(request.id)
 
     def get(self, job_id: str) -> JobInfo:
         """The job's state from its folder, its processes and its runner journal."""
-        return self._info(self._dir(job_id))
+        with self._locked():
+            return self._info(self._dir(job_id))
 
     def list(self) -> list[JobInfo]:
         """Every job, newest first."""
         self.reconcile()
-        infos = [self._info(d) for d in self.root.iterdir() if (d / "request.json").is_file()]
+        with self._locked():
+            infos = [self._info(d) for d in self.root.iterdir() if (d / "request.json").is_file()]
         return sorted(infos, key=lambda j: j.created, reverse=True)
 
     def cancel(self, job_id: str) -> JobInfo:
         """Mark the job canceled and SIGTERM its runners (they commit finished mini-batches and stop)."""
+        with self._locked():
+            return self._cancel(job_id)
+
+    def _cancel(self, job_id: str) -> JobInfo:
         d = self._dir(job_id)
         info = self._info(d)
         if info.status in TERMINAL:
@@ -144,6 +170,10 @@ class LocalLauncher:
 
     def reconcile(self) -> None:
         """Start queued jobs while fewer than ``max_running`` run; restart runners stopped by a stray SIGTERM."""
+        with self._locked():
+            self._reconcile()
+
+    def _reconcile(self) -> None:
         dirs = sorted(
             (d for d in self.root.iterdir() if (d / "request.json").is_file() and not (d / "final.json").exists()),
             key=lambda d: (self._read(d / "request.json") or {}).get("created", 0),
