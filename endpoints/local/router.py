@@ -414,6 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=args.port,
             lifespan="on",
             access_log=False,
+            proxy_headers=False,  # the router is the first hop: it sets x-forwarded-* itself
             log_level="warning",
             timeout_keep_alive=int(args.keepalive_timeout),
             timeout_graceful_shutdown=5,

@@ -66,6 +66,13 @@ class Upstream:
         )
         if self.mode == "slow":
             await asyncio.sleep(self.delay)
+        if self.mode == "chunked":  # no content-length: the server frames it with chunked encoding
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+            for part in (b"first,", b"second,", b"third"):
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+                await asyncio.sleep(0.05)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         status = 500 if self.mode == "error" else 200
         payload = json.dumps({"deployment": self.name, "body_bytes": len(body)}).encode()
         await send(

@@ -251,3 +251,13 @@ def test_restarted_deployment_behind_pooled_connections_is_retried(upstreams, st
         assert len(restarted.seen) == 5
     finally:
         restarted.stop()
+
+
+def test_chunked_response_streams_through_and_connection_is_reused(upstreams, start_router, client):
+    upstreams["alice"].mode = "chunked"
+    router = start_router(router_config(upstreams, {"alice": 100}))
+    for _ in range(5):
+        r = client.post(router.url + "/score", json={})
+        assert (r.status_code, r.text) == (200, "first,second,third")
+        assert r.headers["azureml-model-deployment"] == "alice"
+    assert len({s["client_port"] for s in upstreams["alice"].seen}) == 1
