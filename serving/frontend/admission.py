@@ -41,6 +41,13 @@ class Admission:
         """Requests waiting for a slot now."""
         return len(self._waiters)
 
+    def try_acquire(self) -> bool:
+        """Take a free slot without waiting (none is free while others wait: FIFO); True when taken."""
+        if self.running < self.limit and not self._waiters:
+            self.running += 1
+            return True
+        return False
+
     async def acquire(self, timeout_s: float) -> Admit:
         """Take a slot, waiting at most ``timeout_s`` seconds in FIFO order.
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -41,12 +41,16 @@ _JSON = (b"content-type", b"application/json")
 _HEALTH_ROUTES = ("/", "/ready", "/metrics")
 _KNOWN_ROUTES = frozenset(("/", "/ready", "/metrics", "/score", "/swagger.json"))
 _DISCONNECT: Message = {"type": "http.disconnect"}
+# How often deadlines are checked (408 at most this late) and how the metrics flush is paced.
+TICK_S = 0.05
 
 
 class _Exchange:
-    """One request's response state, shared by the frontend and the app's task."""
+    """One request's response state, shared by the frontend and the app."""
 
-    __slots__ = ("client_gone", "closed", "complete", "reason", "request_id", "send", "started", "status")
+    __slots__ = (
+        "client_gone", "closed", "complete", "reason", "request_id", "send", "slot", "started", "status", "timed_out",
+    )  # fmt: skip
 
     def __init__(self, send: Send, request_id: str) -> None:
         self.send = send
@@ -57,6 +61,8 @@ class _Exchange:
         self.closed = False  # the frontend answered: the app's further messages are dropped
         self.reason = ""
         self.client_gone = False
+        self.slot = False  # holds an admission slot
+        self.timed_out = False
 
     async def app_send(self, message: Message) -> None:
         if self.closed:
@@ -69,6 +75,38 @@ class _Exchange:
             self.complete = True
         await self.send(message)
 
+    def claim(self, status: int, reason: str) -> bool:
+        """Take the response over from the app unless it already started one; True when taken."""
+        if self.started or self.closed:
+            return False
+        self.closed = self.started = True
+        self.status = status
+        self.reason = reason
+        return True
+
+    async def write(
+        self,
+        status: int,
+        body: bytes,
+        headers: Iterable[tuple[bytes, bytes]] = (),
+        content_type: tuple[bytes, bytes] = _JSON,
+    ) -> None:
+        """Send a whole response (after :meth:`claim`)."""
+        rid = self.request_id.encode()
+        await self.send({
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                content_type,
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", rid),
+                (b"x-ms-request-id", rid),
+                *headers,
+            ],
+        })  # fmt: skip
+        await self.send({"type": "http.response.body", "body": body})
+        self.complete = True
+
     async def reply(
         self,
         status: int,
@@ -79,30 +117,19 @@ class _Exchange:
         content_type: tuple[bytes, bytes] = _JSON,
     ) -> bool:
         """Answer from the frontend unless the app already started a response; True when answered."""
-        if self.started or self.closed:
+        if not self.claim(status, reason):
             return False
-        self.closed = self.started = True
-        self.status = status
-        self.reason = reason
-        await self.send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    content_type,
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-request-id", self.request_id.encode()),
-                    (b"x-ms-request-id", self.request_id.encode()),
-                    *headers,
-                ],
-            }
-        )
-        await self.send({"type": "http.response.body", "body": body})
-        self.complete = True
+        await self.write(status, body, headers, content_type)
         return True
 
     async def error(self, status: int, message: str, reason: str = "", **kw: Any) -> bool:
         return await self.reply(status, orjson.dumps({"error": message}), reason=reason, **kw)
+
+
+def _new_request_id() -> str:
+    """A random UUID-4-shaped id; cheaper than ``uuid.uuid4()`` (request ids need not be unguessable)."""
+    h = f"{random.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
 class Frontend:
@@ -123,6 +150,10 @@ class Frontend:
         self.admission = Admission(settings.max_concurrent_requests)
         self.metrics = FrontendMetrics()
         self.draining = False
+        self._background: set[asyncio.Future[None]] = set()
+        self._deadlines: dict[_Exchange, tuple[float, asyncio.Task[Any]]] = {}
+        self._ticking = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._timeout_s = settings.request_timeout_ms / 1000
         self._queue_wait_s = settings.max_queue_wait_ms / 1000
         self._prefix = settings.path_prefix
@@ -162,13 +193,13 @@ class Frontend:
                 request_id = value
         route = self._route(scope["path"])
         if request_id is None:
-            rid = str(uuid.uuid4())
+            rid = _new_request_id()
             # The app echoes x-request-id: give it ours so that its answer and our log line agree.
             scope = {**scope, "headers": [*scope["headers"], (b"x-request-id", rid.encode())]}
         elif 0 < len(request_id) <= MAX_REQUEST_ID_CHARS:
             rid = request_id.decode("latin-1")
         else:
-            rid = str(uuid.uuid4())  # the app answers 431 for an over-long id; our own answers use a fresh one
+            rid = _new_request_id()  # the app answers 431 for an over-long id; our own answers use a fresh one
         ex = _Exchange(send, rid)
         try:
             await self._handle(scope, receive, ex, route, authorization, content_length, encoding, start)
@@ -176,9 +207,7 @@ class Frontend:
             duration = time.perf_counter() - start
             # 499 (nginx's "client closed request"): the client went away before it could get an answer.
             status = 499 if ex.client_gone or not ex.status else ex.status
-            self.metrics.observe_request(route, status, duration)
-            if ex.reason:
-                self.metrics.rejected.labels(ex.reason).inc()
+            self.metrics.observe_request(route, status, duration, ex.reason)
             if access_log.isEnabledFor(logging.INFO):
                 record = {
                     "ts": round(time.time(), 6),
@@ -192,7 +221,14 @@ class Frontend:
                 }
                 if ex.reason:
                     record["reason"] = ex.reason
-                access_log.info(orjson.dumps(record).decode())
+                line = orjson.dumps(record).decode()
+                handlers = access_log.handlers
+                if len(handlers) == 1 and type(handlers[0]) is _StderrHandler and not access_log.filters:
+                    # Our own bare stderr handler: write the line directly (the logging machinery costs more than
+                    # the rest of the frontend together).
+                    sys.stderr.write(line + "\n")
+                else:
+                    access_log.info(line)
 
     async def _handle(
         self,
@@ -223,6 +259,7 @@ class Frontend:
                     await ex.error(503, "draining" if self.draining else "not ready")
                 return
             else:
+                self.metrics.flush(self.admission.running, self.admission.waiting)
                 text = await asyncio.to_thread(self.metrics.render) if multiprocess_dir() else self.metrics.render()
                 await ex.reply(200, text, content_type=(b"content-type", CONTENT_TYPE.encode()))
                 return
@@ -253,6 +290,7 @@ class Frontend:
                     415, f"unsupported Content-Encoding {coding[:40]!r}; use gzip, deflate or identity", "bad_encoding"
                 )
                 return
+        declared = -1
         if content_length is not None:
             try:
                 declared = int(content_length)
@@ -274,28 +312,31 @@ class Frontend:
             }
 
         deadline = start + self._timeout_s
-        admitted = False
         if scoring:
-            admitted = await self._admit(ex, deadline)
-            if not admitted:
+            if not (self.admission.try_acquire() or await self._admit(ex, deadline)):
                 return
+            ex.slot = True
         try:
-            await self._run_app(scope, receive, ex, limit, coding, deadline, scoring)
+            # Identity bodies with a Content-Length within the limit need no counting: the HTTP server frames
+            # the body by that length.
+            sized = coding == "identity" and content_length is not None and 0 <= declared <= limit
+            await self._run_app(scope, receive if sized else LimitedBody(receive, limit, coding), ex, limit, deadline)
         finally:
-            if admitted:
-                self.admission.release()
-                self.metrics.in_flight.dec()
+            self._release(ex)
+        if scoring and not ex.timed_out:
+            self.metrics.observe_run(time.perf_counter() - start)
+
+    def _release(self, ex: _Exchange) -> None:
+        if ex.slot:
+            ex.slot = False
+            self.admission.release()
 
     async def _admit(self, ex: _Exchange, deadline: float) -> bool:
+        """The slow path of admission: wait in the queue, or answer 429 (or 408 when the deadline comes first)."""
         remaining = deadline - time.perf_counter()
         wait_s = min(self._queue_wait_s, remaining)
-        self.metrics.queued.inc()
-        try:
-            outcome = await self.admission.acquire(wait_s)
-        finally:
-            self.metrics.queued.dec()
+        outcome = await self.admission.acquire(wait_s)
         if outcome is Admit.ADMITTED:
-            self.metrics.in_flight.inc()
             return True
         if outcome is Admit.WAIT_EXPIRED and remaining < self._queue_wait_s:
             await ex.error(
@@ -310,10 +351,7 @@ class Frontend:
         )
         return False
 
-    async def _run_app(
-        self, scope: Scope, receive: Receive, ex: _Exchange, limit: int, coding: str, deadline: float, scoring: bool
-    ) -> None:
-        body = LimitedBody(receive, limit, coding)
+    async def _run_app(self, scope: Scope, body: Receive, ex: _Exchange, limit: int, deadline: float) -> None:
         body_failed = False
 
         async def limited_receive() -> Message:
@@ -339,55 +377,63 @@ class Frontend:
             # The app sees the client "disconnect"; whatever it sends next is dropped.
             return _DISCONNECT
 
-        loop = asyncio.get_running_loop()
-        ran_from = time.perf_counter()
-        # The app runs in its own task so that the deadline holds even when the app cannot be cancelled
-        # promptly (a synchronous run() in a thread): the 408 goes out and the slot is freed on time.
-        task: asyncio.Future[None] = asyncio.ensure_future(self.app(scope, limited_receive, ex.app_send))
-        waiter: asyncio.Future[None] = loop.create_future()
-
-        def wake(_: object = None) -> None:
-            if not waiter.done():
-                waiter.set_result(None)
-
-        task.add_done_callback(wake)
-        timer = loop.call_later(max(0.0, deadline - time.perf_counter()), wake)
+        task = asyncio.current_task()
+        assert task is not None
+        # The app runs inline (no task, no timer per request): the ticker checks deadlines every TICK_S. At the
+        # deadline the 408 is sent and the slot freed by the ticker itself, so both happen on time even when the
+        # app cannot be cancelled promptly (a synchronous run() in a thread that shields the await).
+        self._deadlines[ex] = (deadline, task)
+        if not self._ticking:
+            self._start_ticker()
         try:
-            await waiter
+            await self.app(scope, limited_receive, ex.app_send)
         except asyncio.CancelledError:
-            task.cancel()
-            raise
-        finally:
-            timer.cancel()
-            task.remove_done_callback(wake)
-
-        if not task.done():
-            task.cancel()
-            task.add_done_callback(_reap(ex.request_id))
-            if not await ex.error(408, f"request timed out after {self.settings.request_timeout_ms} ms", "timeout"):
-                ex.reason = "timeout"  # response already started: the connection is cut short
-            return
-        if scoring:
-            self.metrics.run_duration.observe(time.perf_counter() - ran_from)
-        error = None if task.cancelled() else task.exception()
-        if error is not None:
+            if not ex.timed_out:
+                raise
+            task.uncancel()  # our own cancellation: handled, not propagated to the server
+        except Exception as error:
             if ex.closed:
-                return  # we answered (413/400); the app failing on the "disconnect" is expected
+                return  # we answered (413/400/408); the app failing on the "disconnect" is expected
             if ex.client_gone:
                 log.info("request %s: client disconnected; the scoring app ended with %r", ex.request_id, error)
                 return  # nobody to answer: logged as 499
             log.error("request %s: the scoring app raised", ex.request_id, exc_info=error)
             await ex.error(500, "internal server error", "app_error")
+        finally:
+            self._deadlines.pop(ex, None)
 
+    def _start_ticker(self) -> None:
+        self._ticking = True
+        self._loop = asyncio.get_running_loop()
+        self._loop.call_later(TICK_S, self._tick, 0)
 
-def _reap(request_id: str) -> Callable[[asyncio.Future[None]], None]:
-    """A done-callback that logs how a timed-out app task ended (its exception is otherwise never retrieved)."""
+    def _tick(self, count: int) -> None:
+        """Every TICK_S: answer 408 for requests past their deadline; every second: flush the metrics."""
+        if self._deadlines:
+            now = time.perf_counter()
+            late = [(ex, task) for ex, (deadline, task) in self._deadlines.items() if deadline <= now]
+            for ex, task in late:
+                del self._deadlines[ex]
+                self._on_timeout(ex, task)
+        count += 1
+        if count * TICK_S >= 1.0:
+            count = 0
+            self.metrics.flush(self.admission.running, self.admission.waiting)
+        assert self._loop is not None
+        self._loop.call_later(TICK_S, self._tick, count)
 
-    def done(task: asyncio.Future[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.info("request %s: the scoring app ended after its timeout with %r", request_id, task.exception())
-
-    return done
+    def _on_timeout(self, ex: _Exchange, task: asyncio.Task[Any]) -> None:
+        ex.timed_out = True
+        self._release(ex)
+        if ex.claim(408, "timeout"):
+            body = orjson.dumps({"error": f"request timed out after {self.settings.request_timeout_ms} ms"})
+            # Connection: close, so that a client reusing the connection does not wait for the app to unwind.
+            reply = asyncio.ensure_future(ex.write(408, body, [(b"connection", b"close")]))
+            self._background.add(reply)
+            reply.add_done_callback(self._background.discard)
+        else:
+            ex.reason = "timeout"  # the app started its response: it is cut short
+        task.cancel()
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

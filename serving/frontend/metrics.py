@@ -8,7 +8,9 @@ should call :func:`mark_process_dead` with its pid so its live gauges stop count
 
 from __future__ import annotations
 
+import bisect
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -25,8 +27,41 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
+class _LocalHistogram:
+    """Observations kept in plain Python numbers between flushes (no lock, no value-store write per request)."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
+
+    def flush_into(self, child: Any) -> None:
+        """Add the pending observations to a prometheus-client Histogram child, then reset."""
+        if not any(self.counts):
+            return
+        # Histogram children keep one non-cumulative value per bucket (``_buckets``) and the sum (``_sum``); this
+        # is what ``observe`` updates, done once per bucket instead of once per request.
+        child._sum.inc(self.total)
+        for i, n in enumerate(self.counts):
+            if n:
+                child._buckets[i].inc(n)
+        self.counts = [0] * len(self.counts)
+        self.total = 0.0
+
+
 class FrontendMetrics:
-    """The metric objects of one frontend, registered in their own registry (several frontends may coexist)."""
+    """The metric objects of one frontend, registered in their own registry (several frontends may coexist).
+
+    The hot path only bumps plain Python counters; :meth:`flush` moves them into the prometheus-client metrics
+    (and, in multiprocess mode, into the shared files). The frontend flushes once a second while serving and
+    before every ``/metrics`` answer, so a scrape of this worker is exact and other workers lag at most 1 s.
+    """
 
     def __init__(self) -> None:
         """Create the metrics; in multiprocess mode values go to ``PROMETHEUS_MULTIPROC_DIR``."""
@@ -67,18 +102,37 @@ class FrontendMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        # Label children cached: .labels() costs a dict lookup and a lock per call.
-        self._requests_children: dict[tuple[str, int], Counter] = {}
-        self._latency_children = {route: self.latency.labels(route) for route in (*ROUTES, OTHER_ROUTE)}
+        self._pending_requests: dict[tuple[str, int], int] = {}
+        self._pending_rejected: dict[str, int] = {}
+        self._pending_latency = {route: _LocalHistogram(_LATENCY_BUCKETS) for route in (*ROUTES, OTHER_ROUTE)}
+        self._pending_run = _LocalHistogram(_LATENCY_BUCKETS)
 
-    def observe_request(self, route: str, status: int, seconds: float) -> None:
-        """Count one answered request and its latency."""
+    def observe_request(self, route: str, status: int, seconds: float, reason: str = "") -> None:
+        """Count one answered request, its latency and, when the frontend answered it, why."""
         key = (route, status)
-        child = self._requests_children.get(key)
-        if child is None:
-            child = self._requests_children[key] = self.requests.labels(route, str(status))
-        child.inc()
-        self._latency_children[route].observe(seconds)
+        pending = self._pending_requests
+        pending[key] = pending.get(key, 0) + 1
+        self._pending_latency[route].observe(seconds)
+        if reason:
+            self._pending_rejected[reason] = self._pending_rejected.get(reason, 0) + 1
+
+    def observe_run(self, seconds: float) -> None:
+        """Record one /score run in the app."""
+        self._pending_run.observe(seconds)
+
+    def flush(self, in_flight: int, queued: int) -> None:
+        """Move pending counts into the prometheus-client metrics and set the gauges."""
+        requests, self._pending_requests = self._pending_requests, {}
+        for (route, status), n in requests.items():
+            self.requests.labels(route, str(status)).inc(n)
+        rejected, self._pending_rejected = self._pending_rejected, {}
+        for reason, n in rejected.items():
+            self.rejected.labels(reason).inc(n)
+        for route, local in self._pending_latency.items():
+            local.flush_into(self.latency.labels(route))
+        self._pending_run.flush_into(self.run_duration)
+        self.in_flight.set(in_flight)
+        self.queued.set(queued)
 
     def render(self) -> bytes:
         """The exposition text: this process's registry, or every worker's values in multiprocess mode."""

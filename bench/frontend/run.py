@@ -1,0 +1,231 @@
+"""Cost of the production layer (key auth + admission): requests/s on vs off, same app, same run, wrk on 127.0.0.1.
+
+Two apps, each served by one uvicorn worker (uvloop + httptools), measured in alternating rounds so that load
+from other processes hits both sides alike:
+
+* ``scoring server``: ``python -m serving`` with a trivial scoring script, ``--no-frontend`` (off) vs the
+  frontend with ``ENDPOINTS_AUTH_MODE=key`` (on) -- the deployed configuration.
+* ``bare ASGI app``: a pure-ASGI app answering a fixed prediction (nearly free), alone (off) vs wrapped (on) --
+  the worst case for the relative cost, since the app costs almost nothing.
+
+Admission is on with ``ENDPOINTS_MAX_CONCURRENT_REQUESTS`` equal to the connection count (every request takes and
+returns a slot; none is rejected). Every request carries the ``Authorization`` header in both modes.
+
+Usage: ``python bench/frontend/run.py [--duration 10] [--connections 64] [--rounds 2]``; writes
+``bench/results/frontend.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+KEY = "bench-" + "k" * 40
+SCORE_SCRIPT = """
+def init():
+    pass
+
+
+def run(raw_data):
+    return {"predictions": [1, 0, 1]}
+"""
+LUA = """wrk.method = "POST"
+wrk.body = '{"data": [[1.0, 2.0, 3.0, 4.0]]}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} not ready within {timeout} s")
+
+
+def parse_ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, lua: Path, duration: int, connections: int) -> Result:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(lua),
+           "-H", f"Authorization: Bearer {KEY}", url]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = parse_ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = parse_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return Result(rps, p50, p99, int(non_2xx.group(1)) if non_2xx else 0,
+                  sum(int(g) for g in errors.groups()) if errors else 0)  # fmt: skip
+
+
+def start(kind: str, mode: str, port: int, workdir: Path, connections: int) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENDPOINTS_", "PROMETHEUS_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(HERE)])
+    if mode == "on":
+        env.update({
+            "ENDPOINTS_AUTH_MODE": "key",
+            "ENDPOINTS_KEYS_DIR": str(workdir / "keys"),
+            "ENDPOINTS_MAX_CONCURRENT_REQUESTS": str(connections),
+            "ENDPOINTS_MAX_QUEUE_WAIT_MS": "500",
+            "ENDPOINTS_REQUEST_TIMEOUT_MS": "5000",
+        })  # fmt: skip
+    else:
+        env["ENDPOINTS_RUN_THREADS"] = str(connections)  # same run() thread pool as with the frontend
+    log = open(workdir / f"{kind}-{mode}.log", "ab")  # noqa: SIM115 (the child owns it)
+    if kind == "server":
+        cmd = [sys.executable, "-m", "serving", "--entry-script", str(workdir / "score.py"), "--host", "127.0.0.1",
+               "--port", str(port), "--workers", "1"]  # fmt: skip
+        if mode == "off":
+            cmd.append("--no-frontend")
+        env.update({"AML_APP_ROOT": str(workdir), "AZUREML_LOG_LEVEL": "WARNING"})
+    else:
+        cmd = [sys.executable, "-m", "uvicorn", "--factory", "apps:" + ("fronted" if mode == "on" else "bare"),
+               "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+               "--no-access-log", "--log-level", "warning"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating off/on rounds per app (default 2)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "frontend.md")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk not found: apt-get install -y wrk")
+    workdir = Path(tempfile.mkdtemp(prefix="bench-frontend-"))
+    (workdir / "keys").mkdir()
+    (workdir / "keys" / "primary").write_text(KEY)
+    (workdir / "keys" / "secondary").write_text("s" * 46)
+    (workdir / "score.py").write_text(SCORE_SCRIPT)
+    (workdir / "req.lua").write_text(LUA)
+    results: dict[tuple[str, str], list[Result]] = {}
+    try:
+        for kind in ("server", "bare"):
+            servers = {}
+            for mode in ("off", "on"):
+                port = free_port()
+                proc = start(kind, mode, port, workdir, args.connections)
+                ready = "/ready" if (kind == "server" or mode == "on") else "/"
+                wait_ready(f"http://127.0.0.1:{port}{ready}", proc)
+                servers[mode] = (proc, port)
+            try:
+                for _proc, port in servers.values():  # warm-up
+                    run_wrk(f"http://127.0.0.1:{port}/score", workdir / "req.lua", 2, args.connections)
+                for _ in range(args.rounds):
+                    for mode, (_, port) in servers.items():
+                        r = run_wrk(f"http://127.0.0.1:{port}/score", workdir / "req.lua", args.duration,
+                                    args.connections)  # fmt: skip
+                        results.setdefault((kind, mode), []).append(r)
+                        print(f"{kind:6} {mode:3} {r.rps:9.0f} req/s p50 {r.p50_ms:.2f} ms p99 {r.p99_ms:.2f} ms "
+                              f"non-2xx {r.non_2xx} errors {r.errors}", flush=True)  # fmt: skip
+            finally:
+                for proc, _ in servers.values():
+                    stop(proc)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    write_report(args, results)
+    return 0
+
+
+def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[Result]]) -> None:
+    names = {"server": "scoring server (`python -m serving`, trivial `run()`)", "bare": "bare ASGI app (worst case)"}
+    rows = []
+    for kind in ("server", "bare"):
+        off, on = results[(kind, "off")], results[(kind, "on")]
+        off_rps = statistics.median(r.rps for r in off)
+        on_rps = statistics.median(r.rps for r in on)
+        rows.append(
+            f"| {names[kind]} | {off_rps:,.0f} | {on_rps:,.0f} | {on_rps / off_rps:.1%} "
+            f"| {statistics.median(r.p50_ms for r in off):.2f} / {statistics.median(r.p50_ms for r in on):.2f} "
+            f"| {statistics.median(r.p99_ms for r in off):.2f} / {statistics.median(r.p99_ms for r in on):.2f} "
+            f"| {sum(r.non_2xx + r.errors for r in off + on)} |"
+        )
+    rounds = "; ".join(
+        f"{kind} {mode}: " + ", ".join(f"{r.rps:,.0f}" for r in rs) for (kind, mode), rs in results.items()
+    )
+    text = f"""# Production layer cost: key auth + admission on vs off
+
+Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} on this machine ({os.cpu_count()} vCPU, shared with
+other jobs: absolute numbers are noisy; the on/off ratio is measured side by side in the same run, alternating
+rounds). One uvicorn worker per server (uvloop, httptools); wrk 1 thread, {args.connections} connections,
+{args.duration} s per run, {args.rounds} rounds per side (median shown), POST /score with a small JSON body and an
+`Authorization: Bearer` header on every request.
+
+"on" = `serving.frontend` with `ENDPOINTS_AUTH_MODE=key` (key files, constant-time compare, stat per request for
+rotation), admission with `ENDPOINTS_MAX_CONCURRENT_REQUESTS={args.connections}` (every request takes a slot; none
+rejected), request timeout task, body limit, request id, Prometheus metrics and the JSON access-log line.
+"off" = the same app without the frontend (`python -m serving --no-frontend`; the bare app unwrapped).
+
+| app | off req/s | on req/s | on/off | p50 ms off / on | p99 ms off / on | non-2xx + socket errors |
+|---|---:|---:|---:|---:|---:|---:|
+{chr(10).join(rows)}
+
+Target (issue 4): key auth + admission under 10 % slower on the scoring server.
+
+Per-round req/s: {rounds}.
+
+Command:
+
+```
+python bench/frontend/run.py --duration {args.duration} --connections {args.connections} --rounds {args.rounds}
+```
+"""
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
