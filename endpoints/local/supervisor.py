@@ -327,6 +327,12 @@ class Supervisor:
                 " run `endpoints local down` first"
             )
         launches = {name: plan_deployment(self.project, name, self.dir.keys_dir) for name in self.project.deployments}
+        for name, spec in self.project.deployments.items():
+            if spec.instance_count > 1 and (old is None or name not in old.deployments):
+                self.say(
+                    f"note: {name}: instance_count {spec.instance_count} runs as one local process"
+                    " (WORKER_COUNT sets its workers)"
+                )
 
         # Start new/changed/crashed deployments next to the running ones; switch the router once they are ready.
         started: dict[str, ProcessRecord] = {}
