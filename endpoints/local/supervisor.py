@@ -328,9 +328,10 @@ class Supervisor:
             )
         launches = {name: plan_deployment(self.project, name, self.dir.keys_dir) for name in self.project.deployments}
         for name, spec in self.project.deployments.items():
-            if spec.instance_count > 1 and (old is None or name not in old.deployments):
+            count = getattr(spec, "instance_count", 1)
+            if count > 1 and (old is None or name not in old.deployments):
                 self.say(
-                    f"note: {name}: instance_count {spec.instance_count} runs as one local process"
+                    f"note: {name}: instance_count {count} runs as one local process"
                     " (WORKER_COUNT sets its workers)"
                 )
 
