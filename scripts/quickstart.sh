@@ -30,9 +30,14 @@ fi
 if python -c 'import endpoints.cli.local, serving.server, sklearn, lightgbm, PIL, joblib' 2>/dev/null; then
   echo "project and example dependencies already installed"
 else
-  python -m pip install --quiet --upgrade pip
-  python -m pip install --quiet -e ".[ml]"
-  echo "installed k8s-ml-endpoints[ml] into .venv"
+  # pip's output goes to a log, shown only if the install fails (it is long and mostly warnings).
+  log=.venv/quickstart-install.log
+  if ! { python -m pip install --upgrade pip && python -m pip install -e ".[ml]"; } > "$log" 2>&1; then
+    tail -n 40 "$log"
+    echo "pip install failed; full log: $log" >&2
+    exit 1
+  fi
+  echo "installed k8s-ml-endpoints[ml] into .venv (log: $log)"
 fi
 
 step "Example models (examples/car-classifier/train.py: synthetic photos, scikit-learn + LightGBM)"
