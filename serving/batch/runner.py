@@ -151,7 +151,9 @@ class Runner:
         self._ctx = mp.get_context(os.environ.get(START_METHOD_ENV, _default_start_method()))
         self.workers: list[_Worker] = []
         self.failure: str | None = None
+        self._stopping = self._ctx.Event()  # set at SIGTERM: workers hand queued mini-batches back unstarted
         self._mb_seconds: float | None = None  # moving average of a mini-batch's run time
+        self._skipped: list[int] = []  # handed back unstarted at shutdown
 
     # -- workers -------------------------------------------------------------------------------------
     def _worker_env(self) -> dict[str, str]:
@@ -172,7 +174,7 @@ class Runner:
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(  # type: ignore[attr-defined]
             target=worker_main,
-            args=(child, self.settings.entry_script, self.settings.model_dir, self._worker_env()),
+            args=(child, self.settings.entry_script, self.settings.model_dir, self._worker_env(), self._stopping),
             daemon=True,
         )
         proc.start()
@@ -284,6 +286,7 @@ class Runner:
                     break
                 if self.stop_requested and stop_since is None:
                     stop_since = time.monotonic()
+                    self._stopping.set()
                     log.warning("SIGTERM: no new mini-batches; %d running may finish within %.0fs",
                                 len(busy), s.drain_timeout)  # fmt: skip
                 now = time.monotonic()
@@ -323,6 +326,10 @@ class Runner:
                 for w in self.workers:
                     if w.task is not None and now >= w.task.deadline and all(w is not r[0] for r in retry):
                         retry.append((w, w.task, f"run() timed out after {s.timeout:g}s", True))
+                for mb in reversed(self._skipped):  # never started: not an attempt; runs again on restart
+                    attempts[mb] -= 1
+                    pending.appendleft(mb)
+                self._skipped.clear()
                 for w, task, reason, kill in retry:
                     if kill:
                         for t in reversed(w.queued):  # sent ahead but never started: not an attempt
@@ -399,6 +406,9 @@ class Runner:
             commits.append(
                 Commit(mb, data, rows, n, gap, task.attempt, time.monotonic() - task.started, error, columns)
             )
+        elif kind == "skipped" and w.task is not None and w.task.mini_batch == msg[1]:
+            self._skipped.append(w.task.mini_batch)
+            w.promote(time.monotonic(), self.settings.timeout)
         elif kind == "error" and w.task is not None:
             task = w.task
             w.promote(time.monotonic(), self.settings.timeout)

@@ -3,7 +3,8 @@
 Messages (over a ``multiprocessing`` pipe):
 
 * worker -> runner: ``("ready",)`` after ``init()``; ``("init_error", message)``;
-  ``("ok", mini_batch, csv_bytes, rows, items, columns)``; ``("error", mini_batch, message)``.
+  ``("ok", mini_batch, csv_bytes, rows, items, columns)``; ``("error", mini_batch, message)``;
+  ``("skipped", mini_batch)`` (not started: the runner is stopping).
 * runner -> worker: ``(mini_batch, [paths])`` or ``None`` to stop.
 
 Results are turned into CSV bytes here, in parallel, so the runner only appends bytes.
@@ -87,8 +88,18 @@ def _localize(paths: list[str], cache: str) -> list[str]:
     return local
 
 
-def worker_main(conn: Connection, entry_script: str | None, model_dir: str | None, env: dict[str, str]) -> None:
-    """Entry point of a worker process (``multiprocessing.Process`` target)."""
+def worker_main(
+    conn: Connection,
+    entry_script: str | None,
+    model_dir: str | None,
+    env: dict[str, str],
+    stopping: Any = None,
+) -> None:
+    """Entry point of a worker process (``multiprocessing.Process`` target).
+
+    ``stopping`` (a ``multiprocessing.Event``, optional): once set, mini-batches queued in the pipe are handed
+    back unstarted (``("skipped", mini_batch)``), so a SIGTERM never starts new work.
+    """
     _die_with_parent()
     signal.set_wakeup_fd(-1)  # a forked worker must not wake the runner's loop with its own signals
     # The runner owns shutdown: a Ctrl-C or SIGTERM to the process group must not kill half-written work.
@@ -115,6 +126,12 @@ def worker_main(conn: Connection, entry_script: str | None, model_dir: str | Non
             if msg is None:
                 return
             mini_batch, paths = msg
+            if stopping is not None and stopping.is_set():
+                try:
+                    conn.send(("skipped", mini_batch))
+                except (BrokenPipeError, OSError):
+                    return
+                continue
             try:
                 result = scorer.run(_localize(paths, cache))
                 data, rows, items, columns = encode_result(result, len(paths))

@@ -240,8 +240,10 @@ def test_sigterm_flushes_finished_work_and_restart_completes(job_factory):
     assert "SIGTERM: no new mini-batches" in stderr
     done = job.journal_lines()
     assert 4 <= done < 20
-    # Finished work is in the output, whole lines, in order (one worker).
+    # Finished work is in the output, whole lines, in order (one worker); nothing started after SIGTERM but
+    # the mini-batch that was running (queued ones were handed back unstarted).
     assert job.rows() == expected_rows(100)[: done * 5]
+    assert len(job.calls()) == done
     summary = job.summary()
     assert summary["status"] == "Interrupted"
     assert summary["mini_batches"]["done"] == done
