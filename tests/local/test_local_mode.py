@@ -182,6 +182,11 @@ def test_invoke_pins_and_reports_errors(project, cli, tmp_path):
     assert json.loads(bad.stdout) == {
         "error": "endpoint 'shop' has no deployment named 'nope' (deployments: blue, green)"
     }
+    logs = cli("local", "logs", "green", "--tail", "5")
+    assert '"route":"/score"' in logs.stdout
+    missing = cli("local", "logs", "nope", check=False)
+    assert missing.returncode == 1
+    assert "error: no log for 'nope' (logs: blue, green, router)" in missing.stderr
     unknown = cli("invoke", "other", "--request-file", str(request), check=False)
     assert unknown.returncode == 1
     assert "no local endpoint named 'other'" in unknown.stderr
