@@ -43,6 +43,7 @@ EXIT_USAGE = 2
 EXIT_SCRIPT = 3  # Azure (gunicorn) treats 3 as a boot error: the scoring script cannot be served
 DEFAULT_PORT = 5001  # azmlinfsrv's default
 DEFAULT_HOST = "0.0.0.0"  # a container listens on every interface
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 RESTART_LIMIT = 5  # worker crashes (after ready) tolerated per minute before the master gives up
 
 
@@ -164,10 +165,17 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
         state: shared readiness.
         sock: the bound, listening socket.
     """
+    # Until uvicorn takes over the signals (and after it restores them and re-raises what it caught), SIGTERM and
+    # SIGINT are only recorded: a signal during start-up means "stop once started", and the exit status stays 0.
+    early_signals: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: early_signals.append(signum))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the master around fork()
+
     import uvicorn
 
     from serving.app import build_app
-    from serving.scoring import ScoringSettings, ScriptError, make_scorer
+    from serving.scoring import RunPool, ScoringSettings, ScriptError, make_scorer
 
     try:
         settings = ScoringSettings.from_env()
@@ -217,7 +225,14 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
         nonlocal exit_code
         started = time.perf_counter()
         try:
-            await asyncio.get_running_loop().run_in_executor(None, scorer.load)
+            # A daemon thread (not the loop's default executor): SIGTERM during a long init() must not wait for it.
+            pool = RunPool(1, "init")
+            try:
+                await pool.call(scorer.load, {})
+            finally:
+                pool.close()
+        except asyncio.CancelledError:
+            raise  # shutting down before init() finished: not a script failure
         except ScriptError as ex:
             logger.error("worker %d (pid %d): %s; exiting with status 3", index, os.getpid(), ex, exc_info=ex)
             exit_code = EXIT_SCRIPT
@@ -234,6 +249,8 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
         logger.info("worker %d (pid %d) ready in %.3f s", index, os.getpid(), time.perf_counter() - started)
 
     async def main() -> None:
+        if early_signals:
+            server.handle_exit(early_signals[0], None)
         loader = asyncio.ensure_future(load())
         try:
             await server.serve(sockets=[sock])
@@ -346,12 +363,15 @@ def _master(options: ServerOptions) -> int:
     crashes: list[float] = []
 
     def spawn(index: int) -> None:
+        # Blocked across fork() so the child never runs the master's handler; run_worker unblocks them once its
+        # own handlers are in place (a signal that arrived meanwhile is delivered then).
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         pid = os.fork()
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         if pid == 0:  # the worker
             code = 1
             try:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
                 anchor.close()
                 sock = bind_socket(worker_options.host, port)
                 code = run_worker(index, worker_options, state, sock)

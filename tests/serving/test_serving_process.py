@@ -205,3 +205,13 @@ def test_metrics_sum_over_workers(server) -> None:
         while expected not in (text := client.get("/metrics").text):
             assert time.monotonic() < deadline, text
             time.sleep(0.2)
+
+
+def test_sigterm_during_a_long_init_exits_promptly(server) -> None:
+    process = server(script_args("slow_score.py"), {"SLOW_INIT_S": "60"})
+    process.wait_listening()
+    time.sleep(0.5)
+    started = time.monotonic()
+    process.terminate()
+    assert process.wait(timeout=20) == 0
+    assert time.monotonic() - started < 5
