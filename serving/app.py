@@ -141,7 +141,7 @@ class ScoringApp:
         try:
             ids = RequestIds(headers)
         except HeaderTooLong as ex:
-            await self._error(send, ex, None, [])
+            await self._error(send, ex, None, list(self._server_headers))
             return
         extra = ids.response_headers()
         extra.extend(self._server_headers)

@@ -356,6 +356,8 @@ def test_request_id_over_100_chars_is_431(script_client, header: str, error: str
     response = client.post("/score", content=b"1", headers={header: "a" * 101})
     assert response.status_code == 431
     assert response.json() == {"error": error}
+    assert response.headers["x-ms-server-version"] == SERVER_VERSION
+    assert "x-request-id" not in response.headers  # as azmlinfsrv: no id is echoed when one is invalid
 
 
 def test_server_version_header_can_be_disabled(script_client) -> None:
