@@ -2,7 +2,8 @@
 
 One command, every contender on the same files and the same scoring function (bench/batch/score_bench.py),
 each as a whole process timed from the outside (interpreter start included), interleaved over ``--rounds``
-rounds so that load from other processes hits all of them alike; medians are reported:
+rounds so that load from other processes hits all of them alike, plus Pool and runner started together
+once per round (the same load on both); medians are reported:
 
     python bench/batch/bench_batch.py --files 10000 --workers 2 --mini-batch-size 10 100 --rounds 3 \\
         --out bench/results/batch.md
@@ -29,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -55,6 +57,11 @@ def timed(cmd: list[str]) -> tuple[float, float]:
             err.seek(0)
             raise SystemExit(f"{cmd[:4]} failed ({proc.returncode}):\n{err.read().decode()}")
     return wall, usage.ru_utime + usage.ru_stime
+
+
+def timed_into(sink: dict[str, tuple[float, float]], name: str, cmd: list[str]) -> None:
+    """:func:`timed` for a thread: the result goes to ``sink[name]``."""
+    sink[name] = timed(cmd)
 
 
 def marginal(total: dict[str, float], fixed: dict[str, float], n_mb: int) -> float:
@@ -132,6 +139,7 @@ def main() -> int:
             wall: dict[str, list[float]] = {k: [] for k in names}
             cpu: dict[str, list[float]] = {k: [] for k in names}
             scoring: list[float] = []
+            together: dict[str, list[float]] = {"pool": [], "runner": []}
             base = [py, str(HERE / "baselines.py")]
             common = ["--input", str(root / "in"), "--mini-batch-size", str(size)]
             for r in range(args.rounds):
@@ -154,6 +162,18 @@ def main() -> int:
                 scoring.append(summary["timings"]["elapsed_seconds"])
                 assert count_lines(out / "predictions.csv") == args.files == count_lines(root / "pool.csv")
                 shutil.rmtree(out)
+                # Side by side: Pool and runner started together (who goes first alternates), so both see the
+                # same load from everything else on the machine.
+                pair: dict[str, tuple[float, float]] = {}
+                order = ["pool", "runner"] if r % 2 == 0 else ["runner", "pool"]
+                threads = [threading.Thread(target=timed_into, args=(pair, n, commands[n])) for n in order]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                together["pool"].append(pair["pool"][0])
+                together["runner"].append(pair["runner"][0])
+                shutil.rmtree(out)
             n_mb = -(-args.files // size)
             mw = {k: statistics.median(v) for k, v in wall.items()}
             mc = {k: statistics.median(v) for k, v in cpu.items()}
@@ -162,6 +182,8 @@ def main() -> int:
                             "overhead_wall_ms": (mw["runner"] - mw["pool"]) / n_mb * 1000,
                             "overhead_cpu_ms": (mc["runner"] - mc["pool"]) / n_mb * 1000,
                             "marginal_wall_ms": marginal(mw, fw, n_mb), "marginal_cpu_ms": marginal(mc, fc, n_mb),
+                            "together": {k: statistics.median(v) for k, v in together.items()},
+                            "raw_together": together,
                             })  # fmt: skip
             print(json.dumps(results[-1]), file=sys.stderr)
     finally:
@@ -206,6 +228,16 @@ def main() -> int:
         )
     lines += [
         "",
+        "Side by side (Pool and runner started at the same moment, the same load on both; median wall):",
+        "",
+        "| mini_batch_size | Pool s | runner s | runner files/s / Pool files/s |",
+        "|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        t = r["together"]
+        lines.append(f"| {r['size']} | {t['pool']:.2f} | {t['runner']:.2f} | {t['pool'] / t['runner']:.2f} |")
+    lines += [
+        "",
         f"Fixed cost (the same commands on 1 file, median): Pool {fw['pool']:.2f} s wall / {fc['pool']:.2f} s CPU, "
         f"runner {fw['runner']:.2f} s wall / {fc['runner']:.2f} s CPU (interpreter, imports incl. pydantic, input "
         "listing, job state, worker start, summary).",
@@ -232,6 +264,10 @@ def main() -> int:
             for k in names
         )
         lines.append(f"- mini_batch_size {r['size']}: {raw}")
+        pairs = ", ".join(
+            f"{p:.2f}/{q:.2f}" for p, q in zip(r["raw_together"]["pool"], r["raw_together"]["runner"], strict=True)
+        )
+        lines.append(f"- mini_batch_size {r['size']}, side by side Pool/runner wall: {pairs}")
     table = "\n".join(lines)
     print(table)
     if args.out:
