@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -120,10 +121,35 @@ def wrk(url: str, body_file: Path, connections: int, duration: int, tmp: Path) -
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def summarize(pairs: list[dict[str, dict[str, float]]]) -> dict[str, float]:
+    """Medians over the repetitions; the ratio is the median of per-pair ratios (each pair ran back to back)."""
+    med = statistics.median
+    return {
+        "direct_rps": med(p["direct"]["rps"] for p in pairs),
+        "routed_rps": med(p["routed"]["rps"] for p in pairs),
+        "ratio": med(p["routed"]["rps"] / p["direct"]["rps"] for p in pairs),
+        "direct_p50": med(p["direct"]["p50"] for p in pairs),
+        "routed_p50": med(p["routed"]["p50"] for p in pairs),
+        "added_p50": med(p["routed"]["p50"] - p["direct"]["p50"] for p in pairs),
+        "direct_p99": med(p["direct"]["p99"] for p in pairs),
+        "routed_p99": med(p["routed"]["p99"] for p in pairs),
+        "serving_cpu_us": med(p["direct"]["cpu_us"] for p in pairs),
+        "router_cpu_us": med(p["routed"]["cpu_us"] for p in pairs),
+        "non2xx": sum(p["direct"]["non2xx"] + p["routed"]["non2xx"] for p in pairs),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     parser.add_argument("--connections", default="1,8,64", help="comma-separated (default 1,8,64)")
+    parser.add_argument("--repeat", type=int, default=3, help="direct/routed pairs per row, medians (default 3)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "router.md")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -158,13 +184,24 @@ def main() -> int:
                     assert r.status_code == 200, (url, r.status_code, r.text)
                     wrk(url, body, 4, 1, tmp)  # warm-up: imports, connection pools, caches
                 for c in conns:
-                    direct = wrk(f"http://127.0.0.1:{sport}/score", body, c, args.duration, tmp)
-                    routed = wrk(f"http://127.0.0.1:{rport}/score", body, c, args.duration, tmp)
-                    rows.append((name, c, direct, routed))
+                    pairs = []
+                    for i in range(args.repeat):
+                        # Alternate the order so that neither side always runs first after a load change.
+                        order = ("direct", "routed") if i % 2 == 0 else ("routed", "direct")
+                        result: dict[str, dict[str, float]] = {}
+                        for side in order:
+                            pid, port = (serving.pid, sport) if side == "direct" else (router.pid, rport)
+                            cpu0 = cpu_seconds(pid)
+                            result[side] = wrk(f"http://127.0.0.1:{port}/score", body, c, args.duration, tmp)
+                            n = result[side]["rps"] * args.duration
+                            result[side]["cpu_us"] = (cpu_seconds(pid) - cpu0) / max(n, 1) * 1e6
+                        pairs.append(result)
+                    row = summarize(pairs)
+                    rows.append((name, c, row))
                     print(
-                        f"{name} c={c}: direct {direct['rps']:.0f} req/s p50 {direct['p50']:.2f} ms | "
-                        f"routed {routed['rps']:.0f} req/s p50 {routed['p50']:.2f} ms "
-                        f"({routed['rps'] / direct['rps']:.0%})",
+                        f"{name} c={c}: direct {row['direct_rps']:.0f} req/s p50 {row['direct_p50']:.2f} ms | "
+                        f"routed {row['routed_rps']:.0f} req/s p50 {row['routed_p50']:.2f} ms "
+                        f"(ratio {row['ratio']:.0%}, router {row['router_cpu_us']:.0f} us CPU/req)",
                         flush=True,
                     )
                 for p in (router, serving):
@@ -180,7 +217,8 @@ def main() -> int:
     lines = [
         "# Local router overhead",
         "",
-        f"Command: `python bench/router/run.py --duration {args.duration} --connections {args.connections}`",
+        f"Command: `python bench/router/run.py --duration {args.duration} --connections {args.connections}"
+        f" --repeat {args.repeat}`",
         f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}; "
         f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.",
         "",
@@ -191,15 +229,19 @@ def main() -> int:
         "(an upstream that costs nothing), the alice rows show a real model (the car-classifier's scikit-learn",
         "deployment with its sample photo).",
         "",
+        "Each row: the median of `--repeat` direct/routed pairs run back to back (order alternating). `router CPU`",
+        "is the router process's own CPU time per request (user + system, from /proc) during the routed runs,",
+        "`serving CPU` the serving process's during the direct runs: the least noisy measure of what the hop costs.",
+        "",
         "| upstream | conns | direct req/s | routed req/s | routed/direct | direct p50 ms | routed p50 ms "
-        "| added p50 ms | direct p99 ms | routed p99 ms | non-2xx (d/r) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| added p50 ms | direct p99 ms | routed p99 ms | serving CPU us/req | router CPU us/req | non-2xx |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, c, d, r in rows:
+    for name, c, r in rows:
         lines.append(
-            f"| {name} | {c} | {d['rps']:.0f} | {r['rps']:.0f} | {r['rps'] / d['rps']:.0%} | {d['p50']:.2f} | "
-            f"{r['p50']:.2f} | {r['p50'] - d['p50']:+.2f} | {d['p99']:.2f} | {r['p99']:.2f} | "
-            f"{d['non2xx']}/{r['non2xx']} |"
+            f"| {name} | {c} | {r['direct_rps']:.0f} | {r['routed_rps']:.0f} | {r['ratio']:.0%} | "
+            f"{r['direct_p50']:.2f} | {r['routed_p50']:.2f} | {r['added_p50']:+.2f} | {r['direct_p99']:.2f} | "
+            f"{r['routed_p99']:.2f} | {r['serving_cpu_us']:.0f} | {r['router_cpu_us']:.0f} | {r['non2xx']:.0f} |"
         )
     lines.append("")
     args.out.parent.mkdir(parents=True, exist_ok=True)
