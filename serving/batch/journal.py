@@ -200,6 +200,9 @@ class Journal:
             self._journal_fd = os.open(self.journal_path, os.O_RDWR)
             self._read_new(repair=True)
             self._verify()
+            if self._out_fd is not None and os.fstat(self._out_fd).st_size > self.state.output_end:
+                # Rows of a commit whose journal line never made it: gone now, not only at the next commit.
+                os.ftruncate(self._out_fd, self.state.output_end)
         return resumed
 
     def _verify(self) -> None:
