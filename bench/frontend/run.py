@@ -11,7 +11,7 @@ from other processes hits both sides alike:
 Admission is on with ``ENDPOINTS_MAX_CONCURRENT_REQUESTS`` equal to the connection count (every request takes and
 returns a slot; none is rejected). Every request carries the ``Authorization`` header in both modes.
 
-Usage: ``python bench/frontend/run.py [--duration 10] [--connections 64] [--rounds 2]``; writes
+Usage: ``python bench/frontend/run.py [--duration 4] [--connections 64] [--rounds 8]``; writes
 ``bench/results/frontend.md``.
 """
 
@@ -79,8 +79,8 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
 
 
 def parse_ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
 def run_wrk(url: str, lua: Path, duration: int, connections: int) -> Result:
@@ -88,8 +88,8 @@ def run_wrk(url: str, lua: Path, duration: int, connections: int) -> Result:
            "-H", f"Authorization: Bearer {KEY}", url]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = parse_ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = parse_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = parse_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = parse_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return Result(rps, p50, p99, int(non_2xx.group(1)) if non_2xx else 0,
@@ -137,9 +137,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run (default 10)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating off/on rounds per app (default 2)")
+    parser.add_argument("--rounds", type=int, default=8, help="alternating off/on rounds per app (default 2)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "frontend.md")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -163,8 +163,12 @@ def main() -> int:
             try:
                 for _proc, port in servers.values():  # warm-up
                     run_wrk(f"http://127.0.0.1:{port}/score", workdir / "req.lua", 2, args.connections)
-                for _ in range(args.rounds):
-                    for mode, (_, port) in servers.items():
+                for round_index in range(args.rounds):
+                    # Alternate which side goes first, so a drift in background load does not favour one side.
+                    order = list(servers.items())
+                    if round_index % 2:
+                        order.reverse()
+                    for mode, (_, port) in order:
                         r = run_wrk(f"http://127.0.0.1:{port}/score", workdir / "req.lua", args.duration,
                                     args.connections)  # fmt: skip
                         results.setdefault((kind, mode), []).append(r)
@@ -186,8 +190,11 @@ def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[R
         off, on = results[(kind, "off")], results[(kind, "on")]
         off_rps = statistics.median(r.rps for r in off)
         on_rps = statistics.median(r.rps for r in on)
+        # Each round's on/off pair ran back to back: the median of the pairwise ratios cancels slow load drift.
+        ratio = statistics.median(b.rps / a.rps for a, b in zip(off, on, strict=True))
+        best = max(r.rps for r in on) / max(r.rps for r in off)
         rows.append(
-            f"| {names[kind]} | {off_rps:,.0f} | {on_rps:,.0f} | {on_rps / off_rps:.1%} "
+            f"| {names[kind]} | {off_rps:,.0f} | {on_rps:,.0f} | {ratio:.1%} | {best:.1%} "
             f"| {statistics.median(r.p50_ms for r in off):.2f} / {statistics.median(r.p50_ms for r in on):.2f} "
             f"| {statistics.median(r.p99_ms for r in off):.2f} / {statistics.median(r.p99_ms for r in on):.2f} "
             f"| {sum(r.non_2xx + r.errors for r in off + on)} |"
@@ -200,16 +207,18 @@ def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[R
 Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} on this machine ({os.cpu_count()} vCPU, shared with
 other jobs: absolute numbers are noisy; the on/off ratio is measured side by side in the same run, alternating
 rounds). One uvicorn worker per server (uvloop, httptools); wrk 1 thread, {args.connections} connections,
-{args.duration} s per run, {args.rounds} rounds per side (median shown), POST /score with a small JSON body and an
-`Authorization: Bearer` header on every request.
+{args.duration} s per run, {args.rounds} rounds per side (off and on back to back, the first side
+alternating), POST /score with a small JSON body and an `Authorization: Bearer` header on every request.
+"ratio" is the median of the per-round on/off ratios (each pair ran back to back, which cancels slow drift in
+the background load); "best" compares the best run of each side.
 
 "on" = `serving.frontend` with `ENDPOINTS_AUTH_MODE=key` (key files, constant-time compare, stat per request for
 rotation), admission with `ENDPOINTS_MAX_CONCURRENT_REQUESTS={args.connections}` (every request takes a slot; none
-rejected), request timeout task, body limit, request id, Prometheus metrics and the JSON access-log line.
+rejected), request deadline, body limit, request id, Prometheus metrics and the JSON access-log line.
 "off" = the same app without the frontend (`python -m serving --no-frontend`; the bare app unwrapped).
 
-| app | off req/s | on req/s | on/off | p50 ms off / on | p99 ms off / on | non-2xx + socket errors |
-|---|---:|---:|---:|---:|---:|---:|
+| app | off req/s | on req/s | on/off ratio | on/off best | p50 ms off / on | p99 ms off / on | non-2xx, errors |
+|---|---:|---:|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
 
 Target (issue 4): key auth + admission under 10 % slower on the scoring server.

@@ -92,7 +92,7 @@ class FrontendMetrics:
         self.rejected = Counter(
             "endpoints_requests_rejected",
             "Requests the production layer answered itself, by reason "
-            "(unauthorized, overloaded, timeout, body_too_large, bad_encoding, draining).",
+            "(unauthorized, overloaded, timeout, body_too_large, bad_encoding, draining, app_error).",
             ["reason"],
             registry=r,
         )
