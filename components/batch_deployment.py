@@ -20,6 +20,7 @@ from components.builders.batch import (
     build_template_config_map,
     job_template_name,
     priority_of,
+    queue_name,
     template_config_map_name,
 )
 from components.builders.common import ClusterSettings
@@ -114,7 +115,7 @@ class BatchDeployment(pulumi.ComponentResource):
         self.config_map_name = pulumi.Output.from_input(
             template_config_map_name(args.endpoint.name, args.deployment.name)
         )
-        self.queue_name = pulumi.Output.from_input(args.options.queue_name)
+        self.queue_name = pulumi.Output.from_input(queue_name(args.endpoint.name, args.options))
         self.priority = pulumi.Output.from_input(priority)
         self.register_outputs(
             {

@@ -11,6 +11,7 @@ import pulumi_random as random
 
 from components.builders.batch import (
     BatchOptions,
+    build_endpoint_local_queue,
     build_job_api_objects,
     build_job_api_route,
     build_keys_secret,
@@ -18,6 +19,7 @@ from components.builders.batch import (
     job_api_name,
     jobs_uri,
     keys_secret_name,
+    queue_name,
 )
 from components.builders.common import ClusterSettings
 from components.kubernetes_objects import create_object
@@ -65,6 +67,7 @@ class BatchEndpoint(pulumi.ComponentResource):
         primary_key, secondary_key: Secret outputs.
         secret_name: Name of the keys Secret.
         service_name: Name of the job API Service (in-cluster clients).
+        queue_name: Kueue LocalQueue of the endpoint's jobs.
     """
 
     jobs_uri: pulumi.Output[str]
@@ -72,6 +75,7 @@ class BatchEndpoint(pulumi.ComponentResource):
     secondary_key: pulumi.Output[str]
     secret_name: pulumi.Output[str]
     service_name: pulumi.Output[str]
+    queue_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: BatchEndpointArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE_TOKEN, name, None, opts)
@@ -80,6 +84,10 @@ class BatchEndpoint(pulumi.ComponentResource):
         api_objects = build_job_api_objects(ep, args.deployment_names, settings, args.image, args.options)
         route = build_job_api_route(ep, settings)
         claim = build_volume_claim(ep, settings, args.options) if args.create_volume_claim else None
+        # The endpoint's own LocalQueue unless the stack names a shared one.
+        local_queue = (
+            build_endpoint_local_queue(ep, settings, args.options) if args.options.queue_name is None else None
+        )
         child = pulumi.ResourceOptions(parent=self)
 
         def password(suffix: str, length: int) -> pulumi.Output[str]:
@@ -106,9 +114,12 @@ class BatchEndpoint(pulumi.ComponentResource):
         self.route = create_object(f"{name}-route", route, child)
         if claim is not None:
             self.volume_claim = create_object(f"{name}-data", claim, child)
+        if local_queue is not None:
+            self.local_queue = create_object(f"{name}-queue", local_queue, child)
         self.jobs_uri = pulumi.Output.from_input(jobs_uri(ep, settings))
         self.secret_name = pulumi.Output.from_input(keys_secret_name(ep.name))
         self.service_name = pulumi.Output.from_input(job_api_name(ep.name))
+        self.queue_name = pulumi.Output.from_input(queue_name(ep.name, args.options))
         self.register_outputs(
             {
                 "jobs_uri": self.jobs_uri,
@@ -116,5 +127,6 @@ class BatchEndpoint(pulumi.ComponentResource):
                 "secondary_key": self.secondary_key,
                 "secret_name": self.secret_name,
                 "service_name": self.service_name,
+                "queue_name": self.queue_name,
             }
         )

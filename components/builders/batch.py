@@ -24,7 +24,7 @@ from components.builders.common import (
     metadata,
     selector_labels,
 )
-from components.builders.compute import build_priority_class, pool_scheduling
+from components.builders.compute import build_local_queue, build_priority_class, pool_scheduling
 from endpoints.catalog import InstanceType
 from endpoints.errors import SpecError
 from endpoints.specs import BatchDeployment, BatchEndpoint, ModelAsset
@@ -57,7 +57,10 @@ class BatchOptions:
     """Stack-level choices for batch jobs.
 
     Attributes:
-        queue_name: Kueue LocalQueue the Jobs are submitted to (default ``batch``).
+        queue_name: Kueue LocalQueue the Jobs are submitted to (default none: the endpoint's own LocalQueue
+            ``<endpoint>-batch``, which the BatchEndpoint creates).
+        cluster_queue: Kueue ClusterQueue the endpoint's LocalQueue points at (default ``batch``; quotas per pool
+            come from the compute pools).
         volume_claim: PersistentVolumeClaim (ReadWriteMany) mounted at ``/mnt/batch`` in runners and the job API;
             outputs go to ``/mnt/batch/outputs/<job>`` (default ``batch-data``).
         volume_size: Size the BatchEndpoint requests when it creates the claim (default ``100Gi``).
@@ -69,7 +72,8 @@ class BatchOptions:
         drain_timeout_s: Seconds a runner lets running mini-batches finish on SIGTERM (default 20).
     """
 
-    queue_name: str = "batch"
+    queue_name: str | None = None
+    cluster_queue: str = "batch"
     volume_claim: str = "batch-data"
     volume_size: str = "100Gi"
     storage_class: str | None = None
@@ -91,6 +95,20 @@ def priority_of(deployment: BatchDeployment) -> Priority:
     if value in ("normal", "dedicated", "regular"):
         return "normal"
     raise SpecError(f"deployment {deployment.name}: tags.priority: got {value!r}; use low or normal")
+
+
+def queue_name(endpoint_name: str, options: BatchOptions) -> str:
+    """The LocalQueue of an endpoint's jobs: ``options.queue_name``, else the endpoint's own ``<endpoint>-batch``."""
+    return options.queue_name or k8s_name(endpoint_name, "batch")
+
+
+def build_endpoint_local_queue(
+    endpoint: BatchEndpoint, settings: ClusterSettings, options: BatchOptions
+) -> dict[str, Any]:
+    """The endpoint's Kueue LocalQueue (its jobs wait there while ``options.cluster_queue`` has no room)."""
+    queue = build_local_queue(queue_name(endpoint.name, options), settings.namespace, options.cluster_queue)
+    queue["metadata"]["labels"] = {**queue["metadata"]["labels"], **endpoint_labels(endpoint.name)}
+    return queue
 
 
 def job_template_name(endpoint_name: str, deployment_name: str) -> str:
@@ -175,7 +193,7 @@ def build_job_template(
     """
     opts = options or BatchOptions()
     labels = {**deployment_labels(endpoint.name, deployment.name), "ml-endpoints.io/kind": "batch-job",
-              KUEUE_QUEUE_LABEL: opts.queue_name}  # fmt: skip
+              KUEUE_QUEUE_LABEL: queue_name(endpoint.name, opts)}  # fmt: skip
     pod_labels = {**deployment_labels(endpoint.name, deployment.name), "ml-endpoints.io/kind": "batch-job"}
     resources = instance.kubernetes_resources()
     node_selector, tolerations = pool_scheduling(instance, settings)

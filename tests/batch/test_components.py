@@ -64,6 +64,7 @@ def test_batch_endpoint_component():
             ("kubernetes:core/v1:Service", "cars-batch-svc"),
             ("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "cars-batch-route"),
             ("kubernetes:core/v1:PersistentVolumeClaim", "cars-batch-data"),
+            ("kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue", "cars-batch-queue"),
         ]
     )
     for r in run.resources:
@@ -92,7 +93,7 @@ def test_batch_deployment_component_with_pinned_image():
             assert image == IMAGE, f"{urn}: image {image!r}"
             assert template == "cars-batch-alice-batch", f"{urn}: template_name {template!r}"
             assert cm == "cars-batch-alice-batch-template", f"{urn}: config_map_name {cm!r}"
-            assert (queue, priority) == ("batch", "low"), f"{urn}: queue/priority {(queue, priority)}"
+            assert (queue, priority) == ("cars-batch-batch", "low"), f"{urn}: queue/priority {(queue, priority)}"
 
         return pulumi.Output.all(
             comp.urn, comp.image, comp.template_name, comp.config_map_name, comp.queue_name, comp.priority

@@ -14,6 +14,7 @@ from components.builders.batch import (
     SPOT_TOLERATIONS,
     BatchOptions,
     build_batch_priority_classes,
+    build_endpoint_local_queue,
     build_job_api_objects,
     build_job_api_route,
     build_job_template,
@@ -73,7 +74,7 @@ def test_job_template_is_an_indexed_kueue_job_with_failure_policy():
     spec = job["spec"]
     assert job["metadata"]["name"] == "cars-batch-alice-batch"
     assert job["metadata"]["namespace"] == "ml"
-    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "batch"
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "cars-batch-batch"
     assert (spec["completionMode"], spec["completions"], spec["parallelism"], spec["suspend"]) == (
         "Indexed",
         3,
@@ -155,6 +156,7 @@ def test_job_api_objects_validate_and_role_is_limited_to_jobs():
         build_keys_secret(ep, SETTINGS),
         build_job_api_route(ep, SETTINGS),
         *build_batch_priority_classes(),
+        build_endpoint_local_queue(ep, SETTINGS, BatchOptions()),
     ]
     assert validate_objects(objs) == []
     kinds = [(o["kind"], o["metadata"]["name"]) for o in objs]
@@ -169,6 +171,7 @@ def test_job_api_objects_validate_and_role_is_limited_to_jobs():
         ("HTTPRoute", "cars-batch"),
         ("PriorityClass", "ml-endpoints-batch"),
         ("PriorityClass", "ml-endpoints-batch-low"),
+        ("LocalQueue", "cars-batch-batch"),
     ]
     role = objs[1]
     assert role["rules"][0] == {
@@ -188,6 +191,7 @@ def test_job_api_objects_validate_and_role_is_limited_to_jobs():
     assert json.loads(objs[5]["data"]["alice.json"]) == template
     assert objs[9]["preemptionPolicy"] == "Never"
     assert jobs_uri(ep, SETTINGS) == "https://cars-batch.endpoints.example.com/jobs"
+    assert objs[10]["spec"] == {"clusterQueue": "batch"}
 
 
 def test_aad_token_job_api_needs_oidc_settings():
@@ -234,7 +238,7 @@ def test_submit_creates_a_valid_indexed_job_with_the_job_settings(apiserver, lau
     assert validate_object(job) == []
     assert job["metadata"]["name"] == "job-7"
     assert job["metadata"]["labels"]["ml-endpoints.io/batch-job"] == "job-7"
-    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "batch"
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "cars-batch-batch"
     assert (job["spec"]["parallelism"], job["spec"]["completions"]) == (2, 2)
     env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     settings = json.loads(env["ENDPOINTS_BATCH_SETTINGS"])
