@@ -305,9 +305,16 @@ class RouterApp:
             out_headers = [(n, v) for n, v in response.headers if n.lower() not in out_drop]
             out_headers.append((PIN_HEADER.encode(), target.encode()))
             await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
+            # A body already read to its end goes out as the last message: one ASGI send (and one socket write)
+            # fewer per request, which is most answers (small JSON).
+            ended = False
             async for chunk in response.iter_body():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                ended = response.finished
+                await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+                if ended:
+                    break
+            if not ended:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except UpstreamError as e:
             # The status line is out; all that is left is to cut the response short.
             logger.warning("deployment %s broke off its response: %s", target, e)

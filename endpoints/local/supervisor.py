@@ -331,8 +331,7 @@ class Supervisor:
             count = getattr(spec, "instance_count", 1)
             if count > 1 and (old is None or name not in old.deployments):
                 self.say(
-                    f"note: {name}: instance_count {count} runs as one local process"
-                    " (WORKER_COUNT sets its workers)"
+                    f"note: {name}: instance_count {count} runs as one local process (WORKER_COUNT sets its workers)"
                 )
 
         # Start new/changed/crashed deployments next to the running ones; switch the router once they are ready.

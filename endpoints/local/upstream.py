@@ -109,8 +109,7 @@ class Response:
         while True:
             if state.body:
                 chunks, state.body = state.body, []
-                for chunk in chunks:
-                    yield chunk
+                yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
             if state.done:
                 return
             assert self._conn is not None
@@ -131,6 +130,11 @@ class Response:
                 self._parser.feed_data(data)
             except httptools.HttpParserError as e:
                 raise UpstreamError(f"invalid response: {e}") from e
+
+    @property
+    def finished(self) -> bool:
+        """Whether every body byte has been handed out by ``iter_body`` (the next chunk is the last)."""
+        return self._head_only or (self._state.done and not self._state.body)
 
     async def aclose(self) -> None:
         """Return the connection to the pool if the exchange completed cleanly; close it otherwise."""
