@@ -205,8 +205,9 @@ def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[R
     text = f"""# Production layer cost: key auth + admission on vs off
 
 Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} on this machine ({os.cpu_count()} vCPU, shared with
-other jobs: absolute numbers are noisy; the on/off ratio is measured side by side in the same run, alternating
-rounds). One uvicorn worker per server (uvloop, httptools); wrk 1 thread, {args.connections} connections,
+other jobs, load average {os.getloadavg()[0]:.1f} at the end: absolute numbers are noisy; the on/off ratio is
+measured side by side in the same run, alternating rounds). One uvicorn worker per server (uvloop, httptools);
+wrk 1 thread, {args.connections} connections,
 {args.duration} s per run, {args.rounds} rounds per side (off and on back to back, the first side
 alternating), POST /score with a small JSON body and an `Authorization: Bearer` header on every request.
 "ratio" is the median of the per-round on/off ratios (each pair ran back to back, which cancels slow drift in

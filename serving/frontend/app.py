@@ -152,7 +152,6 @@ class Frontend:
         self.draining = False
         self._background: set[asyncio.Future[None]] = set()
         self._deadlines: dict[_Exchange, tuple[float, asyncio.Task[Any]]] = {}
-        self._ticking = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeout_s = settings.request_timeout_ms / 1000
         self._queue_wait_s = settings.max_queue_wait_ms / 1000
@@ -383,8 +382,8 @@ class Frontend:
         # deadline the 408 is sent and the slot freed by the ticker itself, so both happen on time even when the
         # app cannot be cancelled promptly (a synchronous run() in a thread that shields the await).
         self._deadlines[ex] = (deadline, task)
-        if not self._ticking:
-            self._start_ticker()
+        if self._loop is not asyncio.get_running_loop():
+            self._start_ticker()  # first request, or the frontend now serves on another loop
         try:
             await self.app(scope, limited_receive, ex.app_send)
         except asyncio.CancelledError:
@@ -403,24 +402,29 @@ class Frontend:
             self._deadlines.pop(ex, None)
 
     def _start_ticker(self) -> None:
-        self._ticking = True
         self._loop = asyncio.get_running_loop()
         self._loop.call_later(TICK_S, self._tick, 0)
 
     def _tick(self, count: int) -> None:
         """Every TICK_S: answer 408 for requests past their deadline; every second: flush the metrics."""
-        if self._deadlines:
-            now = time.perf_counter()
-            late = [(ex, task) for ex, (deadline, task) in self._deadlines.items() if deadline <= now]
-            for ex, task in late:
-                del self._deadlines[ex]
-                self._on_timeout(ex, task)
-        count += 1
-        if count * TICK_S >= 1.0:
-            count = 0
-            self.metrics.flush(self.admission.running, self.admission.waiting)
-        assert self._loop is not None
-        self._loop.call_later(TICK_S, self._tick, count)
+        loop = self._loop
+        if loop is None or loop.is_closed() or loop is not asyncio.get_running_loop():
+            return  # superseded by a ticker on another loop
+        try:
+            if self._deadlines:
+                now = time.perf_counter()
+                late = [(ex, task) for ex, (deadline, task) in self._deadlines.items() if deadline <= now]
+                for ex, task in late:
+                    del self._deadlines[ex]
+                    self._on_timeout(ex, task)
+            count += 1
+            if count * TICK_S >= 1.0:
+                count = 0
+                self.metrics.flush(self.admission.running, self.admission.waiting)
+        except Exception:
+            log.exception("frontend ticker failed; continuing")
+        finally:
+            loop.call_later(TICK_S, self._tick, count)
 
     def _on_timeout(self, ex: _Exchange, task: asyncio.Task[Any]) -> None:
         ex.timed_out = True
