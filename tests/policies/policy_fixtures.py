@@ -203,3 +203,34 @@ def container(obj: dict[str, Any]) -> dict[str, Any]:
 
 def pod(obj: dict[str, Any]) -> dict[str, Any]:
     return obj["spec"]["template"]["spec"]
+
+
+def crossguard_findings(objects: list[dict[str, Any]], config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(policy, message) of every CrossGuard validator of the pack over ``objects``, as the engine would call them:
+    props without apiVersion/kind behind pulumi-policy's unknown-checking proxy, a collecting report_violation."""
+    from pulumi_policy import PolicyResource, PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
+    from pulumi_policy.proxy import unknown_checking_proxy
+
+    from policies.rules import STACK_VALIDATORS, VALIDATORS
+    from policies.rules.common import type_token
+
+    opts = PolicyResourceOptions(False, [], None, [], None, [], None)  # type: ignore[arg-type]
+    found: list[tuple[str, str]] = []
+    resources = []
+    for i, obj in enumerate(objects):
+        token = type_token(obj)
+        props = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+        for name, validator in VALIDATORS.items():
+            args = ResourceValidationArgs(
+                token, unknown_checking_proxy(copy.deepcopy(props)), f"urn:{i}", f"r{i}", opts, None, dict(config)
+            )
+            validator(args, lambda message, urn=None, name=name: found.append((name, message)))
+        resources.append(
+            PolicyResource(token, unknown_checking_proxy(props), f"urn:{i}", f"r{i}", opts, None, None, [], {})
+        )
+    for name, validator in STACK_VALIDATORS.items():
+        validator(
+            StackValidationArgs(resources, dict(config)),
+            lambda message, urn=None, name=name: found.append((name, message)),
+        )
+    return found

@@ -651,3 +651,11 @@ def test_batch_runner_job_is_not_a_serving_container() -> None:
             "aad_token",
         )
     ]
+
+
+@pytest.mark.parametrize(("mutate", "ctx", "expected"), CASES)
+def test_rule_through_crossguard_validators(mutate: Mutator, ctx: Context, expected: list[tuple[str, str]]) -> None:
+    """The same cases through the CrossGuard wrappers: the pack reports exactly what the plain checks report."""
+    objects = fx.stack()
+    mutate(objects)
+    assert sorted(fx.crossguard_findings(objects, {"environment": ctx.environment})) == sorted(expected)
