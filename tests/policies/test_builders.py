@@ -31,22 +31,21 @@ POD_RULES = {
 @pytest.mark.skipif(not BATCH_PROJECT.is_dir(), reason="the batch fixture project is not in this checkout")
 @pytest.mark.parametrize("instance_type", ["Standard_DS3_v2", "Standard_NC4as_T4_v3"])
 def test_batch_objects_pass_the_pod_rules(instance_type: str) -> None:
-    from components.builders.batch import build_job_api_objects, build_job_template, build_templates_config_map
+    from components.builders import batch
     from components.builders.common import ClusterSettings
     from endpoints.project import load_endpoint_project
 
     project = load_endpoint_project(BATCH_PROJECT)
     settings = ClusterSettings()
-    templates = {
-        name: build_job_template(
+    objects: list[dict] = [batch.build_keys_secret(project.endpoint, settings)]
+    for spec in project.deployments.values():
+        template = batch.build_job_template(
             project.endpoint, spec, project.catalog.get(instance_type), settings, f"registry.example.com/run{DIGEST}"
         )
-        for name, spec in project.deployments.items()
-    }
-    objects = [
-        *templates.values(),
-        build_templates_config_map(project.endpoint, templates, settings),
-        *build_job_api_objects(project.endpoint, settings, f"registry.example.com/serving{DIGEST}", "keys"),
-    ]
+        objects += [template, batch.build_template_config_map(project.endpoint, spec, template, settings)]
+    objects += batch.build_job_api_objects(
+        project.endpoint, list(project.deployments), settings, f"registry.example.com/serving{DIGEST}"
+    )
+    assert {o["kind"] for o in objects} >= {"Job", "Deployment", "ConfigMap", "Secret"}
     found = [(v.policy, v.ref(), v.message) for v in check_objects(objects, Context(environment="prod"))]
     assert [f for f in found if f[0] in POD_RULES] == []
