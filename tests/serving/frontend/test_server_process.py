@@ -156,10 +156,15 @@ def test_two_workers_share_auth_readiness_and_metrics(start, tmp_path):
     with httpx.Client(timeout=10) as c:
         r = c.post(server.url + "/score", content=b"0")
         assert (r.status_code, r.json()) == (401, {"error": "missing or invalid credentials"})
-        metrics = c.get(server.url + "/metrics").text
+        # Every worker's counts, whichever worker answers /metrics; other workers flush once a second.
+        deadline = time.monotonic() + 3
+        while True:
+            metrics = c.get(server.url + "/metrics").text
+            if _gauge(metrics, 'endpoints_requests_total{route="/score",status="200"}') == 20.0:
+                break
+            assert time.monotonic() < deadline, metrics
+            time.sleep(0.1)
     assert len(pids) == 2, f"20 connections all went to one worker: {pids}"
-    # Every worker's counts, whichever worker answered /metrics.
-    assert _gauge(metrics, 'endpoints_requests_total{route="/score",status="200"}') == 20.0
     assert _gauge(metrics, 'endpoints_requests_rejected_total{reason="unauthorized"}') == 1.0
     # One JSON line per request in the process output.
     time.sleep(0.2)
