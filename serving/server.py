@@ -357,6 +357,7 @@ def _master(options: ServerOptions) -> int:
         return 1
     port = anchor.getsockname()[1]
     worker_options = dataclasses.replace(options, port=port)
+    _preload(options)
     children: dict[int, int] = {}  # pid -> index
     stopping = False
     exit_code = EXIT_OK
@@ -438,6 +439,32 @@ def _master(options: ServerOptions) -> int:
     finally:
         anchor.close()
     return exit_code
+
+
+def _preload(options: ServerOptions) -> None:
+    """Import the server's own modules once in the master: forked workers share them instead of each importing.
+
+    Only our modules and their libraries (never the user's script): nothing here starts threads or event loops,
+    and prometheus-client is imported after ``PROMETHEUS_MULTIPROC_DIR`` is set.
+    """
+    import importlib
+
+    names = [
+        "uvicorn",
+        "uvicorn.protocols.http.httptools_impl",
+        "uvloop",
+        "serving.app",
+        "serving.scoring",
+        "serving.swagger",
+        "inference_schema.schema_util",
+    ]
+    if options.frontend:
+        names.append("serving.frontend")
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue  # the worker reports what is really missing
 
 
 def _mark_dead(pid: int) -> None:
