@@ -213,7 +213,7 @@ alternating), POST /score with a small JSON body and an `Authorization: Bearer` 
 "ratio" is the median of the per-round on/off ratios (each pair ran back to back, which cancels slow drift in
 the background load); "best" compares the best run of each side.
 
-"on" = `serving.frontend` with `ENDPOINTS_AUTH_MODE=key` (key files, constant-time compare, stat per request for
+"on" = `serving.frontend` with `ENDPOINTS_AUTH_MODE=key` (key files, constant-time compare, one stat a second for
 rotation), admission with `ENDPOINTS_MAX_CONCURRENT_REQUESTS={args.connections}` (every request takes a slot; none
 rejected), request deadline, body limit, request id, Prometheus metrics and the JSON access-log line.
 "off" = the same app without the frontend (`python -m serving --no-frontend`; the bare app unwrapped).
