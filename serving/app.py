@@ -160,7 +160,7 @@ class ScoringApp:
                 return
             version = _query_value(scope.get("query_string", b""), "version") or "2"
             try:
-                body = self._swagger_bytes(version)
+                body = self.scorer.swagger_json(version)
             except ScoringError as ex:
                 await self._error(send, ex, ids, extra)
                 return
@@ -175,13 +175,6 @@ class ScoringApp:
             )
         else:
             await self._error(send, NotFound(f"Not found: {path}"), ids, extra)
-
-    def _swagger_bytes(self, version: str) -> bytes:
-        swagger_set = getattr(self.scorer, "_swagger", None)
-        if swagger_set is not None and hasattr(swagger_set, "encoded"):
-            encoded: bytes = swagger_set.encoded(version)
-            return encoded
-        return to_json(self.scorer.swagger(version))
 
     async def _score(
         self,

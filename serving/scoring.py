@@ -577,6 +577,14 @@ class Scorer:
         """The swagger document of ``version``; raises NotFound naming the supported versions."""
         raise NotImplementedError
 
+    def swagger_json(self, version: str) -> bytes:
+        """The swagger document of ``version`` as JSON bytes (encoded once at load when the scorer can)."""
+        swagger_set = getattr(self, "_swagger", None)
+        if swagger_set is not None:
+            encoded: bytes = swagger_set.encoded(version)
+            return encoded
+        return to_json(self.swagger(version))
+
     def close(self) -> None:
         """Release threads and resources (default: nothing)."""
 
