@@ -258,6 +258,13 @@ def test_foreground_up_stops_everything_on_ctrl_c(project, cli, tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         state = _state(cli)
+        assert all(_pid_alive(r["pid"]) for r in [*state["deployments"].values(), state["router"]])
+        # In the foreground the supervisor restarts a crashed deployment by itself.
+        os.kill(state["deployments"]["blue"]["pid"], signal.SIGKILL)
+        while _state(cli)["deployments"]["blue"]["pid"] == state["deployments"]["blue"]["pid"]:
+            assert time.monotonic() < deadline, "blue was not restarted"
+            time.sleep(0.1)
+        state = _state(cli)
         pids = [r["pid"] for r in state["deployments"].values()] + [state["router"]["pid"]]
         assert all(_pid_alive(p) for p in pids)
         time.sleep(0.5)
@@ -269,6 +276,7 @@ def test_foreground_up_stops_everything_on_ctrl_c(project, cli, tmp_path):
             proc.communicate()
     assert proc.returncode == 0, err
     assert "Ctrl-C stops the endpoint" in err and "stopping..." in err
+    assert "blue exited (status -9); restarting it" in err
     assert not any(_pid_alive(p) for p in pids)
     assert _state(cli)["deployments"] == {}
 
