@@ -69,12 +69,18 @@ def test_object_names_are_dns_labels(ep: str, dep: str) -> None:
 
 
 def test_trailing_hyphen_is_refused() -> None:
+    """The spec refuses it before any builder runs; a builder given one anyway (model_construct) refuses it too."""
     import pytest
+    from pydantic import ValidationError
 
     from endpoints.errors import SpecError
+    from endpoints.specs.online import OnlineEndpoint
 
+    with pytest.raises(ValidationError, match="no hyphen last"):
+        endpoint("cars-")
+    bad = OnlineEndpoint.model_construct(**{**endpoint("cars").__dict__, "name": "cars-"})
     with pytest.raises(SpecError) as e:
-        build_http_route(endpoint("cars-"), [deployment("alice", "cars-")], SETTINGS)
+        build_http_route(bad, [deployment("alice", "cars")], SETTINGS)
     assert str(e.value) == (
         "<spec>: endpoint name 'cars-': ends with a hyphen; on Kubernetes it becomes a label value and a DNS name,"
         " which must end with a letter or digit"
