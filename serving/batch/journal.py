@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving.batch.settings import RunnerSettings
+from serving.batch.runconfig import JobSettings
 
 
 class OutputConflictError(RuntimeError):
@@ -78,8 +78,8 @@ class JournalState:
 def fingerprint(files: list[str], mini_batch_size: int) -> str:
     """Hash of the sorted input list and the split, so a resumed job proves it scores the same files."""
     h = hashlib.sha256(str(mini_batch_size).encode())
-    for f in files:
-        h.update(b"\0" + f.encode())
+    if files:
+        h.update(b"\0" + "\0".join(files).encode())  # the same digest as one update per file, ~10x faster
     return h.hexdigest()
 
 
@@ -105,7 +105,7 @@ def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
 class Journal:
     """The output file and its journal for one job; one object per runner process."""
 
-    def __init__(self, settings: RunnerSettings, instance_index: int = 0, sync_interval: float = 1.0) -> None:
+    def __init__(self, settings: JobSettings, instance_index: int = 0, sync_interval: float = 1.0) -> None:
         """Point at the output folder; nothing is opened until :meth:`open`.
 
         Args:
@@ -130,6 +130,7 @@ class Journal:
         self._out_fd: int | None = None
         self._journal_fd: int | None = None
         self.dropped_on_open = 0
+        self.job: dict[str, Any] | None = None  # job.json as read or written by open()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -179,21 +180,21 @@ class Journal:
                         "choose another output_file_name or set overwrite: true"
                     )
                 self.output_path.unlink()
-            if not resumed:
+            if resumed:
+                self.job = job
+            else:
                 self.state_dir.mkdir(parents=True, exist_ok=True)
                 self.journal_path.touch()
-                atomic_write_json(
-                    self.job_path,
-                    {
-                        "job_id": job_id,
-                        "fingerprint": fp,
-                        "files": len(files),
-                        "mini_batches": mini_batches,
-                        "mini_batch_size": self.settings.mini_batch_size,
-                        "instance_count": self.settings.instance_count,
-                        "created": time.time(),
-                    },
-                )
+                self.job = {
+                    "job_id": job_id,
+                    "fingerprint": fp,
+                    "files": len(files),
+                    "mini_batches": mini_batches,
+                    "mini_batch_size": self.settings.mini_batch_size,
+                    "instance_count": self.settings.instance_count,
+                    "created": time.time(),
+                }
+                atomic_write_json(self.job_path, self.job)
                 _fsync_dir(self.state_dir)
             if self.write_rows:
                 self._out_fd = os.open(self.output_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -376,7 +377,7 @@ def _csv_field(value: str) -> str:
     return value
 
 
-def read_journal(settings: RunnerSettings) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+def read_journal(settings: JobSettings) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """Read ``job.json`` and every complete journal line, without locking (for status readers)."""
     state_dir = settings.state_dir
     try:

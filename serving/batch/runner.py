@@ -38,7 +38,7 @@ from types import FrameType
 from typing import Any
 
 from serving.batch.journal import Commit, Journal, OutputConflictError, atomic_write_json, read_journal
-from serving.batch.settings import RunnerSettings, RunnerSettingsError, load_settings
+from serving.batch.runconfig import JobSettings, RunConfig, RunnerSettingsError, load_run_config
 
 log = logging.getLogger("serving.batch.runner")
 
@@ -73,12 +73,16 @@ def list_inputs(uri: str) -> list[str]:
         if any(ch in path for ch in "*?["):
             files = [p for p in globlib.glob(path, recursive=True) if os.path.isfile(p)]
         elif os.path.isdir(path):
-            files = [os.path.join(root, name) for root, _, names in os.walk(path) for name in names]
+            # One abspath for the folder, not one per file: os.walk joins plain names under it.
+            top = os.path.abspath(path)
+            files = [os.path.join(root, name) for root, _, names in os.walk(top) for name in names]
         elif os.path.isfile(path):
             files = [path]
         else:
             raise InputError(f"input: got {uri!r}; no such file or folder")
-        files = sorted(os.path.abspath(f) for f in files)
+        if files and not os.path.isabs(files[0]):
+            files = [os.path.abspath(f) for f in files]
+        files.sort()
     else:
         import fsspec
 
@@ -132,7 +136,7 @@ class _Worker:
 class Runner:
     """Scores this instance's share of a job; see the module docstring."""
 
-    def __init__(self, settings: RunnerSettings, instance_index: int = 0) -> None:
+    def __init__(self, settings: RunConfig, instance_index: int = 0) -> None:
         """Prepare (nothing is started until :meth:`run`).
 
         Args:
@@ -165,8 +169,11 @@ class Runner:
         return env
 
     def _start_worker(self) -> _Worker:
-        from serving.batch.worker import worker_main
+        # Imported here, before the fork, so that every forked worker starts with the worker and scoring modules
+        # (and libc for PR_SET_PDEATHSIG) loaded; spawn imports them again anyway.
+        from serving.batch.worker import preload, worker_main
 
+        preload()
         if self._ctx.get_start_method() == "fork":
             # Forked workers share the runner's objects: keep the cyclic GC off them, or every collection in a
             # worker touches (and copies) the whole inherited heap.
@@ -200,12 +207,17 @@ class Runner:
         batches = split(files, s.mini_batch_size)
         journal = Journal(s, self.index)
         try:
-            resumed = journal.open(self.job_id, files, len(batches))
-        except OutputConflictError as e:
-            log.error("%s", e)
-            return EXIT_JOB_FAILED
-        journal.start_background_sync()
-        try:
+            # Workers first: their start and init() overlap the journal's creation and fsyncs below. The fork
+            # happens before the journal's sync thread exists.
+            mine = len(range(self.index, len(batches), s.instance_count))
+            while len(self.workers) < min(s.max_concurrency_per_instance, mine):
+                self.workers.append(self._start_worker())
+            try:
+                resumed = journal.open(self.job_id, files, len(batches))
+            except OutputConflictError as e:
+                log.error("%s", e)
+                return EXIT_JOB_FAILED
+            journal.start_background_sync()
             return self._run(journal, batches, resumed)
         finally:
             for w in self.workers:
@@ -371,7 +383,10 @@ class Runner:
                     w.conn.send(None)
         state = journal.refresh()
         self._log_progress(state.records, len(batches), rows_at_start, t0)
-        summary = write_summary(s, self.job_id, interrupted=self.stop_requested, failure=self.failure)
+        summary = write_summary(
+            s, self.job_id, interrupted=self.stop_requested, failure=self.failure,
+            known=(journal.job, list(state.records.values())),
+        )  # fmt: skip
         log.info("summary: %s (%s)", summary["status"], s.summary_path)
         if self.failure or threshold_hit or summary["status"] == "Failed":
             return EXIT_JOB_FAILED
@@ -464,9 +479,18 @@ def progress(records: dict[int, dict[str, Any]], total: int, rows_at_start: int,
     }
 
 
-def job_status(settings: RunnerSettings, interrupted: bool = False, failure: str | None = None) -> dict[str, Any]:
-    """The job's state as the journal tells it: counts, failures with reasons, timings, status."""
-    job, records = read_journal(settings)
+def job_status(
+    settings: JobSettings,
+    interrupted: bool = False,
+    failure: str | None = None,
+    known: tuple[dict[str, Any] | None, list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """The job's state as the journal tells it: counts, failures with reasons, timings, status.
+
+    ``known``: ``job.json`` and the journal records when the caller has them in memory (the runner, after its
+    last commit); default None reads them from disk.
+    """
+    job, records = known if known is not None else read_journal(settings)
     by_mb = {r["mini_batch"]: r for r in records}
     total = job["mini_batches"] if job else 0
     failed_items = sum(r["failed_items"] for r in by_mb.values())
@@ -514,9 +538,18 @@ def job_status(settings: RunnerSettings, interrupted: bool = False, failure: str
     }
 
 
-def write_summary(settings: RunnerSettings, job_id: str, interrupted: bool, failure: str | None) -> dict[str, Any]:
-    """Write ``<output stem>.summary.json`` (always, also on failure and SIGTERM) and return it."""
-    summary = job_status(settings, interrupted=interrupted, failure=failure)
+def write_summary(
+    settings: JobSettings,
+    job_id: str,
+    interrupted: bool,
+    failure: str | None,
+    known: tuple[dict[str, Any] | None, list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """Write ``<output stem>.summary.json`` (always, also on failure and SIGTERM) and return it.
+
+    ``known``: as for :func:`job_status`; default None reads the journal from disk.
+    """
+    summary = job_status(settings, interrupted=interrupted, failure=failure, known=known)
     summary["job_id"] = job_id
     atomic_write_json(settings.summary_path, summary)
     return summary
@@ -549,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k not in ("settings", "instance_index") and v is not None}
     try:
-        settings = load_settings(args.settings, overrides)
+        settings = load_run_config(args.settings, overrides)
         raw_index = (
             args.instance_index if args.instance_index is not None else os.environ.get("JOB_COMPLETION_INDEX", 0)
         )

@@ -8,19 +8,15 @@ follow Azure ML batch deployments so the mapping is one-to-one.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-SETTINGS_ENV = "ENDPOINTS_BATCH_SETTINGS"
+from serving.batch import runconfig
+from serving.batch.runconfig import SETTINGS_ENV, RunnerSettingsError
 
-
-class RunnerSettingsError(ValueError):
-    """Settings given to the runner are invalid; the message names the source, the field and the value."""
+__all__ = ["SETTINGS_ENV", "RunnerSettings", "RunnerSettingsError", "load_settings", "parse_settings"]
 
 
 class RunnerSettings(BaseModel):
@@ -81,25 +77,22 @@ class RunnerSettings(BaseModel):
 
     def resolved_job_id(self) -> str:
         """The job id, or a stable hash of what defines the job when none was given."""
-        if self.job_id:
-            return self.job_id
-        payload = self.model_dump(exclude={"job_id", "overwrite", "logging_level", "progress_interval"})
-        return "job-" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+        return self.job_id or runconfig.job_id_hash(self.model_dump())
 
     @property
     def output_path(self) -> Path:
         """The append_row output file."""
-        return Path(self.output_dir) / self.output_file_name
+        return runconfig.output_path(self.output_dir, self.output_file_name)
 
     @property
     def summary_path(self) -> Path:
         """The summary file written at the end of every run (and on SIGTERM)."""
-        return Path(self.output_dir) / f"{Path(self.output_file_name).stem}.summary.json"
+        return runconfig.summary_path(self.output_dir, self.output_file_name)
 
     @property
     def state_dir(self) -> Path:
         """Journal and job identity, next to the output so that it survives the pod."""
-        return Path(self.output_dir) / f".{self.output_file_name}.batch"
+        return runconfig.state_dir(self.output_dir, self.output_file_name)
 
 
 def _format_validation_error(source: str, err: ValidationError) -> str:
@@ -129,32 +122,8 @@ def parse_settings(data: dict[str, Any], source: str) -> RunnerSettings:
 def load_settings(path: str | None, overrides: dict[str, Any]) -> RunnerSettings:
     """Read settings from a JSON file and/or ``ENDPOINTS_BATCH_SETTINGS``, then apply overrides.
 
-    Precedence (lowest first): the environment variable, the file, the overrides (command-line flags).
+    Precedence (lowest first): the environment variable, the file, the overrides (command-line flags). The runner
+    itself uses :func:`serving.batch.runconfig.load_run_config` (the same, without pydantic on the usual path).
     """
-    data: dict[str, Any] = {}
-    sources = []
-    env = os.environ.get(SETTINGS_ENV)
-    if env:
-        try:
-            loaded = json.loads(env)
-        except json.JSONDecodeError as e:
-            raise RunnerSettingsError(f"{SETTINGS_ENV}: not valid JSON: {e.msg} at position {e.pos}") from e
-        if not isinstance(loaded, dict):
-            raise RunnerSettingsError(f"{SETTINGS_ENV}: got {type(loaded).__name__}; expected a JSON object")
-        data.update(loaded)
-        sources.append(SETTINGS_ENV)
-    if path:
-        try:
-            loaded = json.loads(Path(path).read_text())
-        except OSError as e:
-            raise RunnerSettingsError(f"{path}: cannot read settings: {e.strerror}") from e
-        except json.JSONDecodeError as e:
-            raise RunnerSettingsError(f"{path}: not valid JSON: {e.msg} at line {e.lineno}") from e
-        if not isinstance(loaded, dict):
-            raise RunnerSettingsError(f"{path}: got {type(loaded).__name__}; expected a JSON object")
-        data.update(loaded)
-        sources.append(path)
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    if overrides:
-        sources.append("command line")
-    return parse_settings(data, " + ".join(sources) or "command line")
+    data, source = runconfig.read_settings_data(path, overrides)
+    return parse_settings(data, source)

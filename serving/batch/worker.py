@@ -24,16 +24,30 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
+from serving.batch.scoring import load_scorer
+
 log = logging.getLogger("serving.batch.worker")
+_libc: Any = None
+
+
+def preload() -> None:
+    """Load what every worker needs once, in the runner, so that forked workers inherit it (libc's handle)."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        except OSError:
+            _libc = False  # not Linux
 
 
 def _die_with_parent() -> None:
     """Ask Linux to SIGKILL this worker when the runner dies, so a killed runner leaves no scorer behind."""
+    preload()
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the worker exits at the next recv() instead
+        if _libc:
+            _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except AttributeError:
+        pass  # no prctl: the worker exits at the next recv() instead
 
 
 def encode_result(result: Any, n_files: int) -> tuple[bytes, int, int, list[str] | None]:
@@ -107,8 +121,6 @@ def worker_main(
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.environ.update(env)
     logging.basicConfig(level=os.environ.get("ENDPOINTS_BATCH_LOG_LEVEL", "INFO").upper())
-    from serving.batch.scoring import load_scorer
-
     try:
         scorer = load_scorer(entry_script, model_dir)
         scorer.init()

@@ -1,0 +1,285 @@
+"""The runner's settings without pydantic: what ``python -m serving.batch.runner`` loads at start.
+
+:class:`serving.batch.settings.RunnerSettings` (pydantic) stays the one definition of the fields, their
+defaults and their rules; the job API, the launchers and the spec mapping use it. Importing pydantic and
+building that model costs a runner process ~0.15-0.3 s, longer than scoring a few thousand small files, so the
+runner first tries :func:`fast_validate`: plain type and range checks that accept only input the model surely
+accepts, giving the same values. Anything else (a wrong type, a value out of range, a missing or unknown field,
+input the model would coerce) goes to the model, which accepts it or raises its usual error naming the field
+and the value. ``tests/batch/test_runconfig.py`` holds the two paths to the same answers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+SETTINGS_ENV = "ENDPOINTS_BATCH_SETTINGS"
+
+
+class RunnerSettingsError(ValueError):
+    """Settings given to the runner are invalid; the message names the source, the field and the value."""
+
+
+class JobSettings(Protocol):
+    """What the journal and the status readers need: met by :class:`RunConfig` and by ``RunnerSettings``."""
+
+    @property
+    def output_dir(self) -> str: ...
+
+    @property
+    def output_file_name(self) -> str: ...
+
+    @property
+    def output_action(self) -> str: ...
+
+    @property
+    def overwrite(self) -> bool: ...
+
+    @property
+    def mini_batch_size(self) -> int: ...
+
+    @property
+    def instance_count(self) -> int: ...
+
+    @property
+    def error_threshold(self) -> int: ...
+
+    def resolved_job_id(self) -> str:
+        """The job id, or a stable hash of the job's definition."""
+        ...
+
+    @property
+    def output_path(self) -> Path:
+        """The append_row output file."""
+        ...
+
+    @property
+    def summary_path(self) -> Path:
+        """The summary file."""
+        ...
+
+    @property
+    def state_dir(self) -> Path:
+        """Journal and job identity folder."""
+        ...
+
+
+# Fields left out of the job id hash: they change how a job runs, not which job it is.
+JOB_ID_EXCLUDE = frozenset({"job_id", "overwrite", "logging_level", "progress_interval"})
+
+
+def job_id_hash(values: dict[str, Any]) -> str:
+    """``job-<16 hex>`` from every field but :data:`JOB_ID_EXCLUDE` (the same for both settings classes)."""
+    payload = {k: v for k, v in values.items() if k not in JOB_ID_EXCLUDE}
+    return "job-" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def output_path(output_dir: str, output_file_name: str) -> Path:
+    """The append_row output file."""
+    return Path(output_dir) / output_file_name
+
+
+def summary_path(output_dir: str, output_file_name: str) -> Path:
+    """``<output stem>.summary.json`` next to the output."""
+    return Path(output_dir) / f"{Path(output_file_name).stem}.summary.json"
+
+
+def state_dir(output_dir: str, output_file_name: str) -> Path:
+    """``.<output file name>.batch`` next to the output, so that it survives the pod."""
+    return Path(output_dir) / f".{output_file_name}.batch"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The validated settings of one runner process; fields and defaults are ``RunnerSettings``' (see there)."""
+
+    input: str
+    output_dir: str
+    job_id: str | None = None
+    output_file_name: str = "predictions.csv"
+    output_action: str = "append_row"
+    overwrite: bool = False
+    entry_script: str | None = None
+    model_dir: str | None = None
+    mini_batch_size: int = 10
+    max_concurrency_per_instance: int = 1
+    instance_count: int = 1
+    max_retries: int = 3
+    timeout: float = 30.0
+    error_threshold: int = -1
+    logging_level: str = "info"
+    environment_variables: dict[str, str] = field(default_factory=dict)
+    progress_interval: float = 5.0
+    drain_timeout: float = 10.0
+
+    def resolved_job_id(self) -> str:
+        """The job id, or a stable hash of what defines the job when none was given."""
+        return self.job_id or job_id_hash(dataclasses.asdict(self))
+
+    @property
+    def output_path(self) -> Path:
+        """The append_row output file."""
+        return output_path(self.output_dir, self.output_file_name)
+
+    @property
+    def summary_path(self) -> Path:
+        """The summary file written at the end of every run (and on SIGTERM)."""
+        return summary_path(self.output_dir, self.output_file_name)
+
+    @property
+    def state_dir(self) -> Path:
+        """Journal and job identity, next to the output so that it survives the pod."""
+        return state_dir(self.output_dir, self.output_file_name)
+
+
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# name -> (bounds) for int fields, mirrored from RunnerSettings' Field(ge=..., le=...).
+_INTS: dict[str, tuple[int, int | None]] = {
+    "mini_batch_size": (1, 1_000_000),
+    "max_concurrency_per_instance": (1, 256),
+    "instance_count": (1, 10_000),
+    "max_retries": (0, 100),
+    "error_threshold": (-1, None),
+}
+# name -> (lower bound, lower bound inclusive, upper bound) for float fields.
+_FLOATS: dict[str, tuple[float, bool, float]] = {
+    "timeout": (0.0, False, 86_400.0),
+    "progress_interval": (0.0, False, 3600.0),
+    "drain_timeout": (0.0, True, 3600.0),
+}
+_CHOICES = {
+    "output_action": ("append_row", "summary_only"),
+    "logging_level": ("debug", "info", "warning", "error", "critical"),
+}
+_OPTIONAL_STR = ("entry_script", "model_dir")
+_FIELDS = frozenset(f.name for f in dataclasses.fields(RunConfig))
+
+
+def fast_validate(data: dict[str, Any]) -> RunConfig | None:
+    """The settings when they are surely valid as given, else None (then the pydantic model decides).
+
+    Never accepts what ``RunnerSettings`` rejects, and gives the values it gives; it may send valid input to
+    the model (e.g. ``"10"`` for an integer, which the model coerces).
+    """
+    if not data.keys() <= _FIELDS:
+        return None
+    values: dict[str, Any] = {}
+    for name in ("input", "output_dir"):
+        v = data.get(name)
+        if type(v) is not str or (name == "input" and not v):
+            return None
+        values[name] = v
+    if "job_id" in data:
+        v = data["job_id"]
+        if v is not None and not (type(v) is str and len(v) <= 128 and _JOB_ID.fullmatch(v)):
+            return None
+        values["job_id"] = v
+    if "output_file_name" in data:
+        v = data["output_file_name"]
+        if type(v) is not str or not v or "/" in v or "\\" in v:
+            return None
+        values["output_file_name"] = v
+    for name, choices in _CHOICES.items():
+        if name in data:
+            if data[name] not in choices or type(data[name]) is not str:
+                return None
+            values[name] = data[name]
+    if "overwrite" in data:
+        if type(data["overwrite"]) is not bool:
+            return None
+        values["overwrite"] = data["overwrite"]
+    for name in _OPTIONAL_STR:
+        if name in data:
+            if data[name] is not None and type(data[name]) is not str:
+                return None
+            values[name] = data[name]
+    for name, (lo, hi) in _INTS.items():
+        if name in data:
+            v = data[name]
+            if type(v) is not int or v < lo or (hi is not None and v > hi):
+                return None
+            values[name] = v
+    for name, (flo, inclusive, fhi) in _FLOATS.items():
+        if name in data:
+            v = data[name]
+            if type(v) not in (int, float) or not (v >= flo if inclusive else v > flo) or not v <= fhi:
+                return None
+            values[name] = float(v)
+            if not math.isfinite(values[name]):
+                return None
+    if "environment_variables" in data:
+        env = data["environment_variables"]
+        if type(env) is not dict or not all(type(k) is str and type(v) is str for k, v in env.items()):
+            return None
+        values["environment_variables"] = dict(env)
+    return RunConfig(**values)
+
+
+def validate(data: dict[str, Any], source: str) -> RunConfig:
+    """Validate a settings mapping: :func:`fast_validate`, else the pydantic model (its errors, its coercions).
+
+    Raises:
+        RunnerSettingsError: naming the source, the field and the bad value.
+    """
+    fast = fast_validate(data)
+    if fast is not None:
+        return fast
+    from serving.batch.settings import parse_settings  # pydantic: only for input the fast path does not vouch for
+
+    return RunConfig(**parse_settings(data, source).model_dump())
+
+
+def read_settings_data(path: str | None, overrides: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Merge ``ENDPOINTS_BATCH_SETTINGS``, the JSON file and the overrides, lowest precedence first.
+
+    Returns:
+        (the merged mapping, its sources for error messages, e.g. ``"settings.json + command line"``).
+
+    Raises:
+        RunnerSettingsError: unreadable file, or JSON that is not an object.
+    """
+    data: dict[str, Any] = {}
+    sources = []
+    env = os.environ.get(SETTINGS_ENV)
+    if env:
+        try:
+            loaded = json.loads(env)
+        except json.JSONDecodeError as e:
+            raise RunnerSettingsError(f"{SETTINGS_ENV}: not valid JSON: {e.msg} at position {e.pos}") from e
+        if not isinstance(loaded, dict):
+            raise RunnerSettingsError(f"{SETTINGS_ENV}: got {type(loaded).__name__}; expected a JSON object")
+        data.update(loaded)
+        sources.append(SETTINGS_ENV)
+    if path:
+        try:
+            loaded = json.loads(Path(path).read_text())
+        except OSError as e:
+            raise RunnerSettingsError(f"{path}: cannot read settings: {e.strerror}") from e
+        except json.JSONDecodeError as e:
+            raise RunnerSettingsError(f"{path}: not valid JSON: {e.msg} at line {e.lineno}") from e
+        if not isinstance(loaded, dict):
+            raise RunnerSettingsError(f"{path}: got {type(loaded).__name__}; expected a JSON object")
+        data.update(loaded)
+        sources.append(path)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if overrides:
+        sources.append("command line")
+    return data, " + ".join(sources) or "command line"
+
+
+def load_run_config(path: str | None, overrides: dict[str, Any]) -> RunConfig:
+    """Read and validate the runner's settings (see :func:`read_settings_data` for precedence).
+
+    Raises:
+        RunnerSettingsError: naming the source, the field and the bad value.
+    """
+    data, source = read_settings_data(path, overrides)
+    return validate(data, source)
