@@ -1,13 +1,15 @@
-"""A lean HTTP/1.1 client for the router's hop to the serving processes: keep-alive pool + httptools parser.
+"""The router's hop to the serving processes: keep-alive connections as asyncio Protocols + httptools parser.
 
-Why not httpx here: measured on the project's 2-vCPU machines, one ``httpx.AsyncClient`` request to a local
-serving process costs about 1.3 ms of CPU (its anyio/httpcore layers), while the same exchange on asyncio
-streams with uvloop costs about 0.09 ms. The router pays that cost on every request, so it uses this small
-client: asyncio streams, the ``httptools`` response parser (llhttp, already installed with uvicorn) and a
-per-deployment pool of idle connections. httpx stays in the CLI and the tests, where it costs nothing.
+Why not httpx, nor asyncio streams: measured on the project's 2-vCPU machines, one ``httpx.AsyncClient``
+request to a local serving process costs about 1.3 ms of CPU (its anyio/httpcore layers); asyncio streams
+with a coroutine per request cost about 0.1 ms more than the bare protocol callbacks used here, which the
+router pays on every request. A connection here is an ``asyncio.Protocol`` that feeds the ``httptools``
+(llhttp) response parser and hands the answer to a *sink* (the router's exchange) through plain method calls:
+no task, no future, no timer per request.
 
-Scope: exactly what the router needs — one origin per pool, plain HTTP on loopback, request bodies as bytes
-or streamed (``Content-Length`` when known, else chunked), responses streamed back.
+Scope: exactly what the router needs — one origin per pool, plain HTTP/1.1 on loopback, one request at a
+time per connection, the response streamed to the sink as it arrives. The silence timeout is checked by
+the router's sweeper from ``last_activity`` (one periodic timer for all connections, not one per request).
 """
 
 from __future__ import annotations
@@ -15,13 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from typing import Protocol
 
 import httptools
 
 IDLE_TIMEOUT_S = 20.0  # below the serving processes' keep-alive (65 s), so they never close a pooled one first
-READ_SIZE = 65536
 
 
 class UpstreamError(Exception):
@@ -32,120 +32,201 @@ class UpstreamTimeout(UpstreamError):
     """The upstream did not answer in time (the router answers 504)."""
 
 
-class _StaleConnection(UpstreamError):
-    """A pooled connection was closed by the server before any byte of the answer arrived."""
+class ResponseSink(Protocol):
+    """What a connection reports to while it carries one exchange."""
+
+    def response_head(self, status: int, headers: list[tuple[bytes, bytes]], bodiless: bool) -> bool:
+        """The response head (interim 1xx answers are skipped); ``bodiless``: HEAD, 204 or 304, no body follows.
+
+        Returns:
+            Whether the head frames the body (``Content-Length`` or ``Transfer-Encoding``); if not, the body
+            ends with the connection. The sink reads the headers anyway, so it answers this too.
+        """
+
+    def response_body(self, data: bytes) -> None:
+        """A piece of the response body."""
+
+    def response_flush(self) -> None:
+        """End of one read from the socket: write out what was collected."""
+
+    def response_end(self) -> None:
+        """The response is complete (the connection is back in the pool or closed already)."""
+
+    def upstream_failed(self, error: UpstreamError, stale: bool) -> None:
+        """The exchange broke; ``stale``: a reused connection closed before any byte of the answer."""
+
+    def upstream_paused(self, paused: bool) -> None:
+        """Flow control: the upstream socket's write buffer is full (``True``) or drained again."""
 
 
-@dataclass
-class _Parsed:
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    body: list[bytes] = field(default_factory=list)
-    headers_done: bool = False
-    done: bool = False
-    keep_alive: bool = False
-    parser: httptools.HttpResponseParser | None = None
+class UpstreamConnection(asyncio.Protocol):
+    """One kept-alive HTTP/1.1 connection to a serving process.
 
-    # httptools callbacks
+    Args:
+        pool: The pool it belongs to (it goes back there after a clean exchange).
+    """
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.sink: ResponseSink | None = None
+        self.closed = False
+        self.reused = False
+        self.last_used = time.monotonic()
+        self.last_activity = 0.0  # loop time of the last byte received (or of the request's end)
+        self.waiting = False  # the request is complete and the answer is not: the silence timeout applies
+        self.request_complete = False
+        self._head_only = False
+        self._received = False
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._interim = False
+        self._keep_alive = False
+        self._until_eof = False
+
+    # --- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is None:  # an idle connection must stay silent; anything else is a broken peer
+            self.close()
+            return
+        self._received = True
+        self.last_activity = self.pool.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(UpstreamError("upgrade responses are not supported"))
+            return
+        except httptools.HttpParserError as e:
+            self._fail(UpstreamError(f"invalid response: {e}"))
+            return
+        if self.sink is not None:
+            self.sink.response_flush()
+
+    def eof_received(self) -> bool | None:
+        if self.sink is not None and self._until_eof:
+            # A response without length or chunks ends where the connection does.
+            self._until_eof = False
+            self._keep_alive = False
+            self.on_message_complete()
+        return None  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.discard(self)
+        if self.sink is not None:
+            if not self._received:
+                message = "connection closed before the response head"
+            else:
+                message = "connection closed before the end of the response"
+            self._fail(UpstreamError(message), stale=self.reused and not self._received)
+
+    def pause_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.upstream_paused(True)
+
+    def resume_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.upstream_paused(False)
+
+    # --- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self.headers_done = True
+        status = self.parser.get_status_code()
+        headers, self._headers = self._headers, []
+        if status < 200:
+            self._interim = True  # 100 Continue and friends: the real answer follows
+            return
         # Asked now: once the message is complete the parser resets and always answers False.
-        self.keep_alive = self.parser is not None and self.parser.should_keep_alive()
+        self._keep_alive = self.parser.should_keep_alive()
+        bodiless = self._head_only or status in (204, 304)
+        if self.sink is not None:
+            framed = self.sink.response_head(status, headers, bodiless)
+            self._until_eof = not framed and not bodiless
+        if self._head_only:
+            # HEAD answers announce a body length they do not send: done here, and the connection is not reused.
+            self._keep_alive = False
+            self.on_message_complete()
 
     def on_body(self, body: bytes) -> None:
-        self.body.append(body)
+        if self.sink is not None:
+            self.sink.response_body(body)
 
     def on_message_complete(self) -> None:
-        self.done = True
+        if self._interim:
+            self._interim = False
+            return
+        sink, self.sink = self.sink, None
+        if sink is None:
+            return
+        self.waiting = False
+        if self._keep_alive and self.request_complete and not self._until_eof:
+            self.pool.release(self)
+        else:
+            self.close()
+        sink.response_end()
 
+    # --- used by the router
+    def start(self, sink: ResponseSink, head_only: bool) -> None:
+        """Carry one exchange: its answer goes to ``sink``."""
+        self.sink = sink
+        self._head_only = head_only
+        self._received = False
+        self._interim = False
+        self._until_eof = False
+        self.request_complete = False
+        self.waiting = False
 
-class _Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.last_used = time.monotonic()
-        self.reused = False
+    def write(self, data: bytes) -> None:
+        """Send bytes of the request."""
+        assert self.transport is not None
+        self.transport.write(data)
 
-    def usable(self) -> bool:
-        return (
-            not self.reader.at_eof()
-            and not self.writer.is_closing()
-            and time.monotonic() - self.last_used < IDLE_TIMEOUT_S
-        )
+    def finish_request(self) -> None:
+        """The request is written whole: the answer's silence timeout starts now."""
+        self.request_complete = True
+        self.waiting = True
+        self.last_activity = self.pool.loop.time()
+
+    def pause_reading(self, paused: bool) -> None:
+        """Flow control: stop (``True``) or resume reading the answer (the client socket is full)."""
+        if self.transport is not None and not self.closed:
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def abandon(self) -> None:
+        """The exchange is over for the router (client gone, error answered): close without telling the sink."""
+        self.sink = None
+        self.close()
+
+    def timed_out(self, timeout: float) -> None:
+        """The sweeper saw no byte for ``timeout`` seconds: fail the exchange (504) and close."""
+        self._fail(UpstreamTimeout(f"no answer within {timeout:g} s"))
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
+        """Close the socket (idempotent)."""
+        self.closed = True
+        if self.transport is not None:
+            with contextlib.suppress(Exception):
+                self.transport.close()
 
+    def usable(self) -> bool:
+        """Open, idle and not kept past the idle timeout."""
+        return not self.closed and time.monotonic() - self.last_used < IDLE_TIMEOUT_S
 
-class Response:
-    """An upstream answer whose body is still being read; call ``aclose()`` when done with it."""
-
-    def __init__(
-        self,
-        pool: UpstreamPool,
-        conn: _Connection,
-        parser: httptools.HttpResponseParser,
-        state: _Parsed,
-        timeout: float,
-        head_only: bool,
-    ) -> None:
-        self._pool = pool
-        self._conn: _Connection | None = conn
-        self._parser = parser
-        self._state = state
-        self._timeout = timeout
-        self._head_only = head_only
-        self.status = parser.get_status_code()
-        self.headers = state.headers
-
-    async def iter_body(self) -> AsyncIterator[bytes]:
-        """Body chunks as they arrive (nothing for HEAD and bodiless statuses)."""
-        state = self._state
-        if self._head_only:
-            return
-        while True:
-            if state.body:
-                chunks, state.body = state.body, []
-                yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            if state.done:
-                return
-            assert self._conn is not None
-            try:
-                async with asyncio.timeout(self._timeout):  # no extra task per read, unlike wait_for
-                    data = await self._conn.reader.read(READ_SIZE)
-            except TimeoutError as e:
-                raise UpstreamTimeout(f"no data for {self._timeout:g} s") from e
-            except OSError as e:
-                raise UpstreamError(str(e)) from e
-            if not data:
-                with contextlib.suppress(httptools.HttpParserError):
-                    self._parser.feed_data(b"")
-                if not state.done:
-                    raise UpstreamError("connection closed before the end of the response")
-                continue
-            try:
-                self._parser.feed_data(data)
-            except httptools.HttpParserError as e:
-                raise UpstreamError(f"invalid response: {e}") from e
-
-    @property
-    def finished(self) -> bool:
-        """Whether every body byte has been handed out by ``iter_body`` (the next chunk is the last)."""
-        return self._head_only or (self._state.done and not self._state.body)
-
-    async def aclose(self) -> None:
-        """Return the connection to the pool if the exchange completed cleanly; close it otherwise."""
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        # HEAD answers announce a body length they do not send; such connections are not reused.
-        if self._state.done and not self._head_only and self._state.keep_alive:
-            self._pool._release(conn)
-        else:
-            conn.close()
+    def _fail(self, error: UpstreamError, stale: bool = False) -> None:
+        sink, self.sink = self.sink, None
+        self.waiting = False
+        self.close()
+        if sink is not None:
+            sink.upstream_failed(error, stale)
 
 
 class UpstreamPool:
@@ -163,141 +244,52 @@ class UpstreamPool:
         self.port = port
         self.max_idle = max_idle
         self.connect_timeout = connect_timeout
-        self._idle: list[_Connection] = []
+        self.loop = asyncio.get_running_loop()
         self.host_header = f"{host}:{port}".encode()
+        self._idle: list[UpstreamConnection] = []
 
-    async def _connect(self) -> _Connection:
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, limit=READ_SIZE), self.connect_timeout
-            )
-        except TimeoutError as e:
-            raise UpstreamTimeout(f"connect to {self.host}:{self.port} timed out") from e
-        except OSError as e:
-            raise UpstreamError(f"cannot connect to {self.host}:{self.port}: {e.strerror or e}") from e
-        return _Connection(reader, writer)
-
-    async def _acquire(self) -> _Connection:
-        while self._idle:
-            conn = self._idle.pop()
+    def idle(self) -> UpstreamConnection | None:
+        """A pooled connection ready for a request, or ``None`` (then ``connect``)."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
             if conn.usable():
                 conn.reused = True
                 return conn
             conn.close()
-        return await self._connect()
+        return None
 
-    def _release(self, conn: _Connection) -> None:
-        if len(self._idle) >= self.max_idle or not conn.usable():
+    async def connect(self) -> UpstreamConnection:
+        """Open a new connection.
+
+        Raises:
+            UpstreamTimeout: not connected within ``connect_timeout``.
+            UpstreamError: refused or unreachable.
+        """
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await self.loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port)
+        except TimeoutError as e:
+            raise UpstreamTimeout(f"connect to {self.host}:{self.port} timed out") from e
+        except OSError as e:
+            raise UpstreamError(f"cannot connect to {self.host}:{self.port}: {e.strerror or e}") from e
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Take a connection back after a clean exchange (closed if the pool is full)."""
+        if conn.closed or len(self._idle) >= self.max_idle:
             conn.close()
             return
         conn.last_used = time.monotonic()
         self._idle.append(conn)
 
-    async def aclose(self) -> None:
+    def discard(self, conn: UpstreamConnection) -> None:
+        """Forget a connection the peer closed while it was idle."""
+        with contextlib.suppress(ValueError):
+            self._idle.remove(conn)
+
+    def close(self) -> None:
         """Close every idle connection."""
-        for conn in self._idle:
+        idle, self._idle = self._idle, []
+        for conn in idle:
             conn.close()
-        self._idle.clear()
-
-    async def request(
-        self,
-        method: str,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes | AsyncIterator[bytes],
-        timeout: float,
-        content_length: int | None = None,
-    ) -> Response:
-        """Send one request and wait for the response head.
-
-        Args:
-            method: HTTP method.
-            target: Path and query.
-            headers: Headers to send (no ``Host``, ``Content-Length`` or ``Transfer-Encoding``: set here).
-            body: The body, whole or streamed.
-            timeout: Seconds of silence allowed while waiting for the answer.
-            content_length: Length of a streamed body when the client announced it (else chunked).
-
-        Raises:
-            UpstreamError: connect/write/read failure or an invalid answer; UpstreamTimeout when it took too long.
-            Any exception raised by a streamed ``body`` (the router's body-limit and client-gone signals).
-        """
-        attempts = 2 if isinstance(body, bytes) else 1  # only a replayable body may be retried on a stale connection
-        for attempt in range(attempts):
-            conn = await self._acquire()
-            try:
-                return await self._exchange(conn, method, target, headers, body, timeout, content_length)
-            except _StaleConnection:
-                conn.close()
-                if attempt + 1 == attempts:
-                    raise UpstreamError("the upstream closed a kept-alive connection") from None
-            except BaseException:
-                conn.close()
-                raise
-        raise AssertionError("unreachable")
-
-    async def _exchange(
-        self,
-        conn: _Connection,
-        method: str,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes | AsyncIterator[bytes],
-        timeout: float,
-        content_length: int | None,
-    ) -> Response:
-        head = [method.encode(), b" ", target, b" HTTP/1.1\r\nhost: ", self.host_header, b"\r\n"]
-        for name, value in headers:
-            head += [name, b": ", value, b"\r\n"]
-        chunked = False
-        if isinstance(body, bytes):
-            if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
-                head += [b"content-length: ", str(len(body)).encode(), b"\r\n"]
-        elif content_length is not None:
-            head += [b"content-length: ", str(content_length).encode(), b"\r\n"]
-        else:
-            chunked = True
-            head.append(b"transfer-encoding: chunked\r\n")
-        head.append(b"\r\n")
-        writer = conn.writer
-        try:
-            if isinstance(body, bytes):
-                writer.write(b"".join(head) + body)
-            else:
-                writer.write(b"".join(head))
-                async for chunk in body:
-                    writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-                    await writer.drain()
-                if chunked:
-                    writer.write(b"0\r\n\r\n")
-            await writer.drain()
-        except (ConnectionError, OSError) as e:
-            if conn.reused:
-                raise _StaleConnection from e
-            raise UpstreamError(f"write failed: {e}") from e
-
-        state = _Parsed()
-        parser = state.parser = httptools.HttpResponseParser(state)
-        received = False
-        while not state.headers_done:
-            try:
-                async with asyncio.timeout(timeout):
-                    data = await conn.reader.read(READ_SIZE)
-            except TimeoutError as e:
-                raise UpstreamTimeout(f"no answer within {timeout:g} s") from e
-            except (ConnectionError, OSError) as e:
-                if conn.reused and not received:
-                    raise _StaleConnection from e
-                raise UpstreamError(str(e)) from e
-            if not data:
-                if conn.reused and not received:
-                    raise _StaleConnection
-                raise UpstreamError("connection closed before the response head")
-            received = True
-            try:
-                parser.feed_data(data)
-            except httptools.HttpParserUpgrade as e:
-                raise UpstreamError("upgrade responses are not supported") from e
-            except httptools.HttpParserError as e:
-                raise UpstreamError(f"invalid response: {e}") from e
-        return Response(self, conn, parser, state, timeout, head_only=method == "HEAD")
