@@ -73,11 +73,12 @@ echo
 echo "scoring URI : $SCORING_URI"
 echo "swagger URI : $SWAGGER_URI"
 echo "primary key : $KEY   (endpoints get-credentials $ENDPOINT)"
+echo "in your shell: KEY=$KEY"
 
 step "A sample prediction (samples/red-sedan.jpg as JSON base64)"
-echo "curl -H 'Authorization: Bearer \$KEY' -H 'Content-Type: application/json' -d @$EXAMPLE/samples/request.json $SCORING_URI"
+echo "curl -H \"Authorization: Bearer \$KEY\" -H 'Content-Type: application/json' -d @$EXAMPLE/samples/request.json $SCORING_URI"
 endpoints invoke "$ENDPOINT" --request-file "$EXAMPLE/samples/request.json"
-echo "bob also takes an upload:  curl -H 'Authorization: Bearer \$KEY' -H 'azureml-model-deployment: bob' -F image=@$EXAMPLE/samples/blue-suv.jpg $SCORING_URI"
+echo "bob also takes an upload:  curl -H \"Authorization: Bearer \$KEY\" -H 'azureml-model-deployment: bob' -F image=@$EXAMPLE/samples/blue-suv.jpg $SCORING_URI"
 curl -sS -H "Authorization: Bearer $KEY" -H 'azureml-model-deployment: bob' -F "image=@$EXAMPLE/samples/blue-suv.jpg" "$SCORING_URI"
 echo
 echo "without the key:  HTTP $(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d @"$EXAMPLE/samples/request.json" "$SCORING_URI")"
