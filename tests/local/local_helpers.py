@@ -164,17 +164,17 @@ def router_config(ups: dict[str, Upstream], traffic: dict, mirror: dict | None =
 
 
 def _start_router_fixture(tmp_path) -> Iterator:
-    """Start ``python -m endpoints.local.router`` with a config dict; stopped (SIGTERM) after the test."""
+    """Start ``python -m endpoints.local.router`` with a config dict (and extra CLI args); SIGTERM after the test."""
     started: list[RouterProcess] = []
 
-    def start(config: dict) -> RouterProcess:
+    def start(config: dict, args: tuple[str, ...] = ()) -> RouterProcess:
         path = tmp_path / f"routes-{len(started)}.json"
         port = free_port()
         log_path = tmp_path / f"router-{len(started)}.log"
         rp = RouterProcess(None, port, path, log_path.open("wb"))  # type: ignore[arg-type]
         rp.write_config(config)
         rp.proc = subprocess.Popen(
-            [sys.executable, "-m", "endpoints.local.router", "--config", str(path), "--port", str(port)],
+            [sys.executable, "-m", "endpoints.local.router", "--config", str(path), "--port", str(port), *args],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=rp.log,
@@ -205,3 +205,110 @@ def _start_router_fixture(tmp_path) -> Iterator:
 def _client_fixture() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=10) as c:
         yield c
+
+
+class RawUpstream:
+    """A misbehaving deployment on a raw socket: reads one request per connection, then does ``behaviour``.
+
+    ``behaviour``: ``close`` (closes without a byte), ``half-head`` (part of a status line, then closes),
+    ``half-body`` (a head announcing 100 bytes, 10 of them, then closes), ``until-close`` (a body framed by
+    neither length nor chunks, ended by closing). Serves at most ``max_connections`` connections.
+    """
+
+    def __init__(self, behaviour: str, max_connections: int = 20) -> None:
+        self.behaviour = behaviour
+        self.requests: list[bytes] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._max = max_connections
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        served = 0
+        while not self._stop.is_set() and served < self._max:
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            served += 1
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.requests.append(data)
+                if self.behaviour == "half-head":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-le")
+                elif self.behaviour == "half-body":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")
+                    time.sleep(0.1)
+                elif self.behaviour == "until-close":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n")
+                    for part in (b"no ", b"length ", b"here"):
+                        conn.sendall(part)
+                        time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+def read_responses(sock: socket.socket, count: int, timeout: float = 10.0) -> list[dict]:
+    """Read ``count`` HTTP responses from a raw socket (``status``, ``headers`` lower-cased, ``body``).
+
+    A response cut short raises ``ConnectionError``; interim 1xx responses are returned like the others.
+    """
+    import httptools
+
+    done: list[dict] = []
+
+    class _Sink:
+        def __init__(self) -> None:
+            self.current: dict = {"headers": {}, "body": b""}
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.current["headers"][name.decode().lower()] = value.decode()
+
+        def on_body(self, body: bytes) -> None:
+            self.current["body"] += body
+
+        def on_message_complete(self) -> None:
+            self.current["status"] = parser.get_status_code()
+            done.append(self.current)
+            self.current = {"headers": {}, "body": b""}
+
+    parser = httptools.HttpResponseParser(_Sink())
+    deadline = time.monotonic() + timeout
+    sock.settimeout(timeout)
+    while len(done) < count:
+        assert time.monotonic() < deadline, f"only {len(done)} of {count} responses in {timeout} s"
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionError(f"connection closed after {len(done)} of {count} responses")
+        parser.feed_data(data)
+    return done
+
+
+def recv_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, float]:
+    """Everything the peer sends until it closes, and the seconds that took."""
+    start = time.monotonic()
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data, time.monotonic() - start
+        data += chunk
