@@ -261,27 +261,32 @@ class Runner:
                 want = min(s.max_concurrency_per_instance, len(pending)) if dispatching else 0
                 while len(self.workers) < want:
                     self.workers.append(self._start_worker())
-                if dispatching:
+                if dispatching and pending:
+                    failed_now = state.failed_items + sum(c.failed_items for c in commits)
                     for w in self.workers:
-                        if w.ready and w.task is None and pending:
+                        if not w.ready:
+                            continue
+                        send: list[tuple[int, list[str]]] = []  # one message per worker and loop, not per task
+                        if w.task is None and pending:
                             mb = pending.popleft()
                             attempts[mb] += 1
                             now = time.monotonic()
                             w.task = _Task(mb, attempts[mb], now, now + s.timeout)
-                            w.conn.send((mb, batches[mb]))
-                    for w in self.workers:
+                            send.append((mb, batches[mb]))
                         # Queue more per worker (as multiprocessing.Pool does) so a worker never waits for this
                         # loop; only while failures of everything in flight could not pass the threshold
                         # before a queued mini-batch starts.
-                        failed_now = state.failed_items + sum(c.failed_items for c in commits)
+                        depth = self._prefetch_depth(len(pending))
                         while (
-                            w.ready and w.task is not None and len(w.queued) < self._prefetch_depth() and pending
+                            w.task is not None and len(w.queued) < depth and pending
                             and self._may_prefetch(failed_now, batches)
                         ):  # fmt: skip
                             mb = pending.popleft()
                             attempts[mb] += 1
                             w.queued.append(_Task(mb, attempts[mb], 0.0, math.inf))
-                            w.conn.send((mb, batches[mb]))
+                            send.append((mb, batches[mb]))
+                        if send:
+                            w.conn.send(send)
                 # Commit after dispatching (workers score on while the journal writes), grouping what finished
                 # within COMMIT_INTERVAL_S: fewer, larger commits; a crash only means re-scoring those.
                 busy = [w for w in self.workers if w.task is not None]
@@ -318,12 +323,13 @@ class Runner:
                 for w in list(self.workers):
                     if w.conn not in ready and w.proc.sentinel not in ready:
                         continue
+                    gone = False
                     try:
                         while w.conn.poll():
                             self._handle(w, w.conn.recv(), batches, commits, retry)
                     except (EOFError, OSError):
-                        pass  # the worker died; its sentinel says so below
-                    if w.proc.sentinel in ready or not w.proc.is_alive():
+                        gone = True  # the worker died; its sentinel says so (now or at the next wait)
+                    if w.proc.sentinel in ready or (gone and not w.proc.is_alive()):
                         w.proc.join(1)
                         reason = f"worker process exited with code {w.proc.exitcode}"
                         if w.task is not None:
@@ -434,11 +440,17 @@ class Runner:
         if w in self.workers:
             self.workers.remove(w)
 
-    def _prefetch_depth(self) -> int:
-        """Mini-batches queued per worker: enough for ~50 ms of work (at most 8), at least one."""
+    def _prefetch_depth(self, pending: int) -> int:
+        """Mini-batches queued per worker: enough for ~50 ms of work (at most 8), at least one.
+
+        Near the end, no more than a fair share of what is left (``pending`` / workers), so that one worker is not
+        left with a long queue while the others have finished: the job ends when its last worker does.
+        """
         if self._mb_seconds is None:
             return 1
-        return max(1, min(8, math.ceil(PREFETCH_SECONDS / max(self._mb_seconds, 1e-6))))
+        by_time = math.ceil(PREFETCH_SECONDS / max(self._mb_seconds, 1e-6))
+        fair = math.ceil(pending / max(1, len(self.workers)))
+        return max(1, min(8, by_time, fair))
 
     def _may_prefetch(self, failed: int, batches: list[list[str]]) -> bool:
         if self.settings.error_threshold == -1:

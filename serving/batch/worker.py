@@ -5,7 +5,8 @@ Messages (over a ``multiprocessing`` pipe):
 * worker -> runner: ``("ready",)`` after ``init()``; ``("init_error", message)``;
   ``("ok", mini_batch, csv_bytes, rows, items, columns)``; ``("error", mini_batch, message)``;
   ``("skipped", mini_batch)`` (not started: the runner is stopping).
-* runner -> worker: ``(mini_batch, [paths])`` or ``None`` to stop.
+* runner -> worker: a list of ``(mini_batch, [paths])``, scored in order (one message carries a worker's
+  next mini-batch and those queued behind it), or ``None`` to stop.
 
 Results are turned into CSV bytes here, in parallel, so the runner only appends bytes.
 """
@@ -137,21 +138,18 @@ def worker_main(
                 return  # the runner is gone
             if msg is None:
                 return
-            mini_batch, paths = msg
-            if stopping is not None and stopping.is_set():
+            for mini_batch, paths in msg:
+                if stopping is not None and stopping.is_set():
+                    reply: tuple[Any, ...] = ("skipped", mini_batch)
+                else:
+                    try:
+                        result = scorer.run(_localize(paths, cache))
+                        data, rows, items, columns = encode_result(result, len(paths))
+                        reply = ("ok", mini_batch, data, rows, items, columns)
+                    except BaseException as e:  # scoring code may raise anything, SystemExit included
+                        log.warning("mini-batch %d failed:\n%s", mini_batch, traceback.format_exc())
+                        reply = ("error", mini_batch, f"{type(e).__name__}: {e}")
                 try:
-                    conn.send(("skipped", mini_batch))
+                    conn.send(reply)
                 except (BrokenPipeError, OSError):
                     return
-                continue
-            try:
-                result = scorer.run(_localize(paths, cache))
-                data, rows, items, columns = encode_result(result, len(paths))
-                reply: tuple[Any, ...] = ("ok", mini_batch, data, rows, items, columns)
-            except BaseException as e:  # scoring code may raise anything, SystemExit included
-                log.warning("mini-batch %d failed:\n%s", mini_batch, traceback.format_exc())
-                reply = ("error", mini_batch, f"{type(e).__name__}: {e}")
-            try:
-                conn.send(reply)
-            except (BrokenPipeError, OSError):
-                return
