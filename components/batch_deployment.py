@@ -63,6 +63,7 @@ class BatchDeployment(pulumi.ComponentResource):
         image: The runner image (a registry digest when built and pushed).
         template_name: Name of the Job template (each job's Job is named after its job id).
         config_map_name: ConfigMap holding ``<deployment>.json``.
+        config_map_data: That ConfigMap's ``data`` (the rendered template).
         queue_name: Kueue LocalQueue the jobs are submitted to.
         priority: ``normal`` or ``low``.
     """
@@ -70,6 +71,7 @@ class BatchDeployment(pulumi.ComponentResource):
     image: pulumi.Output[str]
     template_name: pulumi.Output[str]
     config_map_name: pulumi.Output[str]
+    config_map_data: pulumi.Output[dict[str, str]]
     queue_name: pulumi.Output[str]
     priority: pulumi.Output[str]
 
@@ -89,7 +91,11 @@ class BatchDeployment(pulumi.ComponentResource):
                 f"{name}-image",
                 image_name=f"{build.repository}:pulumi",
                 build=docker.DockerBuildArgs(
-                    context=build.context, dockerfile=build.dockerfile, args=build.args, platform="linux/amd64"
+                    context=build.context,
+                    dockerfile=build.dockerfile,
+                    args=build.args,
+                    target=build.target,
+                    platform="linux/amd64",
                 ),
                 skip_push="/" not in build.repository,
                 opts=child,
@@ -105,11 +111,14 @@ class BatchDeployment(pulumi.ComponentResource):
         # Render once with a placeholder first: a spec problem fails here, before any resource exists.
         config_map("<image>")
         if isinstance(image, str):
-            self.config_map = create_object(f"{name}-template", config_map(image), child)
+            obj = config_map(image)
+            data: Any = obj["data"]
         else:
             obj = config_map("<image>")
             data = pulumi.Output.from_input(image).apply(lambda img: config_map(img)["data"])
-            self.config_map = create_object(f"{name}-template", {**obj, "data": data}, child)
+        self.config_map = create_object(f"{name}-template", {**obj, "data": data}, child)
+        # The job API's pods carry a hash of this (``templates_hash``): a new template rolls them.
+        self.config_map_data = pulumi.Output.from_input(data)
         self.image = pulumi.Output.from_input(image)
         self.template_name = pulumi.Output.from_input(job_template_name(args.endpoint.name, args.deployment.name))
         self.config_map_name = pulumi.Output.from_input(
@@ -122,6 +131,7 @@ class BatchDeployment(pulumi.ComponentResource):
                 "image": self.image,
                 "template_name": self.template_name,
                 "config_map_name": self.config_map_name,
+                "config_map_data": self.config_map_data,
                 "queue_name": self.queue_name,
                 "priority": self.priority,
             }

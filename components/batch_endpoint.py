@@ -1,10 +1,11 @@
 """``BatchEndpoint``: keys Secret (pulumi-random), the job API (ServiceAccount, Role limited to Jobs in its
-namespace, RoleBinding, Deployment, Service), its HTTPRoute and the shared output volume claim; outputs the jobs
-URI and the keys."""
+namespace, RoleBinding, Deployment, Service, PodDisruptionBudget, ingress NetworkPolicy), its HTTPRoute, its Kueue
+LocalQueue and (alone, outside a stack) the output volume claim; outputs the jobs URI and the keys."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_random as random
@@ -12,7 +13,9 @@ import pulumi_random as random
 from components.builders.batch import (
     BatchOptions,
     build_endpoint_local_queue,
+    build_job_api_ingress_policy,
     build_job_api_objects,
+    build_job_api_pdb,
     build_job_api_route,
     build_keys_secret,
     build_volume_claim,
@@ -22,6 +25,7 @@ from components.builders.batch import (
     queue_name,
 )
 from components.builders.common import ClusterSettings
+from components.builders.stack import KeyRotation
 from components.kubernetes_objects import create_object
 from endpoints.specs import BatchEndpoint as BatchEndpointSpec
 
@@ -34,6 +38,8 @@ _SUFFIX = {
     "RoleBinding": "rolebinding",
     "Deployment": "api",
     "Service": "svc",
+    "PodDisruptionBudget": "pdb",
+    "NetworkPolicy": "ingress",
 }
 
 
@@ -45,18 +51,28 @@ class BatchEndpointArgs:
         endpoint: The validated batch endpoint spec.
         deployment_names: Its deployments (the job API reads their Job templates).
         settings: Stack settings (namespace, domain, gateway, OIDC).
-        image: Image of the job API (the serving base image: it holds ``serving.batch.api``).
+        image: The job API image (``serving/Dockerfile.batch --target job-api``: the serving image plus the
+            ``kubernetes`` client); a string or a Pulumi output (a built image's digest).
         options: Volume claim and queue options (default :class:`BatchOptions`).
         create_volume_claim: Create the ReadWriteMany claim ``options.volume_claim`` (default True; False when
             the stack provides it).
+        replicas: Job API replicas (default 2; the Kubernetes launcher keeps no state in the process).
+        templates_hash: Hash of the deployments' Job templates (``templates_hash``), an annotation on the job API's
+            pods so a changed template rolls them (default none).
+        private: Route through the stack's private gateway (default False).
+        rotation: Key rotation markers; changing one regenerates only that key (default generation "0").
     """
 
     endpoint: BatchEndpointSpec
     deployment_names: list[str]
     settings: ClusterSettings
-    image: str
+    image: Any
     options: BatchOptions = field(default_factory=BatchOptions)
     create_volume_claim: bool = True
+    replicas: int = 2
+    templates_hash: Any = None
+    private: bool = False
+    rotation: KeyRotation = field(default_factory=KeyRotation)
 
 
 class BatchEndpoint(pulumi.ComponentResource):
@@ -81,8 +97,11 @@ class BatchEndpoint(pulumi.ComponentResource):
         super().__init__(TYPE_TOKEN, name, None, opts)
         ep, settings = args.endpoint, args.settings
         # Build every dict first: a spec problem fails before any resource is registered.
-        api_objects = build_job_api_objects(ep, args.deployment_names, settings, args.image, args.options)
-        route = build_job_api_route(ep, settings)
+        api_objects = build_job_api_objects(
+            ep, args.deployment_names, settings, args.image, args.options, args.replicas, args.templates_hash
+        )
+        api_objects += [build_job_api_pdb(ep, settings), build_job_api_ingress_policy(ep, settings, args.private)]
+        route = build_job_api_route(ep, settings, args.private)
         claim = build_volume_claim(ep, settings, args.options) if args.create_volume_claim else None
         # The endpoint's own LocalQueue unless the stack names a shared one.
         local_queue = (
@@ -90,18 +109,19 @@ class BatchEndpoint(pulumi.ComponentResource):
         )
         child = pulumi.ResourceOptions(parent=self)
 
-        def password(suffix: str, length: int) -> pulumi.Output[str]:
+        def password(suffix: str, length: int, generation: str) -> pulumi.Output[str]:
             pw = random.RandomPassword(
                 f"{name}-{suffix}",
                 length=length,
                 special=False,
+                keepers={"rotation": generation},
                 opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result", "bcryptHash"]),
             )
             return pulumi.Output.secret(pw.result)
 
-        self.primary_key = password("primary-key", KEY_LENGTH)
-        self.secondary_key = password("secondary-key", KEY_LENGTH)
-        signing_key = password("signing-key", SIGNING_KEY_LENGTH)
+        self.primary_key = password("primary-key", KEY_LENGTH, args.rotation.primary)
+        self.secondary_key = password("secondary-key", KEY_LENGTH, args.rotation.secondary)
+        signing_key = password("signing-key", SIGNING_KEY_LENGTH, args.rotation.token_signing)
         self.secret = create_object(
             f"{name}-keys", build_keys_secret(ep, settings, self.primary_key, self.secondary_key, signing_key), child
         )

@@ -26,6 +26,7 @@ class ComputePoolArgs:
         gpu_quota: GPUs each namespace may request (default 0: no quota). Kubernetes counts quota per namespace,
             not per node pool: with several GPU pools, use Kueue ClusterQueues for per-pool caps.
         kueue: Also create the pool's Kueue ResourceFlavor (default False; batch stacks enable it).
+        flavor_name: Name of that ResourceFlavor (cluster-scoped; default the pool's name).
     """
 
     pool: str
@@ -34,6 +35,7 @@ class ComputePoolArgs:
     namespaces: list[str] = field(default_factory=list)
     gpu_quota: int = 0
     kueue: bool = False
+    flavor_name: str | None = None
 
 
 class ComputePool(pulumi.ComponentResource):
@@ -63,7 +65,9 @@ class ComputePool(pulumi.ComponentResource):
         if is_gpu and args.gpu_quota > 0:
             objs += [(f"{name}-quota-{ns}", build_gpu_quota(args.pool, ns, args.gpu_quota)) for ns in args.namespaces]
         if args.kueue:
-            objs.append((f"{name}-flavor", build_resource_flavor(args.pool, reference, args.settings)))
+            objs.append(
+                (f"{name}-flavor", build_resource_flavor(args.pool, reference, args.settings, args.flavor_name))
+            )
         for res_name, obj in objs:
             create_object(res_name, obj, pulumi.ResourceOptions(parent=self))
         self.node_selector = pulumi.Output.from_input(node_selector)

@@ -12,11 +12,14 @@ preempts and tolerate the spot taints of AKS, GKE and EKS spot node pools.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from components.builders.common import (
+    KIND_LABEL,
+    MANAGED_BY,
     ClusterSettings,
     deployment_labels,
     endpoint_labels,
@@ -24,14 +27,24 @@ from components.builders.common import (
     metadata,
     selector_labels,
 )
-from components.builders.compute import build_local_queue, build_priority_class, pool_scheduling
-from endpoints.catalog import InstanceType
+from components.builders.compute import (
+    GPU_RESOURCE,
+    build_cluster_queue,
+    build_local_queue,
+    build_priority_class,
+    pool_scheduling,
+)
+from endpoints.catalog import InstanceCatalog, InstanceType
 from endpoints.errors import SpecError
 from endpoints.specs import BatchDeployment, BatchEndpoint, ModelAsset
 from serving.batch.settings import SETTINGS_ENV
 from serving.batch.specmap import deployment_settings
 
 APP_ROOT = "/var/azureml-app"
+# Instance type of a batch deployment whose spec names none (Azure batch deployments name a compute cluster, whose
+# VM size is set on the cluster, not in the deployment): the stack's ``batchInstanceType`` overrides it.
+DEFAULT_BATCH_INSTANCE_TYPE = "Standard_DS3_v2"
+TEMPLATES_HASH_ANNOTATION = "ml-endpoints.io/templates-hash"
 BATCH_MOUNT = "/mnt/batch"  # the shared volume: outputs (and optionally inputs) of every job
 OUTPUT_ROOT = f"{BATCH_MOUNT}/outputs"
 TEMPLATES_DIR = "/etc/endpoints/batch-templates"
@@ -197,6 +210,9 @@ def build_job_template(
     pod_labels = {**deployment_labels(endpoint.name, deployment.name), "ml-endpoints.io/kind": "batch-job"}
     resources = instance.kubernetes_resources()
     node_selector, tolerations = pool_scheduling(instance, settings)
+    # Always pinned to its pool, CPU pools included: Kueue assigns a ResourceFlavor whose nodeLabels match the
+    # pod's node selector, so the Job is charged to (and admitted on) its own pool's quota, never another's.
+    node_selector = {**node_selector, settings.pool_label: instance.pool}
     priority = priority_of(deployment)
     if priority == "low":
         tolerations = [*tolerations, *(dict(t) for t in SPOT_TOLERATIONS)]
@@ -256,6 +272,11 @@ def build_job_template(
     }
     if init_containers:
         pod_spec["initContainers"] = init_containers
+    if settings.image_pull_secret:
+        pod_spec["imagePullSecrets"] = [{"name": settings.image_pull_secret}]
+    if settings.service_account:
+        # E.g. bound to a cloud identity that may read the inputs and the model store (token still not mounted).
+        pod_spec["serviceAccountName"] = settings.service_account
     if node_selector:
         pod_spec["nodeSelector"] = node_selector
     if tolerations:
@@ -338,9 +359,16 @@ def jobs_uri(endpoint: BatchEndpoint, settings: ClusterSettings) -> str:
     return f"{settings.scheme}://{endpoint.name.lower()}.{settings.domain}/jobs"
 
 
-def build_job_api_route(endpoint: BatchEndpoint, settings: ClusterSettings) -> dict[str, Any]:
-    """HTTPRoute ``<endpoint>.<domain>/jobs`` -> the job API Service, on the public gateway."""
-    gateway = settings.public_gateway
+def build_job_api_route(endpoint: BatchEndpoint, settings: ClusterSettings, private: bool = False) -> dict[str, Any]:
+    """HTTPRoute ``<endpoint>.<domain>/jobs`` -> the job API Service.
+
+    Args:
+        endpoint: The batch endpoint.
+        settings: Stack settings (gateways, domain).
+        private: Attach to the private gateway (the stack's ``publicNetworkAccess: disabled``); default False:
+            the public one.
+    """
+    gateway = settings.private_gateway if private else settings.public_gateway
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
@@ -354,8 +382,9 @@ def build_job_api_route(endpoint: BatchEndpoint, settings: ClusterSettings) -> d
             "rules": [
                 {
                     "matches": [{"path": {"type": "PathPrefix", "value": "/jobs"}}],
+                    # Weights are traffic percentages in this project (the policy pack checks they sum to 100).
                     "backendRefs": [{"group": "", "kind": "Service", "name": job_api_name(endpoint.name),
-                                     "port": 80, "weight": 1}],
+                                     "port": 80, "weight": 100}],
                 }
             ],
         },
@@ -363,7 +392,15 @@ def build_job_api_route(endpoint: BatchEndpoint, settings: ClusterSettings) -> d
 
 
 def build_volume_claim(endpoint: BatchEndpoint, settings: ClusterSettings, options: BatchOptions) -> dict[str, Any]:
-    """The shared ReadWriteMany volume of runners and job API (outputs, journals, summaries)."""
+    """The ReadWriteMany volume of one endpoint's runners and job API (outputs, journals, summaries)."""
+    claim = build_batch_volume_claim(settings.namespace, options)
+    claim["metadata"]["labels"] = endpoint_labels(endpoint.name)
+    return claim
+
+
+def build_batch_volume_claim(namespace: str, options: BatchOptions) -> dict[str, Any]:
+    """The stack's shared ReadWriteMany batch volume ``options.volume_claim`` (every endpoint's jobs write under
+    ``/mnt/batch/outputs/<job id>``; job ids are unique)."""
     spec: dict[str, Any] = {
         "accessModes": ["ReadWriteMany"],
         "resources": {"requests": {"storage": options.volume_size}},
@@ -373,7 +410,7 @@ def build_volume_claim(endpoint: BatchEndpoint, settings: ClusterSettings, optio
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": metadata(options.volume_claim, settings.namespace, endpoint_labels(endpoint.name)),
+        "metadata": metadata(options.volume_claim, namespace, {**MANAGED_BY, KIND_LABEL: "batch-data"}),
         "spec": spec,
     }
 
@@ -397,6 +434,8 @@ def build_job_api_objects(
     settings: ClusterSettings,
     image: Any,
     options: BatchOptions | None = None,
+    replicas: int = 2,
+    templates_hash: Any = None,
 ) -> list[dict[str, Any]]:
     """The job API: ServiceAccount, Role (Jobs in its namespace only), RoleBinding, Deployment, Service.
 
@@ -405,9 +444,17 @@ def build_job_api_objects(
         deployment_names: Its deployments; their template ConfigMaps are projected into the templates folder
             (optional sources: the API starts before a deployment exists and sees it once created).
         settings: Stack settings.
-        image: Image with ``serving`` installed (the serving base image).
+        image: The job API image (``serving/Dockerfile.batch --target job-api``: the serving image plus the
+            ``kubernetes`` client).
         options: Volume and queue options (default :class:`BatchOptions`).
+        replicas: Job API replicas (default 2). Any number works: the Kubernetes launcher keeps no state in the
+            process (every read goes to the Job objects; job ids are random), so replicas are interchangeable.
+        templates_hash: Hash of the deployments' Job templates (:func:`templates_hash`), put on the pod template
+            as an annotation so that a changed template (a new runner image) rolls the job API, which reads the
+            templates at start; default none.
     """
+    if replicas < 1:
+        raise SpecError(f"endpoint {endpoint.name}: job API replicas: got {replicas}; at least 1")
     opts = options or BatchOptions()
     name = job_api_name(endpoint.name)
     ns = settings.namespace
@@ -489,20 +536,36 @@ def build_job_api_objects(
         ],
         "securityContext": _restricted_security(settings),
     }
-    deployment = {
+    pod_metadata: dict[str, Any] = {"labels": {**labels, **select}}
+    if templates_hash is not None:
+        pod_metadata["annotations"] = {TEMPLATES_HASH_ANNOTATION: templates_hash}
+    deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata(name, ns, labels),
         "spec": {
-            "replicas": 1,
+            "replicas": replicas,
             "selector": {"matchLabels": select},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "revisionHistoryLimit": 5,
             "template": {
-                "metadata": {"labels": {**labels, **select}},
+                "metadata": pod_metadata,
                 "spec": {
                     "serviceAccountName": name,
                     "enableServiceLinks": False,
                     "securityContext": _pod_security(settings),
+                    # Longer than the API's own graceful shutdown (uvicorn, 10 s): in-flight requests finish.
+                    "terminationGracePeriodSeconds": 30,
                     "containers": [container],
+                    # Spread replicas over nodes so one node failure never takes the job API down.
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": dict(select)},
+                        }
+                    ],
                     "volumes": [
                         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
                         {
@@ -530,6 +593,8 @@ def build_job_api_objects(
             },
         },
     }
+    if settings.image_pull_secret:
+        deployment["spec"]["template"]["spec"]["imagePullSecrets"] = [{"name": settings.image_pull_secret}]
     service = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -538,3 +603,146 @@ def build_job_api_objects(
                  "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
     }  # fmt: skip
     return [service_account, role, binding, deployment, service]
+
+
+def build_job_api_pdb(endpoint: BatchEndpoint, settings: ClusterSettings) -> dict[str, Any]:
+    """PodDisruptionBudget of the job API: one pod at a time may be evicted (drains never block)."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(
+            job_api_name(endpoint.name),
+            settings.namespace,
+            {**endpoint_labels(endpoint.name), "ml-endpoints.io/kind": "batch-job-api"},
+        ),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector_labels(endpoint.name, "jobs")},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def build_job_api_ingress_policy(
+    endpoint: BatchEndpoint, settings: ClusterSettings, private: bool = False
+) -> dict[str, Any]:
+    """NetworkPolicy: the job API accepts traffic only from its gateway's namespace (and monitoring).
+
+    The namespace denies all ingress by default; runner pods listen on nothing and get no ingress rule.
+    """
+    gateway = settings.private_gateway if private else settings.public_gateway
+    peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": gateway.namespace}}}]
+    if settings.monitoring_namespace:
+        peers.append(
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": settings.monitoring_namespace}}}
+        )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(
+            k8s_name(endpoint.name, "jobs-ingress"), settings.namespace, endpoint_labels(endpoint.name)
+        ),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(endpoint.name, "jobs")},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": "http"}]}],
+        },
+    }
+
+
+def templates_hash(config_maps: list[dict[str, Any]]) -> str:
+    """sha256 (first 16 hex digits) over the Job template ConfigMaps' data, in name order."""
+    digest = hashlib.sha256()
+    for cm in sorted(config_maps, key=lambda c: str(c["metadata"]["name"])):
+        digest.update(json.dumps([cm["metadata"]["name"], cm.get("data")], sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def batch_instance_type(
+    deployment: BatchDeployment, catalog: InstanceCatalog, default: str = DEFAULT_BATCH_INSTANCE_TYPE
+) -> InstanceType:
+    """The instance type each instance of a batch deployment runs as.
+
+    ``instance_type`` when the spec names one; else ``default`` (the stack's ``batchInstanceType``, default
+    ``Standard_DS3_v2``): Azure batch deployments name a compute *cluster* (``compute: azureml:cpu-cluster``)
+    whose VM size lives on the cluster, not in the spec. When ``compute`` names a pool of the catalog, the
+    default must run in that pool.
+
+    Raises:
+        SpecError: the type is unknown, or the default type belongs to another pool than ``compute`` names.
+    """
+    where = f"deployment {deployment.name}"
+    if deployment.source_path:
+        where = f"{deployment.source_path}"
+    name = deployment.instance_type or default
+    try:
+        instance = catalog.get(name)
+    except KeyError as e:
+        field = "instance_type" if deployment.instance_type else "batchInstanceType (the stack's default)"
+        raise SpecError(f"{where}: {field}: {e.args[0]}") from None
+    pool = deployment.compute_pool
+    pools = {it.pool for it in catalog.values()}
+    if deployment.instance_type is None and pool is not None and pool in pools and instance.pool != pool:
+        raise SpecError(
+            f"{where}: compute: got {deployment.compute!r}, but the default batch instance type {name!r} runs in"
+            f" pool {instance.pool!r}; set instance_type to a type of pool {pool!r} (or the stack's"
+            " overrides.<endpoint>.deployments.<name>.instanceType)"
+        )
+    return instance
+
+
+def batch_cluster_queue_name(namespace: str) -> str:
+    """The stack's Kueue ClusterQueue (cluster-scoped, so named after the stack's namespace)."""
+    return k8s_name(namespace, "batch")
+
+
+def batch_flavor_name(namespace: str, pool: str) -> str:
+    """The stack's Kueue ResourceFlavor of a pool (cluster-scoped: named after the namespace and the pool)."""
+    return k8s_name(namespace, pool)
+
+
+def _quantity(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def default_pool_quota(jobs: list[tuple[InstanceType, int]]) -> dict[str, str]:
+    """Nominal quota of a pool when the stack sets none: room for the largest job of the pool at full size.
+
+    Args:
+        jobs: (instance type, instance count) of each batch deployment running in the pool.
+
+    One job of each deployment can always be admitted; further jobs queue until it finishes.
+    """
+
+    def request(instance: InstanceType, resource: str, unit: str) -> int:
+        return int(instance.kubernetes_resources()["requests"][resource].removesuffix(unit))
+
+    cpu = max(request(i, "cpu", "m") * n for i, n in jobs)
+    memory = max(request(i, "memory", "Mi") * n for i, n in jobs)
+    gpus = max(i.gpu_count * n for i, n in jobs)
+    quota = {"cpu": f"{cpu}m", "memory": f"{memory}Mi"}
+    if gpus:
+        quota[GPU_RESOURCE] = _quantity(gpus)
+    return quota
+
+
+def build_batch_cluster_queue(namespace: str, quotas: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """The stack's ClusterQueue: one ResourceFlavor per pool (:func:`batch_flavor_name`) with its quota.
+
+    Args:
+        namespace: The stack's namespace (the only one admitted; it names the queue).
+        quotas: pool -> ``{"cpu": ..., "memory": ..., "nvidia.com/gpu": ...}``.
+    """
+    flavors = {batch_flavor_name(namespace, pool): quota for pool, quota in quotas.items()}
+    return build_cluster_queue(batch_cluster_queue_name(namespace), flavors, [namespace])
+
+
+def build_batch_platform_objects(
+    namespace: str, quotas: dict[str, dict[str, str]], priority_classes: bool = True
+) -> list[dict[str, Any]]:
+    """Stack-wide batch objects: the ClusterQueue and (unless another stack of the cluster owns them) the two
+    PriorityClasses. The pools' ResourceFlavors come from ``ComputePool``."""
+    objs = [build_batch_cluster_queue(namespace, quotas)]
+    if priority_classes:
+        objs += build_batch_priority_classes()
+    return objs

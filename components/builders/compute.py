@@ -57,8 +57,18 @@ def build_gpu_quota(pool: str, namespace: str, gpus: int) -> dict[str, Any]:
     }
 
 
-def build_resource_flavor(pool: str, instance: InstanceType, settings: ClusterSettings) -> dict[str, Any]:
-    """Kueue ResourceFlavor for a pool: admitted workloads get the pool's node selector (and GPU toleration)."""
+def build_resource_flavor(
+    pool: str, instance: InstanceType, settings: ClusterSettings, name: str | None = None
+) -> dict[str, Any]:
+    """Kueue ResourceFlavor for a pool: admitted workloads get the pool's node selector (and GPU toleration).
+
+    Args:
+        pool: The pool.
+        instance: Its reference instance type (the one with the most GPUs).
+        settings: Stack settings (pool label).
+        name: Flavor name (cluster-scoped; default the pool's name). Stacks name theirs after their namespace
+            so that two stacks sharing a cluster never manage the same object.
+    """
     node_selector, tolerations = pool_scheduling(instance, settings)
     spec: dict[str, Any] = {"nodeLabels": node_selector or {settings.pool_label: pool}}
     if tolerations:
@@ -66,7 +76,7 @@ def build_resource_flavor(pool: str, instance: InstanceType, settings: ClusterSe
     return {
         "apiVersion": KUEUE_API,
         "kind": "ResourceFlavor",
-        "metadata": metadata(pool, None, pool_labels(pool)),
+        "metadata": metadata(name or pool, None, pool_labels(pool)),
         "spec": spec,
     }
 

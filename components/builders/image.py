@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from components.builders.batch import batch_model_dir
 from components.builders.common import k8s_name
 from components.builders.online import model_dir
 from endpoints.errors import SpecError
-from endpoints.images import deployment_image_build
-from endpoints.specs import OnlineDeployment
+from endpoints.images import BatchTarget, batch_image_build, deployment_image_build
+from endpoints.specs import BatchDeployment, OnlineDeployment
 
 DEPLOYMENT_DOCKERFILE = "serving/Dockerfile.deployment"
 
@@ -30,12 +32,14 @@ class ImageBuild:
         dockerfile: Dockerfile path (absolute): ``<repo>/serving/Dockerfile.deployment``.
         args: Build arguments (see :func:`image_build_args`).
         repository: Image repository without tag, ``<registry>/<endpoint>-<deployment>``.
+        target: The Dockerfile stage to build (default none: the last one).
     """
 
     context: str
     dockerfile: str
-    args: dict[str, str] = field(default_factory=dict)
+    args: dict[str, Any] = field(default_factory=dict)
     repository: str = ""
+    target: str | None = None
 
 
 def image_build_args(
@@ -82,4 +86,70 @@ def image_build_args(
         dockerfile=str((repo_root / DEPLOYMENT_DOCKERFILE).resolve()),
         args=args,
         repository=repository,
+    )
+
+
+# Repository names of the stack-wide batch images (``<registry>/<name>``).
+BATCH_IMAGE_REPOSITORIES: dict[str, str] = {"job-api": "endpoints-batch-job-api", "runner": "endpoints-batch-runner"}
+
+
+def batch_base_image_build(repo_root: Path, target: BatchTarget, serving_image: str, registry: str = "") -> ImageBuild:
+    """The batch job API image or the batch runner base image, as :func:`endpoints.images.batch_image_build`
+    describes them (``serving/Dockerfile.batch``, one stage per target, built on the serving image).
+
+    Args:
+        repo_root: Repository root (the build context).
+        target: ``job-api`` (the serving image plus the ``kubernetes`` client) or ``runner``.
+        serving_image: The serving image (``BASE_IMAGE``).
+        registry: Registry prefix (default empty: a local name).
+    """
+    recipe = batch_image_build(target, serving_image, repo_root)
+    name = BATCH_IMAGE_REPOSITORIES[target]
+    return ImageBuild(
+        context=str(recipe.context.resolve()),
+        dockerfile=str(recipe.dockerfile.resolve()),
+        args=dict(recipe.args),
+        repository=f"{registry.rstrip('/')}/{name}" if registry else name,
+        target=recipe.target,
+    )
+
+
+def batch_deployment_build(
+    repo_root: Path,
+    deployment_file: Path,
+    deployment: BatchDeployment,
+    endpoint_name: str,
+    runner_image: Any,
+    registry: str = "",
+) -> ImageBuild:
+    """The image of one batch deployment: its scoring code, environment and local model on the batch runner image.
+
+    The build context is the closest folder holding the deployment's file and every local path it names (a batch
+    endpoint may reuse another endpoint's model or environment, e.g. ``../../car-classifier/models/alice``).
+
+    Args:
+        repo_root: Repository root (holds ``serving/Dockerfile.deployment``).
+        deployment_file: The deployment's YAML file.
+        deployment: The batch deployment spec.
+        endpoint_name: The batch endpoint's name (part of the repository name).
+        runner_image: The batch runner image (``BASE_IMAGE``; a string, or a Pulumi output when built).
+        registry: Registry prefix (default empty: a local name).
+
+    Raises:
+        SpecError: the environment is a user build context or a custom container (give a pinned image).
+    """
+    recipe = deployment_image_build(
+        deployment, deployment_file, "<runner-image>", model_dir=batch_model_dir(deployment)
+    )
+    if recipe is None:
+        raise SpecError(
+            f"deployment {deployment.name}: environment is a user image or build context; give a pinned image"
+            " (overrides.<endpoint>.deployments.<name>.image)"
+        )
+    name = k8s_name(endpoint_name, deployment.name)
+    return ImageBuild(
+        context=str(recipe.context),
+        dockerfile=str((repo_root / DEPLOYMENT_DOCKERFILE).resolve()),
+        args={**recipe.args, "BASE_IMAGE": runner_image},
+        repository=f"{registry.rstrip('/')}/{name}" if registry else name,
     )

@@ -17,9 +17,29 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from components.builders.batch import (
+    DEFAULT_BATCH_INSTANCE_TYPE,
+    BatchOptions,
+    batch_cluster_queue_name,
+    batch_flavor_name,
+    batch_instance_type,
+    build_batch_platform_objects,
+    build_batch_volume_claim,
+    build_endpoint_local_queue,
+    build_job_api_ingress_policy,
+    build_job_api_objects,
+    build_job_api_pdb,
+    build_job_api_route,
+    build_job_template,
+    build_template_config_map,
+    default_pool_quota,
+    jobs_uri,
+    templates_hash,
+)
+from components.builders.batch import build_keys_secret as build_batch_keys_secret
 from components.builders.common import ClusterSettings, GatewayRef
-from components.builders.compute import build_gpu_quota, pools_of
-from components.builders.image import ImageBuild, image_build_args
+from components.builders.compute import build_gpu_quota, build_resource_flavor, pools_of
+from components.builders.image import ImageBuild, batch_base_image_build, batch_deployment_build, image_build_args
 from components.builders.namespace import build_default_deny, build_namespace
 from components.builders.online import (
     build_deployment_objects,
@@ -31,7 +51,7 @@ from components.builders.online import (
 from endpoints.catalog import InstanceType
 from endpoints.errors import SpecError
 from endpoints.project import EndpointProject, load_endpoint_project
-from endpoints.specs import ModelAsset, OnlineDeployment, OnlineEndpoint
+from endpoints.specs import BatchDeployment, BatchEndpoint, ModelAsset, OnlineDeployment, OnlineEndpoint
 
 PROJECT_NAME = "ml-endpoints"
 
@@ -110,12 +130,51 @@ CONFIG_KEYS: dict[str, ConfigKey] = {
     "policyEnforcement": ConfigKey(
         "string", "advisory", "Policy pack enforcement level for this stack: advisory or mandatory."
     ),
+    "batchInstanceType": ConfigKey(
+        "string",
+        DEFAULT_BATCH_INSTANCE_TYPE,
+        "Instance type of batch deployments whose spec names none (Azure batch deployments name a compute"
+        " cluster, not a VM size); it must run in the pool their compute names.",
+    ),
+    "batchJobApiReplicas": ConfigKey(
+        "integer", 2, "Replicas of each batch endpoint's job API (overrides.<endpoint>.jobApiReplicas per endpoint)."
+    ),
+    "jobApiImage": ConfigKey(
+        "string",
+        "",
+        "Batch job API image (serving/Dockerfile.batch --target job-api); '' builds it on servingImage (buildImages).",
+    ),
+    "batchRunnerImage": ConfigKey(
+        "string",
+        "",
+        "Batch runner image (serving/Dockerfile.batch --target runner) that batch deployment images build on;"
+        " '' builds it on servingImage (buildImages).",
+    ),
+    "batchVolumeSize": ConfigKey(
+        "string", "100Gi", "Size of the stack's ReadWriteMany batch volume (every batch job's output)."
+    ),
+    "batchStorageClass": ConfigKey(
+        "string", "", "Storage class of the batch volume ('' the cluster default; it must offer ReadWriteMany)."
+    ),
+    "batchQuotas": ConfigKey(
+        None,
+        {},
+        "Object. Per compute pool: {cpu, memory, nvidia.com/gpu}, the nominal quota of the stack's Kueue"
+        " ClusterQueue; a pool not listed gets room for its largest batch job.",
+    ),
+    "createPriorityClasses": ConfigKey(
+        "boolean",
+        True,
+        "Create the cluster-scoped batch PriorityClasses (ml-endpoints-batch, ml-endpoints-batch-low); false in"
+        " all but one stack sharing a cluster.",
+    ),
     "overrides": ConfigKey(
         None,
         {},
-        "Object. Per endpoint: {traffic, mirrorTraffic, deployments: {<name>: {image, instanceCount, instanceType,"
-        " modelPath, modelVersion, egressPublicNetworkAccess, environmentVariables, autoscale: {minInstances,"
-        " maxInstances, targetUtilizationPercentage, pollingInterval}}}}; promotion edits these.",
+        "Object. Per endpoint: {traffic, mirrorTraffic, jobApiReplicas, deployments: {<name>: {image,"
+        " instanceCount, instanceType, modelPath, modelVersion, egressPublicNetworkAccess, environmentVariables,"
+        " autoscale: {minInstances, maxInstances, targetUtilizationPercentage, pollingInterval}}}}; promotion"
+        " edits these.",
     ),
     "keyRotation": ConfigKey(
         None,
@@ -162,6 +221,9 @@ class EndpointOverride(_Camel):
 
     traffic: dict[str, int] | None = Field(default=None, description="Live traffic split in this stack.")
     mirror_traffic: dict[str, int] | None = Field(default=None, description="Mirrored share in this stack.")
+    job_api_replicas: int | None = Field(
+        default=None, ge=1, le=100, description="Batch endpoints: job API replicas in this stack."
+    )
     deployments: dict[str, DeploymentOverride] = Field(default_factory=dict, description="Per deployment.")
 
 
@@ -200,6 +262,14 @@ class StackSettings(_Camel):
     image_pull_secret: str = ""
     service_account: str = ""
     policy_enforcement: Literal["advisory", "mandatory"] = "advisory"
+    batch_instance_type: str = Field(default=DEFAULT_BATCH_INSTANCE_TYPE, min_length=1)
+    batch_job_api_replicas: int = Field(default=2, ge=1, le=100)
+    job_api_image: str = ""
+    batch_runner_image: str = ""
+    batch_volume_size: str = Field(default="100Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+    batch_storage_class: str = ""
+    batch_quotas: dict[str, dict[str, str]] = Field(default_factory=dict)
+    create_priority_classes: bool = True
     overrides: dict[str, EndpointOverride] = Field(default_factory=dict)
     key_rotation: dict[str, KeyRotation] = Field(default_factory=dict)
 
@@ -273,7 +343,7 @@ def load_stack_config(repo_root: Path, stack: str) -> dict[str, Any]:
 
 @dataclass
 class ResolvedDeployment:
-    """One deployment with the stack's overrides applied."""
+    """One online deployment with the stack's overrides applied."""
 
     spec: OnlineDeployment
     instance: InstanceType
@@ -296,6 +366,75 @@ class ResolvedEndpoint:
     def specs(self) -> list[OnlineDeployment]:
         """The deployment specs (name order)."""
         return [d.spec for d in self.deployments]
+
+
+@dataclass
+class ResolvedBatchDeployment:
+    """One batch deployment with the stack's overrides applied.
+
+    Attributes:
+        image: A pinned runner image, or None when ``build`` makes it.
+        build: The deployment image's build; its ``BASE_IMAGE`` is the stack's runner image, which is
+            :data:`RUNNER_IMAGE_PLACEHOLDER` when the stack builds the runner image too (the program puts the
+            built image's digest there).
+    """
+
+    spec: BatchDeployment
+    instance: InstanceType
+    deployment_file: Path
+    image: str | None
+    build: ImageBuild | None
+
+
+@dataclass
+class ResolvedBatchEndpoint:
+    """One batch endpoint with the stack's overrides applied."""
+
+    entry: str
+    project: EndpointProject
+    endpoint: BatchEndpoint
+    deployments: list[ResolvedBatchDeployment]
+    job_api_replicas: int
+    private: bool
+    rotation: KeyRotation = field(default_factory=KeyRotation)
+
+    @property
+    def deployment_names(self) -> list[str]:
+        """The deployment names (name order)."""
+        return [d.spec.name for d in self.deployments]
+
+
+# BASE_IMAGE of batch deployment builds while the runner image is itself built by the same `pulumi up`.
+RUNNER_IMAGE_PLACEHOLDER = "<batch-runner-image>"
+
+
+@dataclass
+class ResolvedStack:
+    """Every endpoint of a stack, resolved, plus the stack-wide batch pieces.
+
+    Attributes:
+        online: Online endpoints, in config order.
+        batch: Batch endpoints, in config order.
+        job_api_image: Pinned job API image (None: ``job_api_build`` makes it, or no batch endpoint).
+        job_api_build: Build of the job API image (``serving/Dockerfile.batch`` target ``job-api``).
+        runner_image: Pinned batch runner image (None: ``runner_build`` makes it, or no deployment needs it).
+        runner_build: Build of the batch runner image (``serving/Dockerfile.batch`` target ``runner``).
+        batch_quotas: Pool -> nominal quota of the stack's ClusterQueue (pools of the batch deployments).
+        options: Batch queue/volume options of the stack.
+    """
+
+    online: list[ResolvedEndpoint]
+    batch: list[ResolvedBatchEndpoint]
+    job_api_image: str | None = None
+    job_api_build: ImageBuild | None = None
+    runner_image: str | None = None
+    runner_build: ImageBuild | None = None
+    batch_quotas: dict[str, dict[str, str]] = field(default_factory=dict)
+    options: BatchOptions = field(default_factory=BatchOptions)
+
+    def batch_pools(self) -> dict[str, list[InstanceType]]:
+        """Pools the batch deployments run in, by pool name."""
+        return pools_of(d.instance for r in self.batch for d in r.deployments)
 
 
 def _revalidate(model: type[Any], spec: Any, update: dict[str, Any], where: str, catalog: Any) -> Any:
@@ -341,67 +480,209 @@ def _apply_deployment_override(
     return _revalidate(OnlineDeployment, spec, update, where, catalog) if update else spec
 
 
-def resolve_stack(settings: StackSettings, repo_root: Path) -> list[ResolvedEndpoint]:
-    """Load every online endpoint folder of the stack and apply its overrides.
+def _apply_batch_override(spec: BatchDeployment, ov: DeploymentOverride, where: str, catalog: Any) -> BatchDeployment:
+    for key, value in (("egressPublicNetworkAccess", ov.egress_public_network_access), ("autoscale", ov.autoscale)):
+        if value is not None:
+            raise SpecError(f"{where}.{key}: got {value!r}; batch deployments take no {key} (online only)")
+    update: dict[str, Any] = {}
+    if ov.instance_count is not None:
+        update["resources"] = {"instance_count": ov.instance_count}
+    if ov.instance_type is not None:
+        update["instance_type"] = ov.instance_type
+    if ov.environment_variables:
+        settings = spec.settings.model_dump(by_alias=True)
+        settings["environment_variables"] = {**spec.settings.environment_variables, **ov.environment_variables}
+        update["settings"] = settings
+    if ov.model_path is not None or ov.model_version is not None:
+        model = spec.model
+        if not isinstance(model, ModelAsset):
+            raise SpecError(
+                f"{where}: modelPath/modelVersion: deployment {spec.name!r} has no inline model to override"
+            )
+        m = model.model_dump(by_alias=True)
+        if ov.model_path is not None:
+            m["path"] = ov.model_path
+        if ov.model_version is not None:
+            m["version"] = ov.model_version
+        update["model"] = m
+    return _revalidate(BatchDeployment, spec, update, where, catalog) if update else spec  # type: ignore[no-any-return]
+
+
+def _load_project(repo_root: Path, entry: str) -> EndpointProject:
+    path = repo_root / entry
+    if path.suffix in (".yml", ".yaml"):
+        return load_endpoint_project(path.parent, path.name)
+    return load_endpoint_project(path)
+
+
+def resolve_stack(settings: StackSettings, repo_root: Path) -> ResolvedStack:
+    """Load every endpoint folder of the stack (online and batch) and apply its overrides.
 
     Raises:
         SpecError: a folder is invalid, an override names an unknown endpoint or deployment, two endpoints share a
-            name, two objects would share a name, or a deployment has no image.
+            name (naming both folders and their kinds), two objects would share a name, a deployment has no
+            image, or a batch deployment has no instance type of its pool.
     """
-    out: list[ResolvedEndpoint] = []
-    seen: dict[str, str] = {}
+    online: list[ResolvedEndpoint] = []
+    batch: list[ResolvedBatchEndpoint] = []
+    seen: dict[str, tuple[str, str]] = {}
     for entry in settings.endpoints:
-        path = repo_root / entry
-        project = (
-            load_endpoint_project(path.parent, path.name)
-            if path.suffix in (".yml", ".yaml")
-            else load_endpoint_project(path)
-        )
+        project = _load_project(repo_root, entry)
         endpoint = project.endpoint
-        if not isinstance(endpoint, OnlineEndpoint):
-            continue  # batch endpoints are wired by the batch components
+        kind = "batch" if isinstance(endpoint, BatchEndpoint) else "online"
         if endpoint.name in seen:
-            raise SpecError(
-                f"{PROJECT_NAME}:endpoints: {entry!r} and {seen[endpoint.name]!r} both define endpoint"
-                f" {endpoint.name!r}; endpoint names are unique in a stack"
-            )
-        seen[endpoint.name] = entry
-        where = f"{PROJECT_NAME}:overrides.{endpoint.name}"
-        ov = settings.overrides.get(endpoint.name, EndpointOverride())
-        for dep_name in ov.deployments:
-            if dep_name not in project.deployments:
+            other, other_kind = seen[endpoint.name]
+            if other_kind == kind:
                 raise SpecError(
-                    f"{where}.deployments.{dep_name}: no such deployment; known: {sorted(project.deployments)}"
+                    f"{PROJECT_NAME}:endpoints: {entry!r} and {other!r} both define endpoint {endpoint.name!r};"
+                    " endpoint names are unique in a stack"
                 )
-        ep_update: dict[str, Any] = {}
-        if ov.traffic is not None:
-            ep_update["traffic"] = ov.traffic
-        if ov.mirror_traffic is not None:
-            ep_update["mirror_traffic"] = ov.mirror_traffic
-        if settings.public_network_access:
-            ep_update["public_network_access"] = settings.public_network_access
-        if ep_update:
-            endpoint = _revalidate(OnlineEndpoint, endpoint, ep_update, where, project.catalog)
-        deployments: list[ResolvedDeployment] = []
-        for name in sorted(project.deployments):
-            spec = project.deployments[name]
-            assert isinstance(spec, OnlineDeployment)
-            dov = ov.deployments.get(name, DeploymentOverride())
-            spec = _apply_deployment_override(spec, dov, f"{where}.deployments.{name}", project.catalog)
-            instance = project.catalog.get(spec.effective_instance_type)
-            dep_file = project.deployment_file(name)
-            image, build = _image_of(settings, repo_root, project, dep_file, endpoint.name, spec, dov, where)
-            deployments.append(ResolvedDeployment(spec, instance, dep_file, image, build))
-        for table in ("traffic", "mirror_traffic"):
-            for target in getattr(endpoint, table):
-                if target not in project.deployments:
-                    raise SpecError(
-                        f"{where}.{table}.{target}: no such deployment; known: {sorted(project.deployments)}"
-                    )
-        rotation = settings.key_rotation.get(endpoint.name, KeyRotation())
-        out.append(ResolvedEndpoint(entry, project, endpoint, deployments, rotation))
-    check_unique_names([(r.endpoint.name, d.spec.name) for r in out for d in r.deployments])
-    return out
+            raise SpecError(
+                f"{PROJECT_NAME}:endpoints: {entry!r} ({kind} endpoint) and {other!r} ({other_kind} endpoint) both"
+                f" define endpoint {endpoint.name!r}; an online and a batch endpoint cannot share a name in a stack"
+                f" (both would be served at {endpoint.name.lower()}.{settings.domain}): rename one"
+            )
+        seen[endpoint.name] = (entry, kind)
+        if isinstance(endpoint, BatchEndpoint):
+            batch.append(_resolve_batch(settings, repo_root, entry, project, endpoint))
+        else:
+            online.append(_resolve_online(settings, repo_root, entry, project, endpoint))
+    check_unique_names([(r.endpoint.name, d.spec.name) for r in online for d in r.deployments])
+    resolved = ResolvedStack(online, batch)
+    if batch:
+        _resolve_batch_platform(settings, repo_root, resolved)
+    # Online and batch objects share the namespace: two of them of the same kind and name would overwrite each
+    # other on the cluster (e.g. online "cars" deployment "x-jobs" and batch "cars-x"'s job API "cars-x-jobs").
+    _check_object_names(_render(resolved, settings))
+    return resolved
+
+
+def _resolve_online(
+    settings: StackSettings, repo_root: Path, entry: str, project: EndpointProject, endpoint: OnlineEndpoint
+) -> ResolvedEndpoint:
+    where = f"{PROJECT_NAME}:overrides.{endpoint.name}"
+    ov = settings.overrides.get(endpoint.name, EndpointOverride())
+    if ov.job_api_replicas is not None:
+        raise SpecError(
+            f"{where}.jobApiReplicas: got {ov.job_api_replicas}; {endpoint.name!r} is an online endpoint (set"
+            " instanceCount or autoscale of its deployments)"
+        )
+    for dep_name in ov.deployments:
+        if dep_name not in project.deployments:
+            raise SpecError(f"{where}.deployments.{dep_name}: no such deployment; known: {sorted(project.deployments)}")
+    ep_update: dict[str, Any] = {}
+    if ov.traffic is not None:
+        ep_update["traffic"] = ov.traffic
+    if ov.mirror_traffic is not None:
+        ep_update["mirror_traffic"] = ov.mirror_traffic
+    if settings.public_network_access:
+        ep_update["public_network_access"] = settings.public_network_access
+    if ep_update:
+        endpoint = _revalidate(OnlineEndpoint, endpoint, ep_update, where, project.catalog)
+    deployments: list[ResolvedDeployment] = []
+    for name in sorted(project.deployments):
+        spec = project.deployments[name]
+        assert isinstance(spec, OnlineDeployment)
+        dov = ov.deployments.get(name, DeploymentOverride())
+        spec = _apply_deployment_override(spec, dov, f"{where}.deployments.{name}", project.catalog)
+        instance = project.catalog.get(spec.effective_instance_type)
+        dep_file = project.deployment_file(name)
+        image, build = _image_of(settings, repo_root, project, dep_file, endpoint.name, spec, dov, where)
+        deployments.append(ResolvedDeployment(spec, instance, dep_file, image, build))
+    for table in ("traffic", "mirror_traffic"):
+        for target in getattr(endpoint, table):
+            if target not in project.deployments:
+                raise SpecError(f"{where}.{table}.{target}: no such deployment; known: {sorted(project.deployments)}")
+    rotation = settings.key_rotation.get(endpoint.name, KeyRotation())
+    return ResolvedEndpoint(entry, project, endpoint, deployments, rotation)
+
+
+def _resolve_batch(
+    settings: StackSettings, repo_root: Path, entry: str, project: EndpointProject, endpoint: BatchEndpoint
+) -> ResolvedBatchEndpoint:
+    where = f"{PROJECT_NAME}:overrides.{endpoint.name}"
+    ov = settings.overrides.get(endpoint.name, EndpointOverride())
+    for key, value in (("traffic", ov.traffic), ("mirrorTraffic", ov.mirror_traffic)):
+        if value is not None:
+            raise SpecError(
+                f"{where}.{key}: got {value!r}; {endpoint.name!r} is a batch endpoint (each job names its"
+                " deployment, else the endpoint's defaults.deployment_name)"
+            )
+    for dep_name in ov.deployments:
+        if dep_name not in project.deployments:
+            raise SpecError(f"{where}.deployments.{dep_name}: no such deployment; known: {sorted(project.deployments)}")
+    deployments: list[ResolvedBatchDeployment] = []
+    for name in sorted(project.deployments):
+        spec = project.deployments[name]
+        assert isinstance(spec, BatchDeployment)
+        dov = ov.deployments.get(name, DeploymentOverride())
+        dwhere = f"{where}.deployments.{name}"
+        spec = _apply_batch_override(spec, dov, dwhere, project.catalog)
+        instance = batch_instance_type(spec, project.catalog, settings.batch_instance_type)
+        dep_file = project.deployment_file(name)
+        image: str | None = dov.image
+        build: ImageBuild | None = None
+        if image is None:
+            if not settings.build_images:
+                raise SpecError(
+                    f"{dwhere}.image: missing; batch deployment {name!r} needs a pinned image in this stack (or set"
+                    f" {PROJECT_NAME}:buildImages: true)"
+                )
+            runner = settings.batch_runner_image or RUNNER_IMAGE_PLACEHOLDER
+            build = batch_deployment_build(repo_root, dep_file, spec, endpoint.name, runner, settings.image_registry)
+        deployments.append(ResolvedBatchDeployment(spec, instance, dep_file, image, build))
+    if endpoint.defaults.deployment_name and endpoint.defaults.deployment_name not in project.deployments:
+        raise SpecError(
+            f"{project.endpoint_file}: defaults.deployment_name: got {endpoint.defaults.deployment_name!r}; known:"
+            f" {sorted(project.deployments)}"
+        )
+    replicas = ov.job_api_replicas or settings.batch_job_api_replicas
+    rotation = settings.key_rotation.get(endpoint.name, KeyRotation())
+    private = settings.public_network_access == "disabled"
+    return ResolvedBatchEndpoint(entry, project, endpoint, deployments, replicas, private, rotation)
+
+
+def _resolve_batch_platform(settings: StackSettings, repo_root: Path, resolved: ResolvedStack) -> None:
+    """Job API and runner images, ClusterQueue quotas and queue options of a stack with batch endpoints."""
+
+    def build_of(target: Literal["job-api", "runner"], key: str) -> ImageBuild:
+        if not settings.build_images:
+            raise SpecError(
+                f"{PROJECT_NAME}:{key}: missing; the stack's batch endpoints need a pinned image (or set"
+                f" {PROJECT_NAME}:buildImages: true)"
+            )
+        if not settings.serving_image:
+            raise SpecError(
+                f"{PROJECT_NAME}:servingImage: missing; buildImages needs the serving base image to build the batch"
+                f" {target} image on"
+            )
+        return batch_base_image_build(repo_root, target, settings.serving_image, settings.image_registry)
+
+    if settings.job_api_image:
+        resolved.job_api_image = settings.job_api_image
+    else:
+        resolved.job_api_build = build_of("job-api", "jobApiImage")
+    if any(d.build is not None for r in resolved.batch for d in r.deployments):
+        if settings.batch_runner_image:
+            resolved.runner_image = settings.batch_runner_image
+        else:
+            resolved.runner_build = build_of("runner", "batchRunnerImage")
+    pools = resolved.batch_pools()
+    unknown = sorted(set(settings.batch_quotas) - set(pools))
+    if unknown:
+        raise SpecError(
+            f"{PROJECT_NAME}:batchQuotas.{unknown[0]}: no batch deployment of this stack runs in pool"
+            f" {unknown[0]!r}; pools: {sorted(pools)}"
+        )
+    for pool in pools:
+        jobs = [(d.instance, d.spec.resources.instance_count) for r in resolved.batch for d in r.deployments
+                if d.instance.pool == pool]  # fmt: skip
+        resolved.batch_quotas[pool] = dict(settings.batch_quotas.get(pool) or default_pool_quota(jobs))
+    resolved.options = BatchOptions(
+        cluster_queue=batch_cluster_queue_name(settings.namespace),
+        volume_size=settings.batch_volume_size,
+        storage_class=settings.batch_storage_class or None,
+    )
 
 
 def _image_of(
@@ -433,13 +714,26 @@ def _image_of(
     )
 
 
-def gpu_pools(resolved: list[ResolvedEndpoint]) -> dict[str, list[InstanceType]]:
-    """GPU pools used by the stack's deployments, by pool name."""
-    return {
-        pool: its
-        for pool, its in pools_of(d.instance for r in resolved for d in r.deployments).items()
-        if any(i.is_gpu for i in its)
-    }
+def gpu_pools(resolved: ResolvedStack) -> dict[str, list[InstanceType]]:
+    """GPU pools used by the stack's online and batch deployments, by pool name."""
+    instances = [d.instance for r in resolved.online for d in r.deployments]
+    instances += [d.instance for r in resolved.batch for d in r.deployments]
+    return {pool: its for pool, its in pools_of(instances).items() if any(i.is_gpu for i in its)}
+
+
+def compute_pools(resolved: ResolvedStack) -> dict[str, tuple[list[InstanceType], bool]]:
+    """Pools the stack creates a ``ComputePool`` for: GPU pools (quota) and batch pools (Kueue ResourceFlavor).
+
+    Returns:
+        pool -> (its instance types, whether it carries a Kueue ResourceFlavor).
+    """
+    batch = resolved.batch_pools()
+    gpu = gpu_pools(resolved)
+    out: dict[str, tuple[list[InstanceType], bool]] = {}
+    for pool in sorted(set(batch) | set(gpu)):
+        instances = pools_of([*gpu.get(pool, []), *batch.get(pool, [])])[pool]
+        out[pool] = (instances, pool in batch)
+    return out
 
 
 def placeholder_image(build: ImageBuild) -> str:
@@ -454,24 +748,101 @@ class RenderedStack:
     objects: list[dict[str, Any]]
     scoring_uris: dict[str, str]
     swagger_uris: dict[str, str]
+    jobs_uris: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Owned:
+    objects: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (owner, object)
+
+    def add(self, owner: str, objs: list[dict[str, Any]]) -> None:
+        self.objects += [(owner, o) for o in objs]
+
+
+def _image(image: str | None, build: ImageBuild | None) -> str:
+    if image is not None:
+        return image
+    assert build is not None
+    return placeholder_image(build)
+
+
+def batch_template_config_map(
+    r: ResolvedBatchEndpoint, d: ResolvedBatchDeployment, cluster: ClusterSettings, options: BatchOptions, image: str
+) -> dict[str, Any]:
+    """The Job template ConfigMap of one batch deployment (what ``BatchDeployment`` creates)."""
+    template = build_job_template(r.endpoint, d.spec, d.instance, cluster, image, options)
+    return build_template_config_map(r.endpoint, d.spec, template, cluster)
+
+
+def _render(resolved: ResolvedStack, settings: StackSettings) -> _Owned:
+    cluster = settings.cluster()
+    out = _Owned()
+    if settings.create_namespace:
+        out.add("the stack", [build_namespace(settings.namespace), build_default_deny(settings.namespace)])
+    for pool, (instances, kueue) in compute_pools(resolved).items():
+        reference = max(instances, key=lambda it: it.gpu_count)
+        if settings.gpu_quota and reference.is_gpu:
+            out.add(f"pool {pool}", [build_gpu_quota(pool, settings.namespace, settings.gpu_quota)])
+        if kueue:
+            flavor = build_resource_flavor(pool, reference, cluster, batch_flavor_name(settings.namespace, pool))
+            out.add(f"pool {pool}", [flavor])
+    if resolved.batch:
+        platform = build_batch_platform_objects(
+            settings.namespace, resolved.batch_quotas, settings.create_priority_classes
+        )
+        platform.append(build_batch_volume_claim(settings.namespace, resolved.options))
+        out.add("the stack's batch platform", platform)
+    for r in resolved.online:
+        owner = f"online endpoint {r.endpoint.name!r} ({r.entry})"
+        out.add(owner, build_endpoint_objects(r.endpoint, r.specs, cluster))
+        for d in r.deployments:
+            objs = build_deployment_objects(r.endpoint, d.spec, d.instance, cluster, _image(d.image, d.build))
+            out.add(owner, objs)
+    api_image = _image(resolved.job_api_image, resolved.job_api_build) if resolved.batch else ""
+    for b in resolved.batch:
+        owner = f"batch endpoint {b.endpoint.name!r} ({b.entry})"
+        maps = [batch_template_config_map(b, d, cluster, resolved.options, _image(d.image, d.build))
+                for d in b.deployments]  # fmt: skip
+        out.add(owner, maps)
+        out.add(owner, batch_endpoint_objects(b, cluster, resolved.options, api_image, templates_hash(maps)))
+    return out
+
+
+def batch_endpoint_objects(
+    b: ResolvedBatchEndpoint, cluster: ClusterSettings, options: BatchOptions, image: Any, hash_: Any
+) -> list[dict[str, Any]]:
+    """Every object a ``BatchEndpoint`` creates, keys as placeholders (the offline plan's view)."""
+    objs = [build_batch_keys_secret(b.endpoint, cluster)]
+    objs += build_job_api_objects(b.endpoint, b.deployment_names, cluster, image, options, b.job_api_replicas, hash_)
+    objs += [
+        build_job_api_pdb(b.endpoint, cluster),
+        build_job_api_route(b.endpoint, cluster, b.private),
+        build_job_api_ingress_policy(b.endpoint, cluster, b.private),
+        build_endpoint_local_queue(b.endpoint, cluster, options),
+    ]
+    return objs
+
+
+def _check_object_names(owned: _Owned) -> None:
+    seen: dict[tuple[str, str, str], str] = {}
+    for owner, obj in owned.objects:
+        meta = obj["metadata"]
+        key = (str(obj["kind"]), str(meta.get("namespace") or ""), str(meta["name"]))
+        if key in seen and seen[key] != owner:
+            where = f"{key[0]} {key[1]}/{key[2]}" if key[1] else f"{key[0]} {key[2]}"
+            raise SpecError(
+                f"{PROJECT_NAME}:endpoints: {where} would be created by both {seen[key]} and {owner}; rename one of"
+                " the endpoints or deployments"
+            )
+        seen[key] = owner
 
 
 def render_stack(settings: StackSettings, repo_root: Path) -> RenderedStack:
     """Render the whole stack offline with the same builders the components call (keys are placeholders)."""
     resolved = resolve_stack(settings, repo_root)
     cluster = settings.cluster()
-    objs: list[dict[str, Any]] = []
-    if settings.create_namespace:
-        objs += [build_namespace(settings.namespace), build_default_deny(settings.namespace)]
-    if settings.gpu_quota:
-        objs += [build_gpu_quota(pool, settings.namespace, settings.gpu_quota) for pool in gpu_pools(resolved)]
-    scoring: dict[str, str] = {}
-    swagger: dict[str, str] = {}
-    for r in resolved:
-        objs += build_endpoint_objects(r.endpoint, r.specs, cluster)
-        for d in r.deployments:
-            image = d.image if d.image is not None else placeholder_image(d.build)  # type: ignore[arg-type]
-            objs += build_deployment_objects(r.endpoint, d.spec, d.instance, cluster, image)
-        scoring[r.endpoint.name] = scoring_uri(r.endpoint, r.specs, cluster)
-        swagger[r.endpoint.name] = swagger_uri(r.endpoint, r.specs, cluster)
-    return RenderedStack(objs, scoring, swagger)
+    objs = [o for _, o in _render(resolved, settings).objects]
+    scoring = {r.endpoint.name: scoring_uri(r.endpoint, r.specs, cluster) for r in resolved.online}
+    swagger = {r.endpoint.name: swagger_uri(r.endpoint, r.specs, cluster) for r in resolved.online}
+    jobs = {b.endpoint.name: jobs_uri(b.endpoint, cluster) for b in resolved.batch}
+    return RenderedStack(objs, scoring, swagger, jobs)

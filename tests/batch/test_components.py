@@ -62,6 +62,8 @@ def test_batch_endpoint_component():
             ("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", "cars-batch-rolebinding"),
             ("kubernetes:apps/v1:Deployment", "cars-batch-api"),
             ("kubernetes:core/v1:Service", "cars-batch-svc"),
+            ("kubernetes:policy/v1:PodDisruptionBudget", "cars-batch-pdb"),
+            ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "cars-batch-ingress"),
             ("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "cars-batch-route"),
             ("kubernetes:core/v1:PersistentVolumeClaim", "cars-batch-data"),
             ("kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue", "cars-batch-queue"),

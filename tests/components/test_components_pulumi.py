@@ -24,6 +24,7 @@ from pulumi_harness import (
     plain_strings,
     run_program,
     run_pulumi,
+    stack_config,
 )
 from specs_factory import DIGEST, SETTINGS, deployment, endpoint, instance
 
@@ -35,6 +36,8 @@ from components.online_deployment import OnlineDeployment, OnlineDeploymentArgs
 from components.online_endpoint import OnlineEndpoint, OnlineEndpointArgs
 
 STACKS = ["dev", "staging", "prod"]
+DOMAINS = {"dev": "dev.endpoints.example.com", "staging": "staging.endpoints.example.com",
+           "prod": "endpoints.internal.example.com"}  # fmt: skip
 EXAMPLE = REPO_ROOT / "examples" / "car-classifier"
 
 
@@ -221,6 +224,9 @@ def test_program_of_each_stack(stack: str, caplog: pytest.LogCaptureFixture, cap
         "endpoints:online_endpoint:OnlineEndpoint",
         "endpoints:online_deployment:OnlineDeployment",
         "endpoints:compute_pool:ComputePool",
+        "endpoints:batch_platform:BatchPlatform",
+        "endpoints:batch_endpoint:BatchEndpoint",
+        "endpoints:batch_deployment:BatchDeployment",
     } <= types
     names = [r.name for r in run.resources]
     assert len(names) == len(set(names)), "resource names collide"
@@ -229,18 +235,47 @@ def test_program_of_each_stack(stack: str, caplog: pytest.LogCaptureFixture, cap
         assert validate_object(obj) == [], run.urn(r)
     keys = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects}
     assert len(keys) == len(objects)
-    assert sorted(run.exports) == [
-        "car-classifier.primaryKey",
-        "car-classifier.scoringUri",
-        "car-classifier.secondaryKey",
-        "car-classifier.swaggerUri",
-    ]
     assert run.export_secret == {
+        "car-classifier-batch.jobsUri": False,
+        "car-classifier-batch.primaryKey": True,
+        "car-classifier-batch.secondaryKey": True,
         "car-classifier.primaryKey": True,
         "car-classifier.scoringUri": False,
         "car-classifier.secondaryKey": True,
         "car-classifier.swaggerUri": False,
     }
+    assert run.exports["car-classifier-batch.jobsUri"] == f"https://car-classifier-batch.{DOMAINS[stack]}/jobs"
+    # The batch objects of the stack: once per stack (platform, pool flavor) and once per endpoint/deployment.
+    batch_kinds = sorted(
+        (o["kind"], o["metadata"]["name"])
+        for o in objects
+        if o["kind"] in ("ClusterQueue", "ResourceFlavor", "PriorityClass", "PersistentVolumeClaim", "LocalQueue",
+                         "ConfigMap", "Role", "RoleBinding", "ServiceAccount")
+        or "batch" in o["metadata"]["name"]
+    )  # fmt: skip
+    ns = f"ml-{stack}"
+    assert batch_kinds == sorted(
+        [
+            ("ClusterQueue", f"{ns}-batch"),
+            ("ResourceFlavor", f"{ns}-cpu"),
+            ("PriorityClass", "ml-endpoints-batch"),
+            ("PriorityClass", "ml-endpoints-batch-low"),
+            ("PersistentVolumeClaim", "batch-data"),
+            ("ConfigMap", "car-classifier-batch-nightly-batch-template"),
+            ("Secret", "car-classifier-batch-keys"),
+            ("ServiceAccount", "car-classifier-batch-jobs"),
+            ("Role", "car-classifier-batch-jobs"),
+            ("RoleBinding", "car-classifier-batch-jobs"),
+            ("Deployment", "car-classifier-batch-jobs"),
+            ("Service", "car-classifier-batch-jobs"),
+            ("PodDisruptionBudget", "car-classifier-batch-jobs"),
+            ("HTTPRoute", "car-classifier-batch"),
+            ("NetworkPolicy", "car-classifier-batch-jobs-ingress"),
+            ("LocalQueue", "car-classifier-batch-batch"),
+        ]
+    )
+    api = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "car-classifier-batch-jobs")
+    assert api["spec"]["replicas"] == {"dev": 2, "staging": 2, "prod": 3}[stack]
     _assert_no_plain_secrets(run)
     out = capsys.readouterr()
     assert SECRET_SENTINEL not in out.out + out.err
@@ -269,7 +304,8 @@ def test_traffic_or_mirror_change_touches_only_the_httproute() -> None:
         {"traffic": {"alice": 50, "bob": 50}},
         {"traffic": {"alice": 100, "bob": 0}, "mirrorTraffic": {"bob": 20}},
     ):
-        changed = run_program("dev", {"overrides": {"car-classifier": change}})
+        overrides = {**stack_config("dev")["overrides"], "car-classifier": change}
+        changed = run_program("dev", {"overrides": overrides})
         a, b = _inputs_by_name(base), _inputs_by_name(changed)
         assert a.keys() == b.keys()
         differing = sorted(name for name in a if a[name] != b[name])
@@ -278,13 +314,16 @@ def test_traffic_or_mirror_change_touches_only_the_httproute() -> None:
 
 def test_key_rotation_regenerates_only_that_key() -> None:
     base = run_program("staging")
-    rotated = run_program(
-        "staging", {"keyRotation": {"car-classifier": {"primary": "2", "secondary": "1", "tokenSigning": "1"}}}
-    )
-    a, b = _inputs_by_name(base), _inputs_by_name(rotated)
-    differing = sorted(name for name in a if a[name] != b[name])
-    assert differing == ["car-classifier-primary-key"]
-    assert b["car-classifier-primary-key"][1]["keepers"] == {"rotation": "2"}
+    for ep in ("car-classifier", "car-classifier-batch"):
+        rotation = {
+            **stack_config("staging")["keyRotation"],
+            ep: {"primary": "2", "secondary": "1", "tokenSigning": "1"},
+        }
+        rotated = run_program("staging", {"keyRotation": rotation})
+        a, b = _inputs_by_name(base), _inputs_by_name(rotated)
+        differing = sorted(name for name in a if a[name] != b[name])
+        assert differing == [f"{ep}-primary-key"]
+        assert b[f"{ep}-primary-key"][1]["keepers"] == {"rotation": "2"}
 
 
 def test_two_endpoints_in_one_stack_do_not_collide(tmp_path: Path) -> None:

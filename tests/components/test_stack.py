@@ -23,6 +23,8 @@ from endpoints.errors import SpecError
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "car-classifier"
 STACKS = ["dev", "staging", "prod"]
+DOMAINS = {"dev": "dev.endpoints.example.com", "staging": "staging.endpoints.example.com",
+           "prod": "endpoints.internal.example.com"}  # fmt: skip
 DIGEST = "registry.example.com/ml/x@sha256:" + "cd" * 32
 
 
@@ -85,7 +87,11 @@ def test_every_stack_renders_and_validates(stack: str) -> None:
     rendered = render_stack(_settings(stack), REPO)
     assert validate_objects(rendered.objects) == []
     kinds = Counter(o["kind"] for o in rendered.objects)
-    assert kinds["Deployment"] == 2 and kinds["Service"] == 2 and kinds["HTTPRoute"] == 1 and kinds["Secret"] == 1
+    # Online: 2 deployments, 1 route, 1 keys Secret; batch: the job API's Deployment/Service, its route and keys.
+    assert (kinds["Deployment"], kinds["Service"], kinds["HTTPRoute"], kinds["Secret"]) == (3, 3, 2, 2)
+    assert (kinds["ClusterQueue"], kinds["ResourceFlavor"], kinds["PriorityClass"], kinds["LocalQueue"]) == (1, 1, 2, 1)
+    assert kinds["PodDisruptionBudget"] == 3  # every Deployment has one, the job API's included
+    assert rendered.jobs_uris == {"car-classifier-batch": f"https://car-classifier-batch.{DOMAINS[stack]}/jobs"}
     names = [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in rendered.objects]
     assert len(names) == len(set(names))
 
@@ -124,7 +130,9 @@ def test_stacks_differ_in_domain_instances_and_isolation() -> None:
     assert len(prod_egress) == 2
     images = {
         s: sorted(
-            o["spec"]["template"]["spec"]["containers"][0]["image"] for o in r.objects if o["kind"] == "Deployment"
+            o["spec"]["template"]["spec"]["containers"][0]["image"]
+            for o in r.objects
+            if o["kind"] == "Deployment" and "batch" not in o["metadata"]["name"]
         )
         for s, r in out.items()
     }
@@ -172,7 +180,7 @@ def test_deployment_without_image_is_refused() -> None:
 
 def test_image_build_args_for_the_example() -> None:
     resolved = resolve_stack(_settings("dev"), REPO)
-    alice = resolved[0].deployments[0]
+    alice = resolved.online[0].deployments[0]
     assert alice.build is not None
     assert alice.build.context == str(EXAMPLE.resolve())
     assert alice.build.dockerfile == str((REPO / "serving" / "Dockerfile.deployment").resolve())
@@ -191,11 +199,11 @@ def test_image_paths_outside_the_project_are_refused(tmp_path: Path) -> None:
     project = _copy_example(tmp_path, "vans")
     resolved = resolve_stack(_settings("dev", endpoints=[str(project)], overrides={}), REPO)
     spec = (
-        resolved[0]
+        resolved.online[0]
         .deployments[0]
         .spec.model_copy(
             update={
-                "code_configuration": resolved[0]
+                "code_configuration": resolved.online[0]
                 .deployments[0]
                 .spec.code_configuration.model_copy(  # type: ignore[union-attr]
                     update={"code": "../../elsewhere"}

@@ -316,6 +316,7 @@ def test_repository_stacks_promote(tmp_path: Path) -> None:
     shutil.copy(REPO / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
     shutil.copytree(REPO / "stacks", tmp_path / "stacks", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     shutil.copytree(REPO / "examples" / "car-classifier", tmp_path / "examples" / "car-classifier")
+    shutil.copytree(REPO / "examples" / "car-classifier-batch", tmp_path / "examples" / "car-classifier-batch")
     same = promote(tmp_path, "alice", "staging", "prod")
     assert same.changes == []
     assert same.text == (REPO / "stacks" / "Pulumi.prod.yaml").read_text(encoding="utf-8")
