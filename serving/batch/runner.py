@@ -27,11 +27,12 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import selectors
 import signal
 import sys
 import time
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
@@ -121,6 +122,7 @@ class _Worker:
         self.proc = proc
         self.conn = conn
         self.ready = False
+        self.watched = False  # registered with the runner's selector
         self.task: _Task | None = None  # running now; its deadline counts
         # Sent ahead, in order: each starts when the one before ends, so the worker never waits for the loop.
         self.queued: collections.deque[_Task] = collections.deque()
@@ -158,6 +160,9 @@ class Runner:
         self._stopping = self._ctx.Event()  # set at SIGTERM: workers hand queued mini-batches back unstarted
         self._mb_seconds: float | None = None  # moving average of a mini-batch's run time
         self._skipped: list[int] = []  # handed back unstarted at shutdown
+        # One epoll set for the whole run (workers join and leave it), not a new poll set per wait: the loop
+        # waits about twice per mini-batch.
+        self._sel: selectors.BaseSelector | None = None
 
     # -- workers -------------------------------------------------------------------------------------
     def _worker_env(self) -> dict[str, str]:
@@ -188,8 +193,11 @@ class Runner:
         child.close()
         return _Worker(proc, parent)
 
-    @staticmethod
-    def _kill(w: _Worker) -> None:
+    def _kill(self, w: _Worker) -> None:
+        if w.watched and self._sel is not None:
+            self._sel.unregister(w.conn)
+            self._sel.unregister(w.proc.sentinel)
+            w.watched = False
         if w.proc.is_alive():
             w.proc.kill()
         w.proc.join(5)
@@ -247,6 +255,8 @@ class Runner:
         os.set_blocking(wake_w, False)
         previous_wakeup = signal.set_wakeup_fd(wake_w)
         previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+        self._sel = sel = selectors.DefaultSelector()
+        sel.register(wake_r, selectors.EVENT_READ)
         try:
             while True:
                 # Uncommitted failures count too: the threshold must hold before anything new starts.
@@ -313,10 +323,12 @@ class Runner:
                     timeout = min(timeout, max(0.0, stop_since + s.drain_timeout - now))
                 if commits:
                     timeout = min(timeout, max(0.0, last_commit + COMMIT_INTERVAL_S - now))
-                waitables: list[Any] = [wake_r]
                 for w in self.workers:
-                    waitables += [w.conn, w.proc.sentinel]
-                ready = wait(waitables, timeout)
+                    if not w.watched:
+                        sel.register(w.conn, selectors.EVENT_READ)
+                        sel.register(w.proc.sentinel, selectors.EVENT_READ)
+                        w.watched = True
+                ready = {key.fileobj for key, _ in sel.select(timeout)}
                 if wake_r in ready:
                     os.read(wake_r, 512)
                 retry: list[tuple[_Worker, _Task | None, str, bool]] = []  # (worker, task, reason, kill it)
@@ -379,6 +391,10 @@ class Runner:
                     last_progress = time.monotonic()
                     self._log_progress(state.records, len(batches), rows_at_start, t0)
         finally:
+            for w in self.workers:
+                w.watched = False
+            self._sel = None
+            sel.close()
             signal.signal(signal.SIGTERM, previous_handler)
             signal.set_wakeup_fd(previous_wakeup)
             os.close(wake_r)
