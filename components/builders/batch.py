@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -699,6 +700,23 @@ def batch_cluster_queue_name(namespace: str) -> str:
 def batch_flavor_name(namespace: str, pool: str) -> str:
     """The stack's Kueue ResourceFlavor of a pool (cluster-scoped: named after the namespace and the pool)."""
     return k8s_name(namespace, pool)
+
+
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_FACTOR = {None: 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+           "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60}  # fmt: skip
+
+
+def parse_quantity(text: str) -> float:
+    """A Kubernetes resource quantity (``500m``, ``16``, ``64Gi``, ``1.5G``) as a number of base units.
+
+    Raises:
+        ValueError: not a quantity this project writes (no exponent forms), naming the value.
+    """
+    m = _QUANTITY.match(str(text).strip())
+    if not m:
+        raise ValueError(f"got {text!r}; expected a Kubernetes quantity such as 16, 500m, 64Gi")
+    return float(m.group(1)) * _FACTOR[m.group(2)]
 
 
 def _quantity(value: float) -> str:

@@ -34,11 +34,12 @@ from components.builders.batch import (
     build_template_config_map,
     default_pool_quota,
     jobs_uri,
+    parse_quantity,
     templates_hash,
 )
 from components.builders.batch import build_keys_secret as build_batch_keys_secret
 from components.builders.common import ClusterSettings, GatewayRef
-from components.builders.compute import build_gpu_quota, build_resource_flavor, pools_of
+from components.builders.compute import GPU_RESOURCE, build_gpu_quota, build_resource_flavor, pools_of
 from components.builders.image import ImageBuild, batch_base_image_build, batch_deployment_build, image_build_args
 from components.builders.namespace import build_default_deny, build_namespace
 from components.builders.online import (
@@ -642,6 +643,29 @@ def _resolve_batch(
     return ResolvedBatchEndpoint(entry, project, endpoint, deployments, replicas, private, rotation)
 
 
+def _check_quota(pool: str, quota: dict[str, str], jobs: list[tuple[str, ResolvedBatchDeployment]]) -> None:
+    """A configured quota must admit one job of every deployment of the pool, else that job queues forever."""
+    where = f"{PROJECT_NAME}:batchQuotas.{pool}"
+    known = ("cpu", "memory", GPU_RESOURCE)
+    for resource, value in quota.items():
+        if resource not in known:
+            raise SpecError(f"{where}.{resource}: unknown resource; known: {list(known)}")
+        try:
+            parse_quantity(value)
+        except ValueError as e:
+            raise SpecError(f"{where}.{resource}: {e}") from None
+    for endpoint_name, d in jobs:
+        count = d.spec.resources.instance_count
+        need = default_pool_quota([(d.instance, count)])
+        for resource, amount in need.items():
+            have = quota.get(resource, "0")
+            if parse_quantity(have) < parse_quantity(amount):
+                raise SpecError(
+                    f"{where}.{resource}: got {have!r}; one job of batch deployment {endpoint_name}/{d.spec.name}"
+                    f" needs {amount} ({count} x {d.instance.name}) and would wait in the queue forever"
+                )
+
+
 def _resolve_batch_platform(settings: StackSettings, repo_root: Path, resolved: ResolvedStack) -> None:
     """Job API and runner images, ClusterQueue quotas and queue options of a stack with batch endpoints."""
 
@@ -675,9 +699,12 @@ def _resolve_batch_platform(settings: StackSettings, repo_root: Path, resolved: 
             f" {unknown[0]!r}; pools: {sorted(pools)}"
         )
     for pool in pools:
-        jobs = [(d.instance, d.spec.resources.instance_count) for r in resolved.batch for d in r.deployments
-                if d.instance.pool == pool]  # fmt: skip
-        resolved.batch_quotas[pool] = dict(settings.batch_quotas.get(pool) or default_pool_quota(jobs))
+        jobs = [(r.endpoint.name, d) for r in resolved.batch for d in r.deployments if d.instance.pool == pool]
+        configured = settings.batch_quotas.get(pool)
+        if configured:
+            _check_quota(pool, configured, jobs)
+        default = default_pool_quota([(d.instance, d.spec.resources.instance_count) for _, d in jobs])
+        resolved.batch_quotas[pool] = dict(configured or default)
     resolved.options = BatchOptions(
         cluster_queue=batch_cluster_queue_name(settings.namespace),
         volume_size=settings.batch_volume_size,

@@ -7,6 +7,7 @@ appears in plain text in any input, export or log line.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
@@ -454,3 +455,84 @@ def test_program_creates_exactly_what_the_offline_plan_renders(stack: str) -> No
     assert created.keys() == planned.keys()
     for key, obj in planned.items():
         assert created[key] == obj, f"{key}: the program and the offline plan differ"
+
+
+# ----------------------------------------------------------------------------------------------------------- batch
+
+
+def test_batch_platform_component_with_pinned_images() -> None:
+    from components.batch_platform import BatchPlatform, BatchPlatformArgs
+    from components.builders.batch import BatchOptions
+
+    quotas = {"cpu": {"cpu": "16", "memory": "64Gi"}}
+
+    def program() -> Any:
+        platform = BatchPlatform(
+            "batch",
+            BatchPlatformArgs("ml-test", quotas, BatchOptions(volume_size="10Gi"), job_api_image=DIGEST),
+        )
+
+        def check(values: list[Any]) -> None:
+            urn, queue, api, runner = values
+            assert (queue, api, runner) == ("ml-test-batch", DIGEST, ""), f"{urn}: outputs {(queue, api, runner)}"
+
+        return pulumi.Output.all(
+            platform.urn, platform.cluster_queue, platform.job_api_image, platform.runner_image
+        ).apply(check)
+
+    run = run_pulumi(program)
+    assert sorted((r.typ, r.name) for r in run.resources) == [
+        ("endpoints:batch_platform:BatchPlatform", "batch"),
+        ("kubernetes:core/v1:PersistentVolumeClaim", "batch-data"),
+        ("kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue", "batch-queue"),
+        ("kubernetes:scheduling.k8s.io/v1:PriorityClass", "batch-ml-endpoints-batch"),
+        ("kubernetes:scheduling.k8s.io/v1:PriorityClass", "batch-ml-endpoints-batch-low"),
+    ]
+    for r in _k8s(run):
+        assert validate_object(as_object(r)) == [], run.urn(r)
+    claim = as_object(run.named("batch-data"))
+    assert (claim["metadata"]["namespace"], claim["spec"]["resources"]) == (
+        "ml-test",
+        {"requests": {"storage": "10Gi"}},
+    )
+    low = as_object(run.named("batch-ml-endpoints-batch-low"))
+    assert (low["value"], low["preemptionPolicy"]) == (-100, "Never")
+
+
+def test_dev_program_builds_job_api_and_runner_images_and_chains_the_runner() -> None:
+    run = run_program("dev")
+    images = {r.name: r.inputs for r in run.by_type("docker:index/image:Image")}
+    api, runner, nightly = (
+        images["batch-job-api-image"],
+        images["batch-runner-image"],
+        images["car-classifier-batch-nightly-image"],
+    )
+    batch_dockerfile = str((REPO_ROOT / "serving" / "Dockerfile.batch").resolve())
+    serving = "registry.example.com/ml/endpoints-serving:0.1.0"
+    assert (api["build"]["dockerfile"], api["build"]["target"], api["build"]["args"]) == (
+        batch_dockerfile,
+        "job-api",
+        {"BASE_IMAGE": serving},
+    )
+    assert (runner["build"]["dockerfile"], runner["build"]["target"], runner["build"]["args"]) == (
+        batch_dockerfile,
+        "runner",
+        {"BASE_IMAGE": serving},
+    )
+    # The deployment image builds on the runner image the same `pulumi up` pushed (its digest).
+    runner_digest = mock_state_digest(run, "batch-runner-image")
+    assert nightly["build"]["args"]["BASE_IMAGE"] == runner_digest
+    assert nightly["build"]["dockerfile"] == str((REPO_ROOT / "serving" / "Dockerfile.deployment").resolve())
+    api_pod = as_object(run.named("car-classifier-batch-api"))["spec"]["template"]["spec"]
+    assert api_pod["containers"][0]["image"] == mock_state_digest(run, "batch-job-api-image")
+    template = as_object(run.named("car-classifier-batch-nightly-template"))
+    pulled = json.loads(template["data"]["nightly.json"])["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert pulled == mock_state_digest(run, "car-classifier-batch-nightly-image")
+    _assert_no_plain_secrets(run)
+
+
+def mock_state_digest(run: Run, name: str) -> str:
+    """The repository digest the docker mock answered for image ``name``."""
+    from pulumi_harness import mock_state
+
+    return str(mock_state(run.named(name))["repoDigest"])
