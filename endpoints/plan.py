@@ -1,11 +1,12 @@
 """The offline plan: every object a stack would create, schema-validated and policy-checked, with no cluster and no
 Pulumi CLI.
 
-It renders the stack with the very builders the components call (``components.builders.stack.render_stack``),
-validates each object (``components.k8s_schema.validate_object``: Kubernetes OpenAPI for core kinds, CRD schemas for
-Gateway API/Kueue/KEDA) and runs the policy pack's rules (``policies.rules.check_objects``) with the environment and
-enforcement level the pack would use for that stack (``policies.enforcement.settings_for``). Secrets are
-placeholders (``<secret:primary>``): the plan never holds a key.
+It renders the stack (online and batch endpoints, the stack's Kueue queue, PriorityClasses and batch volume) with the
+very builders the components call (``components.builders.stack.render_stack``), validates each object
+(``components.k8s_schema.validate_object``: Kubernetes OpenAPI for core kinds, CRD schemas for Gateway API/Kueue/KEDA)
+and runs the policy pack's rules (``policies.rules.check_objects``) with the environment and enforcement level the
+pack would use for that stack (``policies.enforcement.settings_for``). Secrets are placeholders
+(``<secret:primary>``): the plan never holds a key.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class StackPlan:
         objects: every rendered object, in creation order, secrets as placeholders.
         schema_problems: objects that fail their schema.
         violations: policy violations.
-        scoring_uris: endpoint name -> scoring URI.
+        scoring_uris: online endpoint name -> scoring URI.
+        jobs_uris: batch endpoint name -> jobs URI (``POST`` a job there).
     """
 
     stack: str
@@ -63,6 +65,7 @@ class StackPlan:
     schema_problems: list[SchemaProblem] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
     scoring_uris: dict[str, str] = field(default_factory=dict)
+    jobs_uris: dict[str, str] = field(default_factory=dict)
 
     @property
     def blocked(self) -> bool:
@@ -94,6 +97,7 @@ class StackPlan:
                 for v in self.violations
             ],
             "scoringUris": self.scoring_uris,
+            "jobsUris": self.jobs_uris,
             "blocked": self.blocked,
         }
 
@@ -159,6 +163,7 @@ def plan_stack(repo_root: Path, stack: str, *, check: bool = True) -> StackPlan:
         schema_problems=validate_all(objects) if check else [],
         violations=check_objects(objects, ctx) if check else [],
         scoring_uris=dict(rendered.scoring_uris),
+        jobs_uris=dict(rendered.jobs_uris),
     )
 
 
@@ -276,6 +281,14 @@ def manifest_name(index: int, obj: Mapping[str, Any]) -> str:
     return f"{index:03d}-{kind.lower()}-{name}.yaml"
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """Safe YAML without ``&id001``/``*id001``: a builder may share one dict between two places of an object, and a
+    manifest for people (and ``kubectl apply``) reads better written out."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def write_manifests(plan: StackPlan, out_dir: Path) -> list[Path]:
     """Write every object as its own YAML file, plus ``plan.json`` (the summary), into ``out_dir``.
 
@@ -287,7 +300,7 @@ def write_manifests(plan: StackPlan, out_dir: Path) -> list[Path]:
     written = []
     for i, obj in enumerate(plan.objects):
         path = out_dir / manifest_name(i, obj)
-        path.write_text(yaml.safe_dump(obj, sort_keys=False), encoding="utf-8")
+        path.write_text(yaml.dump(obj, Dumper=_NoAliasDumper, sort_keys=False), encoding="utf-8")
         written.append(path)
     summary = out_dir / "plan.json"
     summary.write_text(json.dumps(plan.summary(), indent=2) + "\n", encoding="utf-8")
