@@ -27,6 +27,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import select
 import selectors
 import signal
 import sys
@@ -48,7 +49,11 @@ EXIT_JOB_FAILED = 3
 EXIT_TERMINATED = 143
 START_METHOD_ENV = "ENDPOINTS_BATCH_START_METHOD"
 COMMIT_INTERVAL_S = 0.05
-PREFETCH_SECONDS = 0.05
+PREFETCH_SECONDS = 0.2
+MAX_PREFETCH = 32
+# Paths queued per worker stay well under a socket buffer (~200 KiB): the runner's send() never blocks on a worker
+# that is busy (or hung) in run(), so the loop keeps watching deadlines.
+MAX_QUEUED_BYTES = 64 * 1024
 
 
 def _default_start_method() -> str:
@@ -115,6 +120,7 @@ class _Task:
     attempt: int
     started: float
     deadline: float
+    size: int = 0  # bytes its paths take in the pipe, roughly (queued tasks only)
 
 
 class _Worker:
@@ -287,13 +293,16 @@ class Runner:
                         # loop; only while failures of everything in flight could not pass the threshold
                         # before a queued mini-batch starts.
                         depth = self._prefetch_depth(len(pending))
+                        queued_bytes = sum(t.size for t in w.queued)
                         while (
                             w.task is not None and len(w.queued) < depth and pending
-                            and self._may_prefetch(failed_now, batches)
+                            and queued_bytes < MAX_QUEUED_BYTES and self._may_prefetch(failed_now, batches)
                         ):  # fmt: skip
                             mb = pending.popleft()
                             attempts[mb] += 1
-                            w.queued.append(_Task(mb, attempts[mb], 0.0, math.inf))
+                            size = sum(map(len, batches[mb])) + 16 * len(batches[mb])
+                            w.queued.append(_Task(mb, attempts[mb], 0.0, math.inf, size))
+                            queued_bytes += size
                             send.append((mb, batches[mb]))
                         if send:
                             w.conn.send(send)
@@ -337,7 +346,9 @@ class Runner:
                         continue
                     gone = False
                     try:
-                        while w.conn.poll():
+                        # Drain every reply already there (select() on one fd: Connection.poll() builds a selector).
+                        while w.conn in ready or select.select([w.conn], [], [], 0)[0]:
+                            ready.discard(w.conn)
                             self._handle(w, w.conn.recv(), batches, commits, retry)
                     except (EOFError, OSError):
                         gone = True  # the worker died; its sentinel says so (now or at the next wait)
@@ -457,7 +468,10 @@ class Runner:
             self.workers.remove(w)
 
     def _prefetch_depth(self, pending: int) -> int:
-        """Mini-batches queued per worker: enough for ~50 ms of work (at most 8), at least one.
+        """Mini-batches queued per worker: enough for PREFETCH_SECONDS of work (at most MAX_PREFETCH), at least one.
+
+        Deep enough that a runner waiting for a CPU on a busy machine does not leave its workers idle (Pool
+        queues every task up front).
 
         Near the end, no more than a fair share of what is left (``pending`` / workers), so that one worker is not
         left with a long queue while the others have finished: the job ends when its last worker does.
@@ -466,7 +480,7 @@ class Runner:
             return 1
         by_time = math.ceil(PREFETCH_SECONDS / max(self._mb_seconds, 1e-6))
         fair = math.ceil(pending / max(1, len(self.workers)))
-        return max(1, min(8, by_time, fair))
+        return max(1, min(MAX_PREFETCH, by_time, fair))
 
     def _may_prefetch(self, failed: int, batches: list[list[str]]) -> bool:
         if self.settings.error_threshold == -1:
