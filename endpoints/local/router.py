@@ -378,6 +378,7 @@ class _Exchange(_Forward):
     def answer(self, status: int, message: str) -> None:
         """Answer the client with a JSON error (the upstream side, if any, is dropped)."""
         self.drop_upstream()
+        self._unpause_client()
         if self.response_started:
             self.client.close()
             return
@@ -388,6 +389,12 @@ class _Exchange(_Forward):
                 self.keep_alive = False  # the client may never send the body it announced
         self.client.write(_error_response(status, message, not self.keep_alive))
         self._maybe_finish()
+
+    def _unpause_client(self) -> None:
+        # The upstream side is over: whatever it paused on the client no longer applies (the rest of the body
+        # is read and dropped, or the next request comes).
+        if self.client.paused & (_PAUSE_UPSTREAM | _PAUSE_BUFFER):
+            self.client.set_paused(_PAUSE_UPSTREAM | _PAUSE_BUFFER, False)
 
     def _maybe_finish(self) -> None:
         if self.response_done and self.request_complete and self.active:
@@ -450,6 +457,7 @@ class _Exchange(_Forward):
     def response_end(self) -> None:
         self.upstream = None
         self.over = True
+        self._unpause_client()
         if self.resp_chunked:
             self.out.append(b"0\r\n\r\n")
         self.response_flush()
@@ -466,6 +474,7 @@ class _Exchange(_Forward):
             # The status line is out; all that is left is to cut the response short.
             logger.warning("deployment %s broke off its response: %s", self.target, error)
             self.over = True
+            self._unpause_client()
             self.response_flush()
             self.client.close()
         elif isinstance(error, UpstreamTimeout):
@@ -645,13 +654,13 @@ class ClientConnection(asyncio.Protocol):
         if not exchange.keep_alive:
             self.close()
             return
-        if self.queue:
+        if self.paused & _PAUSE_PIPELINE:
             self.set_paused(_PAUSE_PIPELINE, False)
+        if self.queue:
             self.queue[0].activate(flush=True)
         elif self.parsing is None and self.phase == _BUSY:
             self.phase = _IDLE
             self.deadline = self.loop.time() + self.server.keepalive_timeout
-            self.set_paused(_PAUSE_PIPELINE, False)
 
     def check(self, now: float) -> None:
         """Sweeper: enforce the client-side timeouts and the active request's upstream silence timeout."""

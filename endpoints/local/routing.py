@@ -138,6 +138,9 @@ class Router:
             if percent > 0:
                 mirror = {name: percent, None: 100 - percent}
         self._mirror = WeightedDeck(mirror, rng)
+        # Decisions are immutable and few (live x mirror pairs): made once, not per request.
+        self._routed: dict[tuple[str, str | None], Decision] = {}
+        self._pinned: dict[str, Decision] = {}
 
     def decide(self, pin: str | None) -> Decision:
         """Route one request.
@@ -159,7 +162,10 @@ class Router:
                     error=f"endpoint {table.endpoint!r} has no deployment named {pin!r}"
                     f" (deployments: {table._names()})",
                 )
-            return Decision(pin, pinned=True)
+            decision = self._pinned.get(pin)
+            if decision is None:
+                decision = self._pinned[pin] = Decision(pin, pinned=True)
+            return decision
         target = self._live.deal()
         if target is None:
             return Decision(
@@ -168,4 +174,8 @@ class Router:
                 error=f"endpoint {table.endpoint!r} has no deployment with live traffic; set traffic or pin a"
                 f" deployment with the {PIN_HEADER} header",
             )
-        return Decision(target, mirror=self._mirror.deal())
+        mirror = self._mirror.deal()
+        decision = self._routed.get((target, mirror))
+        if decision is None:
+            decision = self._routed[(target, mirror)] = Decision(target, mirror=mirror)
+        return decision

@@ -289,7 +289,8 @@ class UpstreamPool:
             self._idle.remove(conn)
 
     def close(self) -> None:
-        """Close every idle connection."""
+        """Close every idle connection; those still in use are closed when released."""
+        self.max_idle = 0
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
