@@ -26,12 +26,10 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import threading
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,28 +40,47 @@ class OutputConflictError(RuntimeError):
     """The output location belongs to another job or has been tampered with."""
 
 
-@dataclass
+# Plain classes, not dataclasses: importing dataclasses (and inspect behind it) and generating their methods is
+# a measurable part of a runner's start (docs/batch.md, performance).
 class Commit:
     """One mini-batch ready to be committed."""
 
-    mini_batch: int
-    data: bytes
-    rows: int
-    items: int
-    failed_items: int
-    attempts: int
-    seconds: float
-    error: str | None = None
-    columns: list[str] | None = None
+    __slots__ = ("attempts", "columns", "data", "error", "failed_items", "items", "mini_batch", "rows", "seconds")
+
+    def __init__(
+        self,
+        mini_batch: int,
+        data: bytes,
+        rows: int,
+        items: int,
+        failed_items: int,
+        attempts: int,
+        seconds: float,
+        error: str | None = None,
+        columns: list[str] | None = None,
+    ) -> None:
+        """One field per argument; ``error`` and ``columns`` default to None."""
+        self.mini_batch = mini_batch
+        self.data = data
+        self.rows = rows
+        self.items = items
+        self.failed_items = failed_items
+        self.attempts = attempts
+        self.seconds = seconds
+        self.error = error
+        self.columns = columns
 
 
-@dataclass
 class JournalState:
     """What the journal says so far (all instances)."""
 
-    records: dict[int, dict[str, Any]] = field(default_factory=dict)
-    output_end: int = 0
-    failed_items: int = 0  # over every committed mini-batch, kept up to date (the runner reads it per loop)
+    __slots__ = ("failed_items", "output_end", "records")
+
+    def __init__(self) -> None:
+        """Empty: no records, output end 0."""
+        self.records: dict[int, dict[str, Any]] = {}
+        self.output_end = 0
+        self.failed_items = 0  # over every committed mini-batch, kept up to date (the runner reads it per loop)
 
     def add(self, rec: dict[str, Any]) -> None:
         """Account for one journal record."""
@@ -170,6 +187,8 @@ class Journal:
                         "choose another output location or set overwrite: true"
                     )
                 else:
+                    import shutil  # rarely needed: not at every runner's start
+
                     shutil.rmtree(self.state_dir)
                     with contextlib.suppress(FileNotFoundError):
                         self.output_path.unlink()

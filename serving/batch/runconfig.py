@@ -11,13 +11,11 @@ and the value. ``tests/batch/test_runconfig.py`` holds the two paths to the same
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -97,32 +95,89 @@ def state_dir(output_dir: str, output_file_name: str) -> Path:
     return Path(output_dir) / f".{output_file_name}.batch"
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """The validated settings of one runner process; fields and defaults are ``RunnerSettings``' (see there)."""
+# Field names and defaults, in RunnerSettings' order (tests/batch/test_runconfig.py holds them equal).
+DEFAULTS: dict[str, Any] = {
+    "job_id": None,
+    "input": None,  # required
+    "output_dir": None,  # required
+    "output_file_name": "predictions.csv",
+    "output_action": "append_row",
+    "overwrite": False,
+    "entry_script": None,
+    "model_dir": None,
+    "mini_batch_size": 10,
+    "max_concurrency_per_instance": 1,
+    "instance_count": 1,
+    "max_retries": 3,
+    "timeout": 30.0,
+    "error_threshold": -1,
+    "logging_level": "info",
+    "environment_variables": None,  # default: {}
+    "progress_interval": 5.0,
+    "drain_timeout": 10.0,
+}
 
+
+class RunConfig:
+    """The validated settings of one runner process; fields and defaults are ``RunnerSettings``' (see there).
+
+    A plain class, not a dataclass: the dataclasses module (and inspect behind it) costs a runner's start more
+    than everything this class does. Build it through :func:`validate`, which checks the values.
+    """
+
+    __slots__ = tuple(DEFAULTS)
+
+    job_id: str | None
     input: str
     output_dir: str
-    job_id: str | None = None
-    output_file_name: str = "predictions.csv"
-    output_action: str = "append_row"
-    overwrite: bool = False
-    entry_script: str | None = None
-    model_dir: str | None = None
-    mini_batch_size: int = 10
-    max_concurrency_per_instance: int = 1
-    instance_count: int = 1
-    max_retries: int = 3
-    timeout: float = 30.0
-    error_threshold: int = -1
-    logging_level: str = "info"
-    environment_variables: dict[str, str] = field(default_factory=dict)
-    progress_interval: float = 5.0
-    drain_timeout: float = 10.0
+    output_file_name: str
+    output_action: str
+    overwrite: bool
+    entry_script: str | None
+    model_dir: str | None
+    mini_batch_size: int
+    max_concurrency_per_instance: int
+    instance_count: int
+    max_retries: int
+    timeout: float
+    error_threshold: int
+    logging_level: str
+    environment_variables: dict[str, str]
+    progress_interval: float
+    drain_timeout: float
+
+    def __init__(self, **values: Any) -> None:
+        """Set every field from ``values`` (already valid), else its default.
+
+        Raises:
+            TypeError: an unknown field, or ``input``/``output_dir`` missing.
+        """
+        unknown = values.keys() - DEFAULTS.keys()
+        if unknown:
+            raise TypeError(f"RunConfig: unknown fields {sorted(unknown)}")
+        for name, default in DEFAULTS.items():
+            value = values.get(name, default)
+            if value is None and name in ("input", "output_dir"):
+                raise TypeError(f"RunConfig: {name} is required")
+            if name == "environment_variables":
+                value = dict(value or {})
+            setattr(self, name, value)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field, as ``RunnerSettings.model_dump()`` gives them."""
+        return {name: getattr(self, name) for name in DEFAULTS}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunConfig) and self.as_dict() == other.as_dict()
+
+    def __repr__(self) -> str:
+        return "RunConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"
+
+    __hash__ = None  # type: ignore[assignment]  # mutable dict field, as a dataclass would have it
 
     def resolved_job_id(self) -> str:
         """The job id, or a stable hash of what defines the job when none was given."""
-        return self.job_id or job_id_hash(dataclasses.asdict(self))
+        return self.job_id or job_id_hash(self.as_dict())
 
     @property
     def output_path(self) -> Path:
@@ -160,7 +215,7 @@ _CHOICES = {
     "logging_level": ("debug", "info", "warning", "error", "critical"),
 }
 _OPTIONAL_STR = ("entry_script", "model_dir")
-_FIELDS = frozenset(f.name for f in dataclasses.fields(RunConfig))
+_FIELDS = frozenset(DEFAULTS)
 
 
 def fast_validate(data: dict[str, Any]) -> RunConfig | None:

@@ -22,7 +22,6 @@ import argparse
 import collections
 import contextlib
 import gc
-import glob as globlib
 import logging
 import math
 import multiprocessing as mp
@@ -32,7 +31,6 @@ import selectors
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -77,7 +75,9 @@ def list_inputs(uri: str) -> list[str]:
     if "://" not in uri or uri.startswith("file://"):
         path = uri.removeprefix("file://")
         if any(ch in path for ch in "*?["):
-            files = [p for p in globlib.glob(path, recursive=True) if os.path.isfile(p)]
+            import glob
+
+            files = [p for p in glob.glob(path, recursive=True) if os.path.isfile(p)]
         elif os.path.isdir(path):
             # One abspath for the folder, not one per file: os.walk joins plain names under it.
             top = os.path.abspath(path)
@@ -114,13 +114,15 @@ def split(files: list[str], size: int) -> list[list[str]]:
     return [files[i : i + size] for i in range(0, len(files), size)]
 
 
-@dataclass
 class _Task:
-    mini_batch: int
-    attempt: int
-    started: float
-    deadline: float
-    size: int = 0  # bytes its paths take in the pipe, roughly (queued tasks only)
+    __slots__ = ("attempt", "deadline", "mini_batch", "size", "started")
+
+    def __init__(self, mini_batch: int, attempt: int, started: float, deadline: float, size: int = 0) -> None:
+        self.mini_batch = mini_batch
+        self.attempt = attempt
+        self.started = started
+        self.deadline = deadline
+        self.size = size  # bytes its paths take in the pipe, roughly (queued tasks only)
 
 
 class _Worker:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 
@@ -10,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serving.batch.runconfig import RunConfig, RunnerSettingsError, fast_validate, validate
+from serving.batch.runconfig import DEFAULTS, RunConfig, RunnerSettingsError, fast_validate, validate
 from serving.batch.settings import RunnerSettings, parse_settings
 
 BASE = {"input": "/in", "output_dir": "/out"}
@@ -28,7 +27,7 @@ ANY = st.one_of(
     st.dictionaries(st.sampled_from(["A", "B"]), st.one_of(st.text(max_size=3), st.integers()), max_size=2),
     st.lists(st.integers(), max_size=2),
 )
-FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
+FIELDS = list(DEFAULTS)
 INTS = {"mini_batch_size": (1, 1_000_000), "max_concurrency_per_instance": (1, 256), "instance_count": (1, 10_000),
         "max_retries": (0, 100), "error_threshold": (-1, 2**40)}  # fmt: skip
 FLOATS = {"timeout": (0, 86_400), "progress_interval": (0, 3600), "drain_timeout": (0, 3600)}
@@ -58,9 +57,9 @@ SETTINGS = st.lists(st.sampled_from([*NEAR] * 4 + ["unknown"]), unique=True, max
 
 
 def test_fields_and_defaults_match_the_model():
-    assert sorted(FIELDS) == sorted(RunnerSettings.model_fields)
+    assert list(RunnerSettings.model_fields) == FIELDS
     model = RunnerSettings(**BASE)
-    assert dataclasses.asdict(RunConfig(**BASE)) == model.model_dump()
+    assert RunConfig(**BASE).as_dict() == model.model_dump()
 
 
 @settings(max_examples=600, deadline=None)
@@ -77,9 +76,9 @@ def test_fast_path_never_disagrees_with_the_model(extra, drop_required):
         return
     fast = fast_validate(data)
     if fast is not None:
-        assert dataclasses.asdict(fast) == expected.model_dump()
+        assert fast.as_dict() == expected.model_dump()
     got_config = validate(data, "s.json")
-    assert dataclasses.asdict(got_config) == expected.model_dump()
+    assert got_config.as_dict() == expected.model_dump()
     assert got_config.resolved_job_id() == expected.resolved_job_id()
     assert (got_config.output_path, got_config.summary_path, got_config.state_dir) == (
         expected.output_path,
