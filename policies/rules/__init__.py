@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from policies.rules import endpoints, pod_security, workloads
-from policies.rules.common import Context, Violation
+from policies.rules.common import Context, Violation, embedded_jobs
 from policies.rules.registry import ResourceRule, StackRule
 
 RESOURCE_RULES: tuple[ResourceRule, ...] = pod_security.RULES + workloads.RULES + endpoints.RULES
@@ -19,11 +19,14 @@ STACK_VALIDATORS = dict(workloads.STACK_VALIDATORS)
 
 
 def check_object(obj: Mapping[str, Any], ctx: Context) -> list[Violation]:
-    """Run every per-object rule that applies to ``obj``."""
+    """Run every per-object rule that applies to ``obj`` (and, for a batch-template ConfigMap, every Job rule on the
+    Job template it carries: the pods of every job of that deployment)."""
     out: list[Violation] = []
     for rule in RESOURCE_RULES:
         if rule.applies_to(obj):
             out.extend(rule.check(obj, ctx))
+    for job in embedded_jobs(obj):
+        out.extend(check_object(job, ctx))
     return out
 
 

@@ -7,6 +7,7 @@ the builders' output. Both see exactly the same messages.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -167,3 +168,27 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, An
         if op == "DoesNotExist" and key in labels:
             return False
     return True
+
+
+# ConfigMaps holding a batch deployment's Job template (components.builders.batch.build_template_config_map): the job
+# API instantiates the template per job, so the rules check the pods it will run through this embedded Job.
+BATCH_TEMPLATE_KIND = "batch-template"
+JOB_TOKEN = "kubernetes:batch/v1:Job"
+
+
+def embedded_jobs(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The Job templates a batch-template ConfigMap carries (``ml-endpoints.io/kind: batch-template``); else none.
+
+    Values that are not JSON Jobs are skipped: the job API refuses them at start, naming the file.
+    """
+    if obj.get("kind") != "ConfigMap" or dig(obj, "metadata", "labels", "ml-endpoints.io/kind") != BATCH_TEMPLATE_KIND:
+        return []
+    out: list[Mapping[str, Any]] = []
+    for value in (obj.get("data") or {}).values():
+        try:
+            job = json.loads(str(value))
+        except ValueError:
+            continue
+        if isinstance(job, dict) and job.get("kind") == "Job" and job.get("apiVersion") == "batch/v1":
+            out.append(job)
+    return out

@@ -7,8 +7,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from policies.rules.common import ENVIRONMENTS, Context, Environment, ObjectCheck, Violation, type_token
+from policies.rules.common import (
+    ENVIRONMENTS,
+    JOB_TOKEN,
+    Context,
+    Environment,
+    ObjectCheck,
+    Violation,
+    embedded_jobs,
+    type_token,
+)
 
+CONFIG_MAP_TOKEN = "kubernetes:core/v1:ConfigMap"
 StackCheck = Callable[[Sequence[Mapping[str, Any]], Context], list[Violation]]
 ReportViolation = Callable[..., None]
 
@@ -89,12 +99,21 @@ def _as_object(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any
 
 
 def run_resource_rule(rule: ResourceRule, args: Any, report_violation: ReportViolation) -> None:
-    """Run ``rule`` on a CrossGuard ``ResourceValidationArgs``, reporting each violation's message."""
-    if args.resource_type not in rule.types:
+    """Run ``rule`` on a CrossGuard ``ResourceValidationArgs``, reporting each violation's message.
+
+    A batch-template ConfigMap is also checked through the Job template it carries, by the rules over Jobs.
+    """
+    objects: list[Mapping[str, Any]] = []
+    if args.resource_type in rule.types:
+        objects.append(_as_object(args.resource_type, args.props))
+    if args.resource_type == CONFIG_MAP_TOKEN and JOB_TOKEN in rule.types:
+        objects += embedded_jobs(_as_object(args.resource_type, args.props))
+    if not objects:
         return
-    obj = _as_object(args.resource_type, args.props)
-    for violation in rule.check(obj, context_from_config(args.get_config())):
-        report_violation(violation.message)
+    ctx = context_from_config(args.get_config())
+    for obj in objects:
+        for violation in rule.check(obj, ctx):
+            report_violation(violation.message)
 
 
 def run_stack_rule(rule: StackRule, args: Any, report_violation: ReportViolation) -> None:

@@ -69,3 +69,62 @@ def test_prod_job_api_route_must_be_private() -> None:
     assert _found([build_job_api_route(ENDPOINT, private, private=True)]) == []
     [(policy, ref, _)] = _found([build_job_api_route(ENDPOINT, private, private=False)])
     assert (policy, ref) == ("prod-endpoint-private", "HTTPRoute/ml-prod/cars-batch")
+
+
+# ------------------------------------------------------------------------------------- the Job template of a deployment
+
+
+def _template_config_map(image: str, run_as_user: int = 10001) -> dict:
+    from components.builders.batch import build_job_template, build_template_config_map
+    from endpoints.catalog import InstanceCatalog
+    from endpoints.specs import BatchDeployment
+
+    deployment = BatchDeployment.model_validate(
+        {"name": "nightly", "endpoint_name": "cars-batch", "model": {"path": "./model"},
+         "code_configuration": {"code": "./code", "scoring_script": "score.py"}}
+    )  # fmt: skip
+    settings = ClusterSettings(namespace="ml-prod", run_as_user=run_as_user)
+    template = build_job_template(
+        ENDPOINT, deployment, InstanceCatalog.default().get("Standard_DS3_v2"), settings, image
+    )
+    return build_template_config_map(ENDPOINT, deployment, template, settings)
+
+
+def test_the_job_template_inside_its_config_map_is_checked() -> None:
+    """The runner pods exist only as the template the job API instantiates: the rules look inside the ConfigMap."""
+    assert _found([_template_config_map(IMAGE)]) == []
+    tagged = "registry.example.com/ml/cars-batch-nightly:1.0"
+    assert _found([_template_config_map(tagged, run_as_user=1000)]) == [
+        (
+            "run-as-non-root",
+            "Job/ml-prod/cars-batch-nightly-batch",
+            'container "runner" runs as uid 1000; set securityContext.runAsUser to 10000 or above',
+        ),
+        (
+            "pinned-images",
+            "Job/ml-prod/cars-batch-nightly-batch",
+            f'container "runner" uses image "{tagged}" without a digest; prod requires image@sha256:...',
+        ),
+    ]
+
+
+def test_crossguard_checks_the_job_template_of_a_config_map() -> None:
+    from pulumi_policy import PolicyResourceOptions, ResourceValidationArgs
+    from pulumi_policy.proxy import unknown_checking_proxy
+
+    from policies.rules.workloads import pinned_images_validator
+
+    cm = _template_config_map("registry.example.com/ml/cars-batch-nightly:1.0")
+    token = "kubernetes:core/v1:ConfigMap"
+    props = {k: v for k, v in cm.items() if k not in ("apiVersion", "kind")}
+    args = ResourceValidationArgs(
+        token, unknown_checking_proxy(props), f"urn:pulumi:prod::ml::{token}::x", "x",
+        PolicyResourceOptions(False, [], None, [], None, [], None),  # type: ignore[arg-type]
+        None, {"environment": "prod"},
+    )  # fmt: skip
+    reported: list[str] = []
+    pinned_images_validator(args, lambda message, urn=None: reported.append(message))
+    assert reported == [
+        'container "runner" uses image "registry.example.com/ml/cars-batch-nightly:1.0" without a digest; prod'
+        " requires image@sha256:..."
+    ]
