@@ -516,8 +516,14 @@ def _load_project(repo_root: Path, entry: str) -> EndpointProject:
     return load_endpoint_project(path)
 
 
-def resolve_stack(settings: StackSettings, repo_root: Path) -> ResolvedStack:
+def resolve_stack(settings: StackSettings, repo_root: Path, check_names: bool = True) -> ResolvedStack:
     """Load every endpoint folder of the stack (online and batch) and apply its overrides.
+
+    Args:
+        settings: The stack's settings.
+        repo_root: The Pulumi project folder (endpoint folders are relative to it).
+        check_names: Render every object once to refuse two of the same kind and name (default True;
+            :func:`render_stack` checks its own rendering instead).
 
     Raises:
         SpecError: a folder is invalid, an override names an unknown endpoint or deployment, two endpoints share a
@@ -554,7 +560,8 @@ def resolve_stack(settings: StackSettings, repo_root: Path) -> ResolvedStack:
         _resolve_batch_platform(settings, repo_root, resolved)
     # Online and batch objects share the namespace: two of them of the same kind and name would overwrite each
     # other on the cluster (e.g. online "cars" deployment "x-jobs" and batch "cars-x"'s job API "cars-x-jobs").
-    _check_object_names(_render(resolved, settings))
+    if check_names:
+        _check_object_names(_render(resolved, settings))
     return resolved
 
 
@@ -866,9 +873,11 @@ def _check_object_names(owned: _Owned) -> None:
 
 def render_stack(settings: StackSettings, repo_root: Path) -> RenderedStack:
     """Render the whole stack offline with the same builders the components call (keys are placeholders)."""
-    resolved = resolve_stack(settings, repo_root)
+    resolved = resolve_stack(settings, repo_root, check_names=False)
     cluster = settings.cluster()
-    objs = [o for _, o in _render(resolved, settings).objects]
+    owned = _render(resolved, settings)
+    _check_object_names(owned)
+    objs = [o for _, o in owned.objects]
     scoring = {r.endpoint.name: scoring_uri(r.endpoint, r.specs, cluster) for r in resolved.online}
     swagger = {r.endpoint.name: swagger_uri(r.endpoint, r.specs, cluster) for r in resolved.online}
     jobs = {b.endpoint.name: jobs_uri(b.endpoint, cluster) for b in resolved.batch}
