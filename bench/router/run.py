@@ -158,6 +158,7 @@ def main() -> int:
     if not (EXAMPLE / "models" / "alice" / ".trained").exists():
         subprocess.run([sys.executable, str(EXAMPLE / "train.py")], check=True)
 
+    load_start = os.getloadavg()
     rows = []
     procs: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -220,7 +221,9 @@ def main() -> int:
         f"Command: `python bench/router/run.py --duration {args.duration} --connections {args.connections}"
         f" --repeat {args.repeat}`",
         f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}; "
-        f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.",
+        f"load average (1/5/15 min) at the start {load_start[0]:.1f} / {load_start[1]:.1f} / {load_start[2]:.1f}, "
+        f"at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.",
+        "Router: `endpoints/local/router.py` (asyncio Protocols on uvloop, httptools both ways, keep-alive pool).",
         "",
         "The machine is shared with other jobs (2 vCPUs): absolute numbers are noisy. Direct and routed runs of",
         "a row ran back to back in the same run; compare the ratio, not the absolute numbers across rows.",
