@@ -9,9 +9,12 @@ promotion all call them.
 - :mod:`components.builders.compute`: pool scheduling, GPU ResourceQuota, Kueue ResourceFlavor/ClusterQueue/
   LocalQueue, PriorityClass.
 - :mod:`components.builders.namespace`: restricted Namespace and default-deny ingress.
-- :mod:`components.builders.image`: the per-deployment image build (``image_build_args``).
-- :mod:`components.builders.stack`: stack config keys, settings, overrides, ``render_stack``.
-- :mod:`components.builders.batch`: batch endpoint/deployment objects (batch components).
+- :mod:`components.builders.image`: image builds (``image_build_args``, ``batch_base_image_build``,
+  ``batch_deployment_build``), all from the recipes of ``endpoints.images``.
+- :mod:`components.builders.stack`: stack config keys, settings, overrides, online and batch endpoints resolved
+  (``resolve_stack``), ``render_stack``.
+- :mod:`components.builders.batch`: batch endpoint/deployment objects, the stack's ClusterQueue and PriorityClasses,
+  the batch instance type default.
 """
 
 from __future__ import annotations
