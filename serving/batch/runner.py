@@ -52,6 +52,10 @@ MAX_PREFETCH = 32
 # Paths queued per worker stay well under a socket buffer (~200 KiB): the runner's send() never blocks on a worker
 # that is busy (or hung) in run(), so the loop keeps watching deadlines.
 MAX_QUEUED_BYTES = 64 * 1024
+# A worker with at least two ticks of queued work does not wake the loop with each reply: its replies wait in the
+# pipe and are read at the next tick (with the time each mini-batch ended, so deadlines stay exact). At small
+# mini-batches this turns a wake-up per mini-batch into one per tick.
+TICK_S = 0.02
 
 
 def _default_start_method() -> str:
@@ -130,7 +134,8 @@ class _Worker:
         self.proc = proc
         self.conn = conn
         self.ready = False
-        self.watched = False  # registered with the runner's selector
+        self.watched = False  # its sentinel is registered with the runner's selector
+        self.conn_watched = False  # its pipe too: each reply wakes the loop
         self.task: _Task | None = None  # running now; its deadline counts
         # Sent ahead, in order: each starts when the one before ends, so the worker never waits for the loop.
         self.queued: collections.deque[_Task] = collections.deque()
@@ -202,10 +207,12 @@ class Runner:
         return _Worker(proc, parent)
 
     def _kill(self, w: _Worker) -> None:
-        if w.watched and self._sel is not None:
-            self._sel.unregister(w.conn)
-            self._sel.unregister(w.proc.sentinel)
-            w.watched = False
+        if self._sel is not None:
+            if w.conn_watched:
+                self._sel.unregister(w.conn)
+            if w.watched:
+                self._sel.unregister(w.proc.sentinel)
+        w.watched = w.conn_watched = False
         if w.proc.is_alive():
             w.proc.kill()
         w.proc.join(5)
@@ -334,17 +341,30 @@ class Runner:
                     timeout = min(timeout, max(0.0, stop_since + s.drain_timeout - now))
                 if commits:
                     timeout = min(timeout, max(0.0, last_commit + COMMIT_INTERVAL_S - now))
+                quiet_any = False
                 for w in self.workers:
                     if not w.watched:
-                        sel.register(w.conn, selectors.EVENT_READ)
                         sel.register(w.proc.sentinel, selectors.EVENT_READ)
                         w.watched = True
+                    quiet = bool(
+                        dispatching and pending and w.ready and self._mb_seconds is not None
+                        and len(w.queued) * self._mb_seconds >= 2 * TICK_S
+                    )  # fmt: skip
+                    if quiet and w.conn_watched:
+                        sel.unregister(w.conn)
+                        w.conn_watched = False
+                    elif not quiet and not w.conn_watched:
+                        sel.register(w.conn, selectors.EVENT_READ)
+                        w.conn_watched = True
+                    quiet_any |= quiet
+                if quiet_any:
+                    timeout = min(timeout, TICK_S)
                 ready = {key.fileobj for key, _ in sel.select(timeout)}
                 if wake_r in ready:
                     os.read(wake_r, 512)
                 retry: list[tuple[_Worker, _Task | None, str, bool]] = []  # (worker, task, reason, kill it)
                 for w in list(self.workers):
-                    if w.conn not in ready and w.proc.sentinel not in ready:
+                    if w.conn_watched and w.conn not in ready and w.proc.sentinel not in ready:
                         continue
                     gone = False
                     try:
@@ -405,7 +425,7 @@ class Runner:
                     self._log_progress(state.records, len(batches), rows_at_start, t0)
         finally:
             for w in self.workers:
-                w.watched = False
+                w.watched = w.conn_watched = False
             self._sel = None
             sel.close()
             signal.signal(signal.SIGTERM, previous_handler)
@@ -444,24 +464,22 @@ class Runner:
             self.failure = f"init() failed: {msg[1]}"
             log.error("%s", self.failure)
         elif kind == "ok" and w.task is not None:
-            _, mb, data, rows, returned, columns = msg
+            _, mb, data, rows, returned, columns, ended = msg
             task = w.task
-            now = time.monotonic()
-            w.promote(now, self.settings.timeout)
-            took = now - task.started
+            # The worker's clock (system-wide monotonic): the reply may be read a tick after the worker moved on.
+            w.promote(ended, self.settings.timeout)
+            took = max(0.0, ended - task.started)
             self._mb_seconds = took if self._mb_seconds is None else 0.8 * self._mb_seconds + 0.2 * took
             n = len(batches[mb])
             gap = max(0, n - returned)
             error = f"run() returned {returned} items for {n} files" if gap else None
-            commits.append(
-                Commit(mb, data, rows, n, gap, task.attempt, time.monotonic() - task.started, error, columns)
-            )
+            commits.append(Commit(mb, data, rows, n, gap, task.attempt, took, error, columns))
         elif kind == "skipped" and w.task is not None and w.task.mini_batch == msg[1]:
             self._skipped.append(w.task.mini_batch)
-            w.promote(time.monotonic(), self.settings.timeout)
+            w.promote(msg[-1], self.settings.timeout)
         elif kind == "error" and w.task is not None:
             task = w.task
-            w.promote(time.monotonic(), self.settings.timeout)
+            w.promote(msg[-1], self.settings.timeout)
             retry.append((w, task, msg[2], False))
 
     def _drop(self, w: _Worker) -> None:

@@ -3,8 +3,10 @@
 Messages (over a ``multiprocessing`` pipe):
 
 * worker -> runner: ``("ready",)`` after ``init()``; ``("init_error", message)``;
-  ``("ok", mini_batch, csv_bytes, rows, items, columns)``; ``("error", mini_batch, message)``;
-  ``("skipped", mini_batch)`` (not started: the runner is stopping).
+  ``("ok", mini_batch, csv_bytes, rows, items, columns, ended)``; ``("error", mini_batch, message, ended)``;
+  ``("skipped", mini_batch, ended)`` (not started: the runner is stopping). ``ended`` is ``time.monotonic()``
+  when the worker was done with that mini-batch (the clock is system-wide): the next one queued started then,
+  however late the runner reads the reply.
 * runner -> worker: a list of ``(mini_batch, [paths])``, scored in order (one message carries a worker's
   next mini-batch and those queued behind it), or ``None`` to stop.
 
@@ -21,6 +23,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
@@ -150,6 +153,6 @@ def worker_main(
                         log.warning("mini-batch %d failed:\n%s", mini_batch, traceback.format_exc())
                         reply = ("error", mini_batch, f"{type(e).__name__}: {e}")
                 try:
-                    conn.send(reply)
+                    conn.send((*reply, time.monotonic()))
                 except (BrokenPipeError, OSError):
                     return
