@@ -172,10 +172,7 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
         signal.signal(sig, lambda signum, _frame: early_signals.append(signum))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the master around fork()
 
-    import uvicorn
-
-    from serving.app import build_app
-    from serving.scoring import RunPool, ScoringSettings, ScriptError, make_scorer
+    from serving.scoring import ScoringSettings, ScriptError, make_scorer
 
     try:
         settings = ScoringSettings.from_env()
@@ -183,6 +180,14 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
     except (ScriptError, ValueError) as ex:
         logger.error("cannot serve: %s", ex)
         return EXIT_SCRIPT
+    # The script's imports and init() (usually most of the cold start: numpy, scikit-learn, the model file) start
+    # now, in parallel with importing the HTTP stack and the production layer below.
+    loading = _Loading(scorer.load)
+
+    import uvicorn
+
+    from serving.app import build_app
+
     app: Any = build_app(scorer, settings, state.is_ready)
     frontend: Any = None
     if options.frontend:
@@ -190,7 +195,8 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
         if frontend is not None:
             app = frontend
 
-    app = _drain_guard(app, state)
+    if frontend is None:
+        app = _drain_guard(app, state)  # the production layer does the same itself, without one more wrapper
     exit_code = EXIT_OK
 
     class Server(uvicorn.Server):
@@ -223,14 +229,8 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
 
     async def load() -> None:
         nonlocal exit_code
-        started = time.perf_counter()
         try:
-            # A daemon thread (not the loop's default executor): SIGTERM during a long init() must not wait for it.
-            pool = RunPool(1, "init")
-            try:
-                await pool.call(scorer.load, {})
-            finally:
-                pool.close()
+            await loading.wait()
         except asyncio.CancelledError:
             raise  # shutting down before init() finished: not a script failure
         except ScriptError as ex:
@@ -246,7 +246,7 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
             server.should_exit = True
             return
         state.set_ready(index, True)
-        logger.info("worker %d (pid %d) ready in %.3f s", index, os.getpid(), time.perf_counter() - started)
+        logger.info("worker %d (pid %d) ready in %.3f s", index, os.getpid(), loading.elapsed_s)
 
     async def main() -> None:
         if early_signals:
@@ -267,6 +267,58 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
         runner.close()
         scorer.close()
     return exit_code
+
+
+class _Loading:
+    """``load()`` running in a daemon thread from construction on; :meth:`wait` awaits it on the event loop.
+
+    A daemon thread (not the loop's default executor): SIGTERM during a long ``init()`` must not wait for it.
+    """
+
+    def __init__(self, load: Callable[[], None]) -> None:
+        """Start ``load`` now."""
+        self._started = time.perf_counter()
+        self.elapsed_s = 0.0
+        self._error: BaseException | None = None
+        self._done = False
+        self._lock = threading.Lock()
+        self._notify: Callable[[], None] | None = None
+        threading.Thread(target=self._run, args=(load,), name="init", daemon=True).start()
+
+    def _run(self, load: Callable[[], None]) -> None:
+        try:
+            load()
+        except BaseException as ex:  # raised again by wait() on the loop
+            self._error = ex
+        self.elapsed_s = time.perf_counter() - self._started
+        with self._lock:
+            self._done = True
+            notify = self._notify
+        if notify is not None:
+            notify()
+
+    async def wait(self) -> None:
+        """Return once ``load()`` returned; raise what it raised."""
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def notify() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(_resolve, finished)
+
+        with self._lock:
+            if not self._done:
+                self._notify = notify
+            else:
+                finished.set_result(None)
+        await finished
+        if self._error is not None:
+            raise self._error
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _drain_guard(app: Any, state: ReadyState) -> Any:

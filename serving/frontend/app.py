@@ -11,7 +11,10 @@ Every answer this layer gives itself is ``{"error": "<message>"}`` with ``x-requ
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
+import os
 import random
 import sys
 import time
@@ -41,6 +44,7 @@ _JSON = (b"content-type", b"application/json")
 _HEALTH_ROUTES = ("/", "/ready", "/metrics")
 _KNOWN_ROUTES = frozenset(("/", "/ready", "/metrics", "/score", "/swagger.json"))
 _DISCONNECT: Message = {"type": "http.disconnect"}
+_CUT_SHORT = b'{"error":"the instance shut down before the request finished; retry"}'
 # How often deadlines are checked (408 at most this late) and how the metrics flush is paced.
 TICK_S = 0.05
 
@@ -126,10 +130,30 @@ class _Exchange:
         return await self.reply(status, orjson.dumps({"error": message}), reason=reason, **kw)
 
 
+_rid_prefix = ""
+_rid_counter = itertools.count()
+
+
+def _reset_request_ids() -> None:
+    global _rid_prefix
+    _rid_prefix = ""  # a forked worker draws its own prefix on its first request
+
+
+os.register_at_fork(after_in_child=_reset_request_ids)
+
+
 def _new_request_id() -> str:
-    """A random UUID-4-shaped id; cheaper than ``uuid.uuid4()`` (request ids need not be unguessable)."""
-    h = f"{random.getrandbits(128):032x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
+    """A UUID-4-shaped id: a random prefix per process and a counter (cheaper than ``uuid.uuid4()`` per request).
+
+    Unique within the process and, with 80 random bits per process, across processes; request ids need not be
+    unguessable.
+    """
+    global _rid_prefix, _rid_counter
+    if not _rid_prefix:
+        h = f"{random.getrandbits(80):020x}"
+        _rid_prefix = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-"
+        _rid_counter = itertools.count(random.getrandbits(44))
+    return f"{_rid_prefix}{next(_rid_counter) & 0xFFFFFFFFFFFF:012x}"
 
 
 class Frontend:
@@ -151,6 +175,7 @@ class Frontend:
         self.metrics = FrontendMetrics()
         self.draining = False
         self._background: set[asyncio.Future[None]] = set()
+        self._log_lines: list[str] = []
         self._deadlines: dict[_Exchange, tuple[float, asyncio.Task[Any]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeout_s = settings.request_timeout_ms / 1000
@@ -158,6 +183,14 @@ class Frontend:
         self._prefix = settings.path_prefix
         # Retry-After in whole seconds (RFC 9110); a queue that drains within the wait frees up within a second.
         self._retry_after = str(max(1, round(settings.max_queue_wait_ms / 1000))).encode()
+
+    def _write_log(self) -> None:
+        lines, self._log_lines = self._log_lines, []
+        if lines:
+            lines.append("")
+            # stderr closed or gone: the responses were sent; the lines are dropped.
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write("\n".join(lines))
 
     def begin_drain(self) -> None:
         """Stop admitting scoring requests (503, connection closed); ``/`` and in-flight requests continue.
@@ -202,6 +235,13 @@ class Frontend:
         ex = _Exchange(send, rid)
         try:
             await self._handle(scope, receive, ex, route, authorization, content_length, encoding, start)
+        except asyncio.CancelledError:
+            # The server cancels what is still running when the drain timeout ends: answer 503 (retry elsewhere)
+            # rather than the server's bare 500, unless a response already started.
+            if not (self.draining and ex.claim(503, "draining")):
+                raise
+            log.warning("request %s %s %s cut short by the drain timeout", rid, scope["method"], scope["path"])
+            await ex.write(503, _CUT_SHORT, [(b"connection", b"close"), (b"retry-after", b"1")])
         finally:
             duration = time.perf_counter() - start
             # 499 (nginx's "client closed request"): the client went away before it could get an answer.
@@ -223,9 +263,11 @@ class Frontend:
                 line = orjson.dumps(record).decode()
                 handlers = access_log.handlers
                 if len(handlers) == 1 and type(handlers[0]) is _StderrHandler and not access_log.filters:
-                    # Our own bare stderr handler: write the line directly (the logging machinery costs more than
-                    # the rest of the frontend together).
-                    sys.stderr.write(line + "\n")
+                    # Our own bare stderr handler: skip the logging machinery (it costs more than the rest of the
+                    # frontend together) and write the lines of one pass of the event loop in one system call.
+                    if not self._log_lines:
+                        asyncio.get_running_loop().call_soon(self._write_log)
+                    self._log_lines.append(line)
                 else:
                     access_log.info(line)
 

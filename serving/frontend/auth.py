@@ -13,11 +13,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-
-import jwt
+from typing import TYPE_CHECKING, Any, Protocol
 
 from serving.frontend.settings import FrontendSettings, FrontendSettingsError
+
+if TYPE_CHECKING:
+    import jwt
+
+# PyJWT (with cryptography, ~60 ms to import) is imported where a token is checked or minted: key mode and no-auth
+# workers never need it, and the import would sit in every worker's cold start.
 
 log = logging.getLogger("serving.frontend.auth")
 
@@ -108,6 +112,8 @@ class AmlTokenAuthenticator:
 
     def __init__(self, signing_key_file: Path, endpoint_name: str) -> None:
         """Verify with the key in ``signing_key_file`` (re-read when it changes) for ``endpoint_name``."""
+        import jwt  # noqa: F401  (imported now, not on the first request)
+
         self.file = WatchedFile(signing_key_file)
         self.endpoint_name = endpoint_name
         self._short_key_logged = False
@@ -125,6 +131,8 @@ class AmlTokenAuthenticator:
                 self._short_key_logged = True
             return False
         self._short_key_logged = False
+        import jwt
+
         try:
             jwt.decode(
                 credential,
@@ -158,6 +166,8 @@ class AadTokenAuthenticator:
                 (at most once per 30 s, PyJWKClient's cooldown), cached ``JWKS_CACHE_S`` seconds.
             fetch_timeout_s: Timeout of one JWKS fetch (default 5 s).
         """
+        import jwt
+
         self.issuer = issuer
         self.audience = audience
         self.client = jwt.PyJWKClient(jwks_url, cache_jwk_set=True, lifespan=JWKS_CACHE_S, timeout=fetch_timeout_s)
@@ -181,6 +191,8 @@ class AadTokenAuthenticator:
 
     async def check(self, credential: str) -> bool:
         """True when the token verifies."""
+        import jwt
+
         try:
             header = jwt.get_unverified_header(credential)
             kid = header.get("kid")
@@ -274,6 +286,8 @@ def mint_aml_token(
         raise ValueError(f"signing key: {len(signing_key)} bytes; need at least {MIN_SIGNING_KEY_BYTES}")
     if lifetime_s <= 0:
         raise ValueError(f"lifetime: got {lifetime_s} s; must be positive")
+    import jwt
+
     issued = int(time.time() if now is None else now)
     claims: dict[str, Any] = {"aud": endpoint_name, "iat": issued, "nbf": issued, "exp": issued + lifetime_s}
     if subject:
