@@ -110,6 +110,28 @@ def test_hung_mini_batch_is_killed_after_timeout_exactly_max_retries_plus_one_ti
     assert sorted(job.rows()) == expected_rows(30, skip=set(range(10, 20)))
 
 
+def test_hung_mini_batch_behind_a_deep_queue_is_timed_from_its_own_start(job_factory):
+    # 400 mini-batches of ~10 ms: workers get deep queues and their replies are read once per tick, not one by one.
+    # The hung one must still be killed one timeout after it started (not earlier, counting from a reply read late),
+    # and what was queued behind it runs once elsewhere.
+    job = job_factory(
+        n_files=400, mini_batch_size=1, max_retries=0, timeout=1.0, max_concurrency_per_instance=2,
+        env={"HANG_ON": "00300-f00300.txt", "SLEEP": "0.01"},
+    )  # fmt: skip
+    proc = job.run(timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    calls = [c[1] for c in job.calls()]
+    assert sorted(calls) == sorted(f"{i:05d}-f{i:05d}.txt" for i in range(400))  # each once, the hung one too
+    summary = job.summary()
+    assert summary["failures"] == [
+        {"mini_batch": 300, "failed_items": 1, "attempts": 1, "reason": "run() timed out after 1s"}
+    ]
+    journal = job.out / ".predictions.csv.batch" / "journal.jsonl"
+    record = next(r for r in map(json.loads, journal.read_text().splitlines()) if r["mini_batch"] == 300)
+    assert 1.0 <= record["seconds"] < 5.0
+    assert sorted(job.rows()) == expected_rows(400, skip={300})
+
+
 @pytest.mark.parametrize(
     ("bad", "status", "code", "calls"),
     [
