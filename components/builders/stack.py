@@ -862,11 +862,11 @@ def _check_object_names(owned: _Owned) -> None:
     for owner, obj in owned.objects:
         meta = obj["metadata"]
         key = (str(obj["kind"]), str(meta.get("namespace") or ""), str(meta["name"]))
-        if key in seen and seen[key] != owner:
+        if key in seen:
             where = f"{key[0]} {key[1]}/{key[2]}" if key[1] else f"{key[0]} {key[2]}"
+            by = f"twice by {owner}" if seen[key] == owner else f"by both {seen[key]} and {owner}"
             raise SpecError(
-                f"{PROJECT_NAME}:endpoints: {where} would be created by both {seen[key]} and {owner}; rename one of"
-                " the endpoints or deployments"
+                f"{PROJECT_NAME}:endpoints: {where} would be created {by}; rename one of the endpoints or deployments"
             )
         seen[key] = owner
 
