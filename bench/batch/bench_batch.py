@@ -1,9 +1,10 @@
 """Batch runner benchmark: files/s on N small files, against a sequential loop and a multiprocessing.Pool.
 
 One command, every contender on the same files and the same scoring function (bench/batch/score_bench.py),
-each as a whole process timed from the outside (interpreter start included), interleaved over ``--rounds``
-rounds so that load from other processes hits all of them alike, plus Pool and runner started together
-once per round (the same load on both); medians are reported:
+each as a whole process timed from the outside (interpreter start counted for every contender alike),
+interleaved over ``--rounds`` rounds (the order rotates each round) so that load from other processes hits all of
+them alike, plus Pool and runner started together once per round (the same load on both); medians are reported,
+and the median of the per-round runner/Pool ratios (a paired comparison, steadier than a ratio of medians):
 
     python bench/batch/bench_batch.py --files 10000 --workers 2 --mini-batch-size 10 100 --rounds 3 \\
         --out bench/results/batch.md
@@ -13,9 +14,11 @@ once per round (the same load on both); medians are reported:
   checkpoint, no retries, no timeouts, not restartable.
 * runner: ``python -m serving.batch.runner`` with ``max_concurrency_per_instance = workers``: worker processes,
   per-mini-batch timeout and retries, and every mini-batch committed to the journal (exactly-once; fsync at
-  most once a second and at the end).
+  most once a second and at the end), plus the summary file.
 
-Per-mini-batch overhead = (runner - pool) / mini-batches, from the medians.
+Per-mini-batch overhead = (runner - pool) / mini-batches, from the medians; the marginal overhead takes each
+contender's fixed cost (the same commands on ``workers`` files, one per mini-batch, so that every worker starts)
+out first.
 """
 
 from __future__ import annotations
@@ -85,12 +88,13 @@ def main() -> int:
     args = ap.parse_args()
 
     py = sys.executable
+    load_start = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="batch-bench-", dir=args.tmp))
     names = ("sequential", "pool", "runner")
     results = []
     try:
         make_files(root / "in", args.files)
-        make_files(root / "one", 1)
+        make_files(root / "one", args.workers)  # one file per worker: both start every worker
         # Fixed cost of each contender (interpreter, imports, workers, setup): the same commands on one file.
         fixed_wall: dict[str, list[float]] = {k: [] for k in ("pool", "runner")}
         fixed_cpu: dict[str, list[float]] = {k: [] for k in ("pool", "runner")}
@@ -104,6 +108,8 @@ def main() -> int:
                         "pool",
                         "--input",
                         str(root / "one"),
+                        "--mini-batch-size",
+                        "1",
                         "--workers",
                         str(args.workers),
                         "--out",
@@ -122,6 +128,8 @@ def main() -> int:
                         str(root / f"one-{r}"),
                         "--entry-script",
                         str(HERE / "score_bench.py"),
+                        "--mini-batch-size",
+                        "1",
                         "--max-concurrency-per-instance",
                         str(args.workers),
                         "--logging-level",
@@ -129,7 +137,7 @@ def main() -> int:
                     ],
                 ),
             ]
-            for name, cmd in one:
+            for name, cmd in one if r % 2 == 0 else one[::-1]:
                 w, c = timed(cmd)
                 fixed_wall[name].append(w)
                 fixed_cpu[name].append(c)
@@ -140,6 +148,8 @@ def main() -> int:
             cpu: dict[str, list[float]] = {k: [] for k in names}
             scoring: list[float] = []
             together: dict[str, list[float]] = {"pool": [], "runner": []}
+            paired: list[float] = []  # runner files/s over Pool files/s, per round
+            paired_together: list[float] = []  # the same, started together
             base = [py, str(HERE / "baselines.py")]
             common = ["--input", str(root / "in"), "--mini-batch-size", str(size)]
             for r in range(args.rounds):
@@ -154,10 +164,11 @@ def main() -> int:
                         "--logging-level", "warning",
                     ],
                 }  # fmt: skip
-                for name in names:
+                for name in names[r % 3 :] + names[: r % 3]:  # rotate who goes first
                     w, c = timed(commands[name])
                     wall[name].append(w)
                     cpu[name].append(c)
+                paired.append(wall["pool"][-1] / wall["runner"][-1])
                 summary = json.loads((out / "predictions.summary.json").read_text())
                 scoring.append(summary["timings"]["elapsed_seconds"])
                 assert count_lines(out / "predictions.csv") == args.files == count_lines(root / "pool.csv")
@@ -173,6 +184,7 @@ def main() -> int:
                     t.join()
                 together["pool"].append(pair["pool"][0])
                 together["runner"].append(pair["runner"][0])
+                paired_together.append(pair["pool"][0] / pair["runner"][0])
                 shutil.rmtree(out)
             n_mb = -(-args.files // size)
             mw = {k: statistics.median(v) for k, v in wall.items()}
@@ -184,6 +196,7 @@ def main() -> int:
                             "marginal_wall_ms": marginal(mw, fw, n_mb), "marginal_cpu_ms": marginal(mc, fc, n_mb),
                             "together": {k: statistics.median(v) for k, v in together.items()},
                             "raw_together": together,
+                            "paired": statistics.median(paired), "paired_together": statistics.median(paired_together),
                             })  # fmt: skip
             print(json.dumps(results[-1]), file=sys.stderr)
     finally:
@@ -195,22 +208,26 @@ def main() -> int:
         f"`{' '.join(['python', 'bench/batch/bench_batch.py', *sys.argv[1:]])}`",
         "",
         f"{n} small CSV files (64 floats each, ~0.1 ms of scoring per file); workers = Pool processes = "
-        f"max_concurrency_per_instance = {args.workers}; median of {args.rounds} interleaved rounds; each contender "
-        f"a whole process (interpreter start included). Machine: {os.cpu_count()} CPUs shared with other jobs "
-        f"(load average at the end {load[0]:.1f}), Python {platform.python_version()}.",
+        f"max_concurrency_per_instance = {args.workers}; median of {args.rounds} interleaved rounds (order rotating); "
+        "each contender a whole process timed from the outside, so interpreter start, imports, worker start and "
+        "teardown count for every contender alike. The runner has checkpointing on (journal commit per mini-batch, "
+        f"fsync at most once a second and at the end, summary file). Machine: {os.cpu_count()} CPUs shared with "
+        f"other jobs (1-minute load average {load_start[0]:.1f} at the start, {load[0]:.1f} at the end), "
+        f"Python {platform.python_version()}.",
         "",
-        "Throughput (wall clock; noisy on a shared machine):",
+        "Throughput (wall clock; noisy on a shared machine). `runner / Pool` is the ratio of the medians; `paired` "
+        "is the median of the per-round ratios (each round runs both under about the same load):",
         "",
         "| mini_batch_size | mini-batches | sequential files/s | Pool files/s | runner files/s | runner / Pool "
-        "| overhead per mini-batch vs Pool | runner scoring-only files/s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| paired runner / Pool | overhead per mini-batch vs Pool | runner scoring-only files/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         m = r["wall"]
         lines.append(
             f"| {r['size']} | {r['mini_batches']} | {n / m['sequential']:.0f} | {n / m['pool']:.0f} "
-            f"| {n / m['runner']:.0f} | {m['pool'] / m['runner']:.2f} | {r['overhead_wall_ms']:+.2f} ms "
-            f"| {n / r['runner_scoring']:.0f} |"
+            f"| {n / m['runner']:.0f} | {m['pool'] / m['runner']:.2f} | {r['paired']:.2f} "
+            f"| {r['overhead_wall_ms']:+.2f} ms | {n / r['runner_scoring']:.0f} |"
         )
     lines += [
         "",
@@ -230,17 +247,20 @@ def main() -> int:
         "",
         "Side by side (Pool and runner started at the same moment, the same load on both; median wall):",
         "",
-        "| mini_batch_size | Pool s | runner s | runner files/s / Pool files/s |",
-        "|---:|---:|---:|---:|",
+        "| mini_batch_size | Pool s | runner s | runner files/s / Pool files/s | paired (median of per-round) |",
+        "|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         t = r["together"]
-        lines.append(f"| {r['size']} | {t['pool']:.2f} | {t['runner']:.2f} | {t['pool'] / t['runner']:.2f} |")
+        lines.append(
+            f"| {r['size']} | {t['pool']:.2f} | {t['runner']:.2f} | {t['pool'] / t['runner']:.2f} "
+            f"| {r['paired_together']:.2f} |"
+        )
     lines += [
         "",
-        f"Fixed cost (the same commands on 1 file, median): Pool {fw['pool']:.2f} s wall / {fc['pool']:.2f} s CPU, "
-        f"runner {fw['runner']:.2f} s wall / {fc['runner']:.2f} s CPU (interpreter, imports incl. pydantic, input "
-        "listing, job state, worker start, summary).",
+        f"Fixed cost (the same commands on {args.workers} files, one per mini-batch, so every worker starts; "
+        f"median): Pool {fw['pool']:.2f} s wall / {fc['pool']:.2f} s CPU, runner {fw['runner']:.2f} s wall / "
+        f"{fc['runner']:.2f} s CPU (interpreter, imports, input listing, job state, worker start, summary, fsyncs).",
         "",
         "| mini_batch_size | marginal overhead per mini-batch vs Pool, wall | same, CPU |",
         "|---:|---:|---:|",
@@ -250,10 +270,11 @@ def main() -> int:
     lines += [
         "",
         "Notes: wall-clock rounds vary 2-3x on a shared 2-CPU machine (raw rows below); compare contenders within",
-        "a round, and prefer CPU seconds, which the load does not inflate. The runner's extra fixed cost is its",
-        "imports (pydantic), the job state (job.json, journal) and the summary; its per-mini-batch work is a pipe",
-        "round trip per mini-batch, one to eight mini-batches queued per worker, and a grouped journal commit",
-        "every 50 ms (fsync at most once a second).",
+        "a round (the paired columns), and look at CPU seconds, which the load does not inflate. The runner's fixed",
+        "cost is its imports (no pydantic on the usual path), the job state (job.json and its fsyncs, overlapped with",
+        "worker start), the final fsyncs and the summary; per mini-batch it sends a worker its next mini-batches in",
+        "one message (up to ~200 ms of work queued), reads replies once per 20 ms tick while a worker has work",
+        "queued, and commits to the journal every 50 ms (fsync at most once a second).",
         "",
         "Raw wall / CPU seconds per round:",
         "",
