@@ -32,6 +32,7 @@ import asyncio
 import http
 import json
 import logging
+import re
 import signal
 import sys
 import uuid
@@ -66,6 +67,8 @@ _PIN = PIN_HEADER.encode()
 _NO_BODY_METHODS = frozenset({b"GET", b"HEAD", b"DELETE", b"OPTIONS"})
 _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# A hop-by-hop field at the start of a line of a lower-cased head (preceded by "\n").
+_HOP_LINE = re.compile(rb"\n(?:" + b"|".join(re.escape(h) for h in sorted(_HOP)) + rb")[ \t]*:")
 
 # Why the client socket is not being read (a bit each; reading resumes when none is left).
 _PAUSE_PIPELINE = 1  # a pipelined request waits for the one before it
@@ -162,6 +165,20 @@ def _error_response(status: int, message: str, close: bool) -> bytes:
 
 def _connection_tokens(value: bytes) -> set[bytes]:
     return {token.strip().lower() for token in value.split(b",") if token.strip()}
+
+
+def _without_hop_by_hop(fields: bytes) -> bytes:
+    """Header lines (CRLF-terminated) minus the hop-by-hop ones and those that ``Connection`` names."""
+    headers = []
+    tokens: set[bytes] = set()
+    for line in fields.split(b"\r\n"):
+        if line:
+            name, _, value = line.partition(b":")
+            lname = name.strip().lower()
+            if lname == b"connection":
+                tokens |= _connection_tokens(value)
+            headers.append((lname, line))
+    return b"".join(line + b"\r\n" for lname, line in headers if lname not in _HOP and lname not in tokens)
 
 
 def _origin(url: str) -> tuple[str, int]:
@@ -268,7 +285,7 @@ class _Forward:
             self.connecting = None
 
     # ResponseSink (the subclasses say what an answer means to them)
-    def response_head(self, status: int, headers: list[tuple[bytes, bytes]], bodiless: bool) -> bool:
+    def response_head(self, status: int, fields: bytes, bodiless: bool) -> bool:
         raise NotImplementedError
 
     def response_body(self, data: bytes) -> None:
@@ -405,27 +422,13 @@ class _Exchange(_Forward):
         self.mirror_body = None
 
     # --- ResponseSink
-    def response_head(self, status: int, headers: list[tuple[bytes, bytes]], bodiless: bool) -> bool:
-        parts = [_status_line(status)]
-        has_length = framed = False
-        tokens: set[bytes] | None = None
-        for name, value in headers:
-            lname = name.lower()
-            if lname in _HOP:
-                if lname == b"connection":
-                    tokens = _connection_tokens(value)
-                elif lname == b"transfer-encoding":
-                    framed = True
-                continue
-            if lname == b"content-length":
-                has_length = framed = True
-            parts += [name, b": ", value, b"\r\n"]
-        if tokens:
-            parts = [_status_line(status)]
-            for name, value in headers:
-                lname = name.lower()
-                if lname not in _HOP and lname not in tokens:
-                    parts += [name, b": ", value, b"\r\n"]
+    def response_head(self, status: int, fields: bytes, bodiless: bool) -> bool:
+        lower = b"\n" + fields.lower()
+        has_length = b"\ncontent-length:" in lower
+        framed = has_length or b"\ntransfer-encoding:" in lower
+        if _HOP_LINE.search(lower) is not None:
+            fields = _without_hop_by_hop(fields)  # rare: most answers have no hop-by-hop header to drop
+        parts = [_status_line(status), fields]
         parts += [_PIN, b": ", self.target.encode(), b"\r\n"]
         if not has_length and not bodiless:
             if self.http11:
@@ -496,10 +499,11 @@ class _MirrorCopy(_Forward):
         self.request_complete = True
         self.timeout = server.config.timeouts_s.get(target, DEFAULT_TIMEOUT_S)
 
-    def response_head(self, status: int, headers: list[tuple[bytes, bytes]], bodiless: bool) -> bool:
+    def response_head(self, status: int, fields: bytes, bodiless: bool) -> bool:
         if status >= 500:
             logger.info("mirror %s answered %d (discarded)", self.target, status)
-        return any(name.lower() in (b"content-length", b"transfer-encoding") for name, _ in headers)
+        lower = b"\n" + fields.lower()
+        return b"\ncontent-length:" in lower or b"\ntransfer-encoding:" in lower
 
     def response_body(self, data: bytes) -> None:
         pass

@@ -35,8 +35,11 @@ class UpstreamTimeout(UpstreamError):
 class ResponseSink(Protocol):
     """What a connection reports to while it carries one exchange."""
 
-    def response_head(self, status: int, headers: list[tuple[bytes, bytes]], bodiless: bool) -> bool:
+    def response_head(self, status: int, fields: bytes, bodiless: bool) -> bool:
         """The response head (interim 1xx answers are skipped); ``bodiless``: HEAD, 204 or 304, no body follows.
+
+        ``fields`` are the header lines as received, each ending with CRLF, without the status line and the
+        empty line: most answers pass through whole, so they are not split into Python objects per header.
 
         Returns:
             Whether the head frames the body (``Content-Length`` or ``Transfer-Encoding``); if not, the body
@@ -79,7 +82,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.request_complete = False
         self._head_only = False
         self._received = False
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._head = b""  # bytes received since the response began, until its head is complete
+        self._in_head = False
         self._interim = False
         self._keep_alive = False
         self._until_eof = False
@@ -94,6 +98,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self._received = True
+        if self._in_head:
+            self._head += data  # no copy for the first read (the common case: the whole head in one read)
         self.last_activity = self.pool.loop.time()
         try:
             self.parser.feed_data(data)
@@ -133,20 +139,23 @@ class UpstreamConnection(asyncio.Protocol):
             self.sink.upstream_paused(False)
 
     # --- httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-
+    # No on_header: httptools then makes no Python call per header; the head is cut from the bytes instead.
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
-        headers, self._headers = self._headers, []
+        head = self._head
+        end = head.find(b"\r\n\r\n")  # llhttp has just parsed this head, so it is here and well-formed
+        fields = head[head.find(b"\r\n") + 2 : end + 2]
         if status < 200:
             self._interim = True  # 100 Continue and friends: the real answer follows
+            self._head = head[end + 4 :]
             return
+        self._in_head = False
+        self._head = b""
         # Asked now: once the message is complete the parser resets and always answers False.
         self._keep_alive = self.parser.should_keep_alive()
         bodiless = self._head_only or status in (204, 304)
         if self.sink is not None:
-            framed = self.sink.response_head(status, headers, bodiless)
+            framed = self.sink.response_head(status, fields, bodiless)
             self._until_eof = not framed and not bodiless
         if self._head_only:
             # HEAD answers announce a body length they do not send: done here, and the connection is not reused.
@@ -177,6 +186,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink = sink
         self._head_only = head_only
         self._received = False
+        self._in_head = True
+        self._head = b""
         self._interim = False
         self._until_eof = False
         self.request_complete = False

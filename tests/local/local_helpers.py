@@ -212,7 +212,8 @@ class RawUpstream:
 
     ``behaviour``: ``close`` (closes without a byte), ``half-head`` (part of a status line, then closes),
     ``half-body`` (a head announcing 100 bytes, 10 of them, then closes), ``until-close`` (a body framed by
-    neither length nor chunks, ended by closing). Serves at most ``max_connections`` connections.
+    neither length nor chunks, ended by closing), ``plain`` (201 with a few headers and a length), ``hop``
+    (hop-by-hop headers in mixed case). Serves at most ``max_connections`` connections.
     """
 
     def __init__(self, behaviour: str, max_connections: int = 20) -> None:
@@ -254,6 +255,16 @@ class RawUpstream:
                 elif self.behaviour == "half-body":
                     conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")
                     time.sleep(0.1)
+                elif self.behaviour == "plain":
+                    conn.sendall(
+                        b"HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nX-Custom: a, b\r\n"
+                        b"Content-Length: 5\r\n\r\nhello"
+                    )
+                elif self.behaviour == "hop":
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nConnection: X-Drop, close\r\nX-Drop: 1\r\nKeep-Alive: timeout=5\r\n"
+                        b"Proxy-Connection: keep-alive\r\nX-Keep: 2\r\nContent-Length: 2\r\n\r\nok"
+                    )
                 elif self.behaviour == "until-close":
                     conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n")
                     for part in (b"no ", b"length ", b"here"):

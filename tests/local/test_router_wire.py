@@ -130,6 +130,29 @@ def test_response_ended_by_close_is_rechunked_for_the_client(raw_upstream, start
     assert r.headers["azureml-model-deployment"] == "alice"
 
 
+@pytest.mark.parametrize(
+    ("behaviour", "status", "headers", "body"),
+    [
+        pytest.param(
+            "plain",
+            201,
+            {"content-type": "text/plain", "x-custom": "a, b", "content-length": "5"},
+            b"hello",
+            id="passes-whole",
+        ),
+        pytest.param("hop", 200, {"x-keep": "2", "content-length": "2"}, b"ok", id="hop-by-hop-dropped"),
+    ],
+)
+def test_response_head_passes_through_exactly(raw_upstream, start_router, behaviour, status, headers, body):
+    up = raw_upstream(behaviour)
+    router = start_router(router_config({"alice": up}, {"alice": 100}))
+    with _connect(router) as sock:
+        sock.sendall(_post("/score", b"{}"))
+        [response] = read_responses(sock, 1)
+    assert response["status"] == status and response["body"] == body
+    assert response["headers"] == {**headers, "azureml-model-deployment": "alice"}
+
+
 def test_expect_100_continue_is_answered_by_the_router(upstreams, start_router):
     router = start_router(router_config(upstreams, {"alice": 100}))
     with _connect(router) as sock:
