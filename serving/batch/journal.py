@@ -16,7 +16,10 @@ Design (docs/batch.md has the long form):
   disk: on open the runner checks every record's byte range and CRC against the output and drops the first
   record that does not match and all after it, so those mini-batches are scored again - still exactly once.
 * Instances of one job (Kubernetes Indexed Job pods, or local processes) share the output folder and the
-  lock; ``job.json`` pins the job id and its input so a different job cannot append to the same file.
+  lock; ``job.json`` pins the job id and its input so a different job cannot append to the same file. A new
+  job's ``job.json`` is fsync'd by the sync thread while the first mini-batches run, and before the first
+  commit; a machine crash before that leaves it empty or missing next to an empty journal and output, which the
+  next open clears (nothing was committed).
 """
 
 from __future__ import annotations
@@ -108,14 +111,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON so that readers see the old or the new file, never half of one."""
+def atomic_write_json(path: Path, data: dict[str, Any], sync: bool = True) -> None:
+    """Write JSON so that readers see the old or the new file, never half of one.
+
+    ``sync`` (default true): fsync the content before the rename. Without it, only running processes are
+    guaranteed whole files; a machine crash may leave an empty one (the caller must sync or cope).
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -148,6 +156,11 @@ class Journal:
         self._journal_fd: int | None = None
         self.dropped_on_open = 0
         self.job: dict[str, Any] | None = None  # job.json as read or written by open()
+        # A new job's job.json is made durable by the sync thread while the first mini-batches run, not inside
+        # open(): its fsyncs were the longest wait of a runner's start. commit() waits for it (a commit's bytes
+        # must never reach the disk before the claim that makes them resumable).
+        self._claim_unsynced = False
+        self._claim_lock = threading.Lock()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -172,8 +185,10 @@ class Journal:
         fp = fingerprint(files, self.settings.mini_batch_size)
         with self._locked():
             resumed = False
-            if self.job_path.is_file():
-                job = json.loads(self.job_path.read_text())
+            job = self._read_job()
+            if job is None and self.state_dir.is_dir():
+                self._discard_unsynced_claim()
+            if job is not None:
                 if job.get("job_id") == job_id:
                     if job.get("fingerprint") != fp:
                         raise OutputConflictError(
@@ -213,8 +228,8 @@ class Journal:
                     "instance_count": self.settings.instance_count,
                     "created": time.time(),
                 }
-                atomic_write_json(self.job_path, self.job)
-                _fsync_dir(self.state_dir)
+                atomic_write_json(self.job_path, self.job, sync=False)
+                self._claim_unsynced = True  # see sync_claim()
             if self.write_rows:
                 self._out_fd = os.open(self.output_path, os.O_RDWR | os.O_CREAT, 0o644)
             self._journal_fd = os.open(self.journal_path, os.O_RDWR)
@@ -224,6 +239,53 @@ class Journal:
                 # Rows of a commit whose journal line never made it: gone now, not only at the next commit.
                 os.ftruncate(self._out_fd, self.state.output_end)
         return resumed
+
+    def _read_job(self) -> dict[str, Any] | None:
+        """``job.json``, or None when it is missing or unreadable (a claim a machine crash cut short)."""
+        try:
+            job = json.loads(self.job_path.read_bytes())
+        except (FileNotFoundError, ValueError):
+            return None
+        return job if isinstance(job, dict) else None
+
+    def _discard_unsynced_claim(self) -> None:
+        """The state folder has no readable ``job.json``: a claim that never became durable, so nothing was committed.
+
+        Then the journal and the output are empty, and the folder is cleared for a fresh start. Anything else was
+        changed outside the runner: an error, unless ``overwrite`` (then everything goes).
+
+        Raises:
+            OutputConflictError: journal or output hold data and ``overwrite`` is false.
+        """
+        import shutil  # rarely needed: not at every runner's start
+
+        def size(path: Path) -> int:
+            try:
+                return path.stat().st_size
+            except FileNotFoundError:
+                return 0
+
+        if (size(self.journal_path) or size(self.output_path)) and not self.settings.overwrite:
+            raise OutputConflictError(
+                f"{self.job_path}: missing or unreadable, but {self.journal_path.name} or {self.output_path.name} "
+                "holds data; choose another output location or set overwrite: true"
+            )
+        shutil.rmtree(self.state_dir)
+        with contextlib.suppress(FileNotFoundError):
+            self.output_path.unlink()
+
+    def sync_claim(self) -> None:
+        """Make a new job's ``job.json`` durable (its content, then its name); a no-op once done."""
+        with self._claim_lock:
+            if not self._claim_unsynced:
+                return
+            fd = os.open(self.job_path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            _fsync_dir(self.state_dir)
+            self._claim_unsynced = False
 
     def _verify(self) -> None:
         """Drop journal records whose bytes are not in the output as committed (a machine crash), see above."""
@@ -270,17 +332,19 @@ class Journal:
         """
 
         def loop() -> None:
-            while not self._sync_stop.wait(self.sync_interval):
-                try:
+            try:
+                self.sync_claim()  # at once: the first commit waits for it
+                while not self._sync_stop.wait(self.sync_interval):
                     self.sync()
-                except OSError:
-                    return  # files closed under us at shutdown; close() syncs itself
+            except OSError:
+                return  # files closed under us at shutdown; close() syncs itself
 
         self._sync_thread = threading.Thread(target=loop, name="journal-sync", daemon=True)
         self._sync_thread.start()
 
     def sync(self) -> None:
-        """fsync the output, then the journal."""
+        """fsync a new job's claim, the output, then the journal."""
+        self.sync_claim()
         if self._out_fd is not None:
             os.fsync(self._out_fd)
         if self._journal_fd is not None:
@@ -334,6 +398,7 @@ class Journal:
         if not commits:
             return
         assert self._journal_fd is not None
+        self.sync_claim()  # usually done by the sync thread already
         with self._locked():
             self._read_new(repair=True)
             # A mini-batch committed meanwhile by a twin (an old pod of the same index still running) stays once.

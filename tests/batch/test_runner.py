@@ -247,6 +247,38 @@ def test_restart_after_a_machine_crash_drops_records_whose_rows_never_reached_th
     assert len(job.calls()) == 7
 
 
+@pytest.mark.parametrize("job_json", [pytest.param(b"", id="empty-job-json"), pytest.param(None, id="no-job-json")])
+def test_restart_after_a_crash_before_the_claim_was_durable_starts_fresh(job_factory, job_json):
+    # job.json is fsync'd while the first mini-batches run and before the first commit: a machine crash before that
+    # leaves an empty or missing job.json next to an empty journal and an empty output. Nothing was committed.
+    job = job_factory(n_files=20, mini_batch_size=10)
+    state = job.out / ".predictions.csv.batch"
+    state.mkdir(parents=True)
+    (state / "journal.jsonl").write_bytes(b"")
+    job.output.write_bytes(b"")
+    if job_json is not None:
+        (state / "job.json").write_bytes(job_json)
+    proc = job.run()
+    assert proc.returncode == 0, proc.stderr
+    assert "2 to do" in proc.stderr and "(resumed)" not in proc.stderr
+    assert sorted(job.rows()) == expected_rows(20)
+    assert json.loads((state / "job.json").read_text())["job_id"] == "job-1"
+
+
+def test_missing_job_json_next_to_committed_rows_is_an_error(job_factory):
+    job = job_factory(n_files=20, mini_batch_size=10)
+    assert job.run().returncode == 0
+    state = job.out / ".predictions.csv.batch"
+    (state / "job.json").unlink()
+    proc = job.run()
+    assert proc.returncode == 3
+    assert (
+        f"{state / 'job.json'}: missing or unreadable, but journal.jsonl or predictions.csv holds data; "
+        "choose another output location or set overwrite: true"
+    ) in proc.stderr
+    assert sorted(job.rows()) == expected_rows(20)  # untouched
+
+
 def test_sigterm_flushes_finished_work_and_restart_completes(job_factory):
     job = job_factory(n_files=100, mini_batch_size=5, env={"SLEEP": "0.1"}, drain_timeout=5)
     proc = job.start()
