@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 import sys
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from serving.requestid import new_request_id
 from serving.scoring import (
     HeaderTooLong,
     MethodNotAllowed,
@@ -80,7 +80,7 @@ class RequestIds:
         self.legacy = b""
         self.client = b""
         if not request_id:
-            request_id = str(uuid.uuid4()).encode()
+            request_id = new_request_id().encode()
         if len(request_id) > HEADER_LIMIT:
             raise HeaderTooLong(f"x-request-id must not exceed {HEADER_LIMIT} characters")
         self.request_id = request_id

@@ -137,9 +137,75 @@ def _protocol_class() -> type[asyncio.Protocol]:
             if sock is not None:
                 with contextlib.suppress(OSError, AttributeError):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            super().connection_made(transport)
+            super().connection_made(_JoiningTransport(transport))  # type: ignore[arg-type]
 
     return NoDelayProtocol
+
+
+class _JoiningTransport:
+    """A transport that sends a response's head and body in one system call instead of two.
+
+    uvicorn writes the status line and headers on ``http.response.start`` and the body on ``http.response.body``;
+    with ``TCP_NODELAY`` each write is its own send and its own segment, and over loopback or a pod network the
+    send is a large part of a small response's cost. A small write is held until the next write on the connection
+    (sent joined with it, at once) or the end of the current pass of the event loop, whichever comes first, so
+    nothing waits longer than that pass. Writes over ``HOLD_MAX`` bytes go straight out (after what is held), so
+    flow control sees every large body as before. Everything else is the real transport's.
+    """
+
+    HOLD_MAX = 16384
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.BaseTransport) -> None:
+        """Wrap ``transport`` (on the running loop)."""
+        self._transport: Any = transport
+        self._loop = asyncio.get_running_loop()
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        """Send ``data``, or hold it (small, nothing held yet) until the next write or the end of this loop pass."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            if len(data) <= self.HOLD_MAX:
+                self._transport.write(held + data)
+            else:  # not worth copying a large body to save one call
+                self._transport.write(held)
+                self._transport.write(data)
+        elif len(data) <= self.HOLD_MAX and not self._transport.is_closing():
+            self._held = bytes(data)
+            self._loop.call_soon(self._flush)
+        else:
+            self._transport.write(data)
+
+    def _flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def writelines(self, chunks: Any) -> None:
+        """Send every chunk (joined)."""
+        self.write(b"".join(chunks))
+
+    def write_eof(self) -> None:
+        """Send what is held, then EOF."""
+        self._flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        """Send what is held, then close."""
+        self._flush()
+        self._transport.close()
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes buffered, held ones included."""
+        return int(self._transport.get_write_buffer_size()) + len(self._held or b"")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import os
-import random
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -28,6 +25,7 @@ from serving.frontend.auth import Authenticator, build_authenticator, parse_bear
 from serving.frontend.body import SUPPORTED_ENCODINGS, BadEncoding, BodyTooLarge, LimitedBody
 from serving.frontend.metrics import CONTENT_TYPE, OTHER_ROUTE, FrontendMetrics, multiprocess_dir
 from serving.frontend.settings import FrontendSettings
+from serving.requestid import new_request_id
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -44,6 +42,7 @@ _JSON = (b"content-type", b"application/json")
 _HEALTH_ROUTES = ("/", "/ready", "/metrics")
 _KNOWN_ROUTES = frozenset(("/", "/ready", "/metrics", "/score", "/swagger.json"))
 _DISCONNECT: Message = {"type": "http.disconnect"}
+_PLAIN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"))
 _CUT_SHORT = b'{"error":"the instance shut down before the request finished; retry"}'
 # How often deadlines are checked (408 at most this late) and how the metrics flush is paced.
 TICK_S = 0.05
@@ -130,32 +129,6 @@ class _Exchange:
         return await self.reply(status, orjson.dumps({"error": message}), reason=reason, **kw)
 
 
-_rid_prefix = ""
-_rid_counter = itertools.count()
-
-
-def _reset_request_ids() -> None:
-    global _rid_prefix
-    _rid_prefix = ""  # a forked worker draws its own prefix on its first request
-
-
-os.register_at_fork(after_in_child=_reset_request_ids)
-
-
-def _new_request_id() -> str:
-    """A UUID-4-shaped id: a random prefix per process and a counter (cheaper than ``uuid.uuid4()`` per request).
-
-    Unique within the process and, with 80 random bits per process, across processes; request ids need not be
-    unguessable.
-    """
-    global _rid_prefix, _rid_counter
-    if not _rid_prefix:
-        h = f"{random.getrandbits(80):020x}"
-        _rid_prefix = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-"
-        _rid_counter = itertools.count(random.getrandbits(44))
-    return f"{_rid_prefix}{next(_rid_counter) & 0xFFFFFFFFFFFF:012x}"
-
-
 class Frontend:
     """The ASGI app returned by :func:`build_frontend`; see the module docstring."""
 
@@ -171,6 +144,8 @@ class Frontend:
         self.settings = settings
         self.is_ready = is_ready
         self.auth = authenticator
+        # Key checks never wait: called directly, without a coroutine per request.
+        self._check_now: Callable[[str], bool] | None = getattr(authenticator, "check_now", None)
         self.admission = Admission(settings.max_concurrent_requests)
         self.metrics = FrontendMetrics()
         self.draining = False
@@ -225,13 +200,13 @@ class Frontend:
                 request_id = value
         route = self._route(scope["path"])
         if request_id is None:
-            rid = _new_request_id()
+            rid = new_request_id()
             # The app echoes x-request-id: give it ours so that its answer and our log line agree.
             scope = {**scope, "headers": [*scope["headers"], (b"x-request-id", rid.encode())]}
         elif 0 < len(request_id) <= MAX_REQUEST_ID_CHARS:
             rid = request_id.decode("latin-1")
         else:
-            rid = _new_request_id()  # the app answers 431 for an over-long id; our own answers use a fresh one
+            rid = new_request_id()  # the app answers 431 for an over-long id; our own answers use a fresh one
         ex = _Exchange(send, rid)
         try:
             await self._handle(scope, receive, ex, route, authorization, content_length, encoding, start)
@@ -248,19 +223,17 @@ class Frontend:
             status = 499 if ex.client_gone or not ex.status else ex.status
             self.metrics.observe_request(route, status, duration, ex.reason)
             if access_log.isEnabledFor(logging.INFO):
-                record = {
-                    "ts": round(time.time(), 6),
-                    "level": "info",
-                    "logger": "serving.access",
-                    "request_id": rid,
-                    "method": scope["method"],
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(duration * 1000, 3),
-                }
-                if ex.reason:
-                    record["reason"] = ex.reason
-                line = orjson.dumps(record).decode()
+                # The JSON object written out by hand (field order as documented): the request id is the only
+                # client-controlled text and goes through orjson; the method passed the HTTP parser's token check.
+                method = scope["method"]
+                if method not in _PLAIN_METHODS:
+                    method = orjson.dumps(method).decode()[1:-1]
+                line = (
+                    f'{{"ts":{time.time():.6f},"level":"info","logger":"serving.access","request_id":'
+                    f'{orjson.dumps(rid).decode()},"method":"{method}","route":"{route}","status":{status},'
+                    f'"duration_ms":{duration * 1000:.3f}'
+                )
+                line = f'{line},"reason":"{ex.reason}"}}' if ex.reason else f"{line}}}"
                 handlers = access_log.handlers
                 if len(handlers) == 1 and type(handlers[0]) is _StderrHandler and not access_log.filters:
                     # Our own bare stderr handler: skip the logging machinery (it costs more than the rest of the
@@ -308,7 +281,9 @@ class Frontend:
         # Preflight requests carry no credentials by design (CORS); they never reach run().
         if self.auth is not None and method != "OPTIONS":
             credential = parse_bearer(authorization)
-            if credential is None or not await self.auth.check(credential):
+            if credential is None or not (
+                self._check_now(credential) if self._check_now is not None else await self.auth.check(credential)
+            ):
                 await ex.error(401, UNAUTHORIZED, "unauthorized", headers=[(b"www-authenticate", b"Bearer")])
                 return
 

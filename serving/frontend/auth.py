@@ -97,6 +97,10 @@ class KeyAuthenticator:
 
     async def check(self, credential: str) -> bool:
         """True when the credential matches either key; both are always compared."""
+        return self.check_now(credential)
+
+    def check_now(self, credential: str) -> bool:
+        """:meth:`check` without the coroutine (nothing here waits): the frontend's per-request path."""
         given = credential.encode("utf-8", "surrogateescape")
         ok = False
         for watched in self.files:
