@@ -222,19 +222,21 @@ class Runner:
     def run(self) -> int:
         """Run this instance to its end; returns the exit code (module docstring)."""
         s = self.settings
-        try:
-            files = list_inputs(s.input)
-        except InputError as e:
-            log.error("%s", e)
-            return EXIT_JOB_FAILED
-        batches = split(files, s.mini_batch_size)
         journal = Journal(s, self.index)
         try:
-            # Workers first: their start and init() overlap the journal's creation and fsyncs below. The fork
-            # happens before the journal's sync thread exists.
-            mine = len(range(self.index, len(batches), s.instance_count))
-            while len(self.workers) < min(s.max_concurrency_per_instance, mine):
+            # Workers first: their start and init() (a model load, often the longest part of a start) overlap
+            # listing the input and creating the journal. A job with fewer mini-batches than workers starts some
+            # for nothing; they are killed at the end. The fork happens before the journal's sync thread exists.
+            # The output folder exists before init() runs: scoring code may write to AZUREML_BI_OUTPUT_PATH there.
+            Path(s.output_dir).mkdir(parents=True, exist_ok=True)
+            while len(self.workers) < s.max_concurrency_per_instance:
                 self.workers.append(self._start_worker())
+            try:
+                files = list_inputs(s.input)
+            except InputError as e:
+                log.error("%s", e)
+                return EXIT_JOB_FAILED
+            batches = split(files, s.mini_batch_size)
             try:
                 resumed = journal.open(self.job_id, files, len(batches))
             except OutputConflictError as e:

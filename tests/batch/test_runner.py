@@ -362,6 +362,15 @@ def test_init_failure_fails_the_job(job_factory):
     assert job.calls() == []
 
 
+def test_init_can_write_to_the_output_folder_of_a_new_job(job_factory):
+    job = job_factory(n_files=5, max_concurrency_per_instance=2, env={"INIT_WRITES": "1"})
+    assert not job.out.exists()
+    proc = job.run()
+    assert proc.returncode == 0, proc.stderr
+    assert [p.read_text() for p in job.out.glob("init-*.txt")] == ["ok", "ok"]  # one per worker
+    assert sorted(job.rows()) == expected_rows(5)
+
+
 def test_instances_split_mini_batches_by_index(job_factory):
     job = job_factory(n_files=95, instance_count=3, max_concurrency_per_instance=2)
     procs = [job.start("--instance-index", str(i)) for i in range(3)]
