@@ -48,7 +48,7 @@ EXIT_TERMINATED = 143
 START_METHOD_ENV = "ENDPOINTS_BATCH_START_METHOD"
 COMMIT_INTERVAL_S = 0.05
 PREFETCH_SECONDS = 0.2
-MAX_PREFETCH = 32
+MAX_PREFETCH = 128
 # Paths queued per worker stay well under a socket buffer (~200 KiB): the runner's send() never blocks on a worker
 # that is busy (or hung) in run(), so the loop keeps watching deadlines.
 MAX_QUEUED_BYTES = 64 * 1024
