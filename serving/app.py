@@ -23,6 +23,7 @@ from typing import Any
 
 from serving.requestid import new_request_id
 from serving.scoring import (
+    PLAIN_RESULT_TYPES,
     HeaderTooLong,
     MethodNotAllowed,
     NotFound,
@@ -197,7 +198,7 @@ class ScoringApp:
         try:
             result = await self.scorer.score(request)
             output = result.output
-            response_cls = _response_class()
+            response_cls = None if type(output) in PLAIN_RESULT_TYPES else _response_class()
             if response_cls is not None and isinstance(output, response_cls):
                 await self._passthrough(send, output, result.elapsed_ms, extra)
                 return

@@ -617,6 +617,10 @@ def _settle(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -
             future.set_exception(error)
 
 
+# run() results that are neither awaitable nor a response object: the per-request checks skip them by type.
+PLAIN_RESULT_TYPES = frozenset((list, dict, str, int, float, bool, bytes, tuple, type(None)))
+
+
 class Scorer:
     """What the ASGI app calls: load once, then score requests and describe the API.
 
@@ -689,7 +693,8 @@ class ScriptScorer(Scorer):
                 output = await run(**kwargs)
             else:
                 output = await self._pool.call(run, kwargs)
-                if inspect.isawaitable(output):  # a wrapper that hides a coroutine function
+                # A wrapper that hides a coroutine function (the type test skips the ABC check for plain results).
+                if type(output) not in PLAIN_RESULT_TYPES and inspect.isawaitable(output):
                     output = await output
         except Exception as ex:
             raise RunError("An unexpected error occurred in scoring script. Check the logs for more info.") from ex
