@@ -350,6 +350,7 @@ class _Exchange(_Forward):
             return
         if self.expect_continue and not self.request_complete:
             self.client.write(_CONTINUE)
+            self.expect_continue = False  # answered: the body comes now
         self.acquire(flush)
 
     def body(self, data: bytes) -> None:
@@ -400,10 +401,13 @@ class _Exchange(_Forward):
             self.client.close()
             return
         self.response_started = self.response_done = True
+        if not self.request_complete and self.expect_continue:
+            # The client waits for a 100 that was not sent before it sends its body: close instead of waiting.
+            self.client.write(_error_response(status, message, True))
+            self.client.close()
+            return
         if not self.request_complete:
             self.discarding = True
-            if self.expect_continue:
-                self.keep_alive = False  # the client may never send the body it announced
         self.client.write(_error_response(status, message, not self.keep_alive))
         self._maybe_finish()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -213,7 +214,8 @@ class RawUpstream:
     ``behaviour``: ``close`` (closes without a byte), ``half-head`` (part of a status line, then closes),
     ``half-body`` (a head announcing 100 bytes, 10 of them, then closes), ``until-close`` (a body framed by
     neither length nor chunks, ended by closing), ``plain`` (201 with a few headers and a length), ``hop``
-    (hop-by-hop headers in mixed case). Serves at most ``max_connections`` connections.
+    (hop-by-hop headers in mixed case), ``early`` (answers 401 after the head, then reads the rest until the
+    peer closes). Serves at most ``max_connections`` connections.
     """
 
     def __init__(self, behaviour: str, max_connections: int = 20) -> None:
@@ -265,6 +267,11 @@ class RawUpstream:
                         b"HTTP/1.1 200 OK\r\nConnection: X-Drop, close\r\nX-Drop: 1\r\nKeep-Alive: timeout=5\r\n"
                         b"Proxy-Connection: keep-alive\r\nX-Keep: 2\r\nContent-Length: 2\r\n\r\nok"
                     )
+                elif self.behaviour == "early":
+                    conn.sendall(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 4\r\n\r\nnope")
+                    with contextlib.suppress(OSError):
+                        while conn.recv(65536):
+                            pass
                 elif self.behaviour == "until-close":
                     conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n")
                     for part in (b"no ", b"length ", b"here"):

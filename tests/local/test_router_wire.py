@@ -153,6 +153,31 @@ def test_response_head_passes_through_exactly(raw_upstream, start_router, behavi
     assert response["headers"] == {**headers, "azureml-model-deployment": "alice"}
 
 
+def test_answer_before_the_body_ends_goes_out_and_the_rest_is_dropped(raw_upstream, start_router):
+    up = raw_upstream("early")
+    router = start_router(router_config({"alice": up}, {"alice": 100}))
+    with _connect(router) as sock:
+        sock.sendall(_post("/score", b"b" * 2_000_000))
+        [response] = read_responses(sock, 1)
+        assert (response["status"], response["body"]) == (401, b"nope")
+        # The connection is still good for the next request (the dropped body was read to its end).
+        sock.sendall(_post("/score", b"{}"))
+        [response] = read_responses(sock, 1)
+    assert (response["status"], response["body"]) == (401, b"nope")
+    assert len(up.requests) == 2  # a new upstream connection: the first one could not be reused
+
+
+def test_expect_100_continue_over_the_limit_is_413_without_continue(upstreams, start_router):
+    router = start_router(router_config(upstreams, {"alice": 100}, max_body_bytes=1000))
+    with _connect(router) as sock:
+        sock.sendall(b"POST /score HTTP/1.1\r\nHost: example\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
+        data, _ = recv_until_closed(sock, 10)
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 413 Request Entity Too Large\r\n") and b"\r\nconnection: close" in head
+    assert json.loads(body) == {"error": "request body is larger than 1000 bytes"}
+    assert upstreams["alice"].seen == []
+
+
 def test_expect_100_continue_is_answered_by_the_router(upstreams, start_router):
     router = start_router(router_config(upstreams, {"alice": 100}))
     with _connect(router) as sock:
