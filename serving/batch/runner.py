@@ -290,33 +290,34 @@ class Runner:
                     self.workers.append(self._start_worker())
                 if dispatching and pending:
                     failed_now = state.failed_items + sum(c.failed_items for c in commits)
-                    for w in self.workers:
-                        if not w.ready:
-                            continue
-                        send: list[tuple[int, list[str]]] = []  # one message per worker and loop, not per task
-                        if w.task is None and pending:
+                    sends: dict[int, list[tuple[int, list[str]]]] = {}  # one message per worker and loop
+                    for i, w in enumerate(self.workers):  # first a running mini-batch for every idle worker
+                        if w.ready and w.task is None and pending:
                             mb = pending.popleft()
                             attempts[mb] += 1
                             now = time.monotonic()
                             w.task = _Task(mb, attempts[mb], now, now + s.timeout)
-                            send.append((mb, batches[mb]))
-                        # Queue more per worker (as multiprocessing.Pool does) so a worker never waits for this
-                        # loop; only while failures of everything in flight could not pass the threshold
-                        # before a queued mini-batch starts.
+                            sends[i] = [(mb, batches[mb])]
+                    # Then queue more per worker (as multiprocessing.Pool does) so a worker never waits for this
+                    # loop; only while failures of everything in flight (running ones included) could not pass
+                    # the threshold before a queued mini-batch starts.
+                    in_flight = self._in_flight(batches)
+                    for i, w in enumerate(self.workers):
                         depth = self._prefetch_depth(len(pending))
                         queued_bytes = sum(t.size for t in w.queued)
                         while (
-                            w.task is not None and len(w.queued) < depth and pending
-                            and queued_bytes < MAX_QUEUED_BYTES and self._may_prefetch(failed_now, batches)
+                            w.ready and w.task is not None and len(w.queued) < depth and pending
+                            and queued_bytes < MAX_QUEUED_BYTES and self._may_prefetch(failed_now, in_flight)
                         ):  # fmt: skip
                             mb = pending.popleft()
                             attempts[mb] += 1
                             size = sum(map(len, batches[mb])) + 16 * len(batches[mb])
                             w.queued.append(_Task(mb, attempts[mb], 0.0, math.inf, size))
                             queued_bytes += size
-                            send.append((mb, batches[mb]))
-                        if send:
-                            w.conn.send(send)
+                            in_flight += len(batches[mb])
+                            sends.setdefault(i, []).append((mb, batches[mb]))
+                    for i, send in sends.items():
+                        self.workers[i].conn.send(send)
                 # Commit after dispatching (workers score on while the journal writes), grouping what finished
                 # within COMMIT_INTERVAL_S: fewer, larger commits; a crash only means re-scoring those.
                 busy = [w for w in self.workers if w.task is not None]
@@ -504,11 +505,14 @@ class Runner:
         fair = math.ceil(pending / max(1, len(self.workers)))
         return max(1, min(MAX_PREFETCH, by_time, fair))
 
-    def _may_prefetch(self, failed: int, batches: list[list[str]]) -> bool:
+    def _in_flight(self, batches: list[list[str]]) -> int:
+        """Files of every mini-batch running or queued (0 when no error threshold applies: not needed)."""
         if self.settings.error_threshold == -1:
-            return True
-        in_flight = sum(len(batches[t.mini_batch]) for w in self.workers for t in (w.task, *w.queued) if t)
-        return failed + in_flight <= self.settings.error_threshold
+            return 0
+        return sum(len(batches[t.mini_batch]) for w in self.workers for t in (w.task, *w.queued) if t)
+
+    def _may_prefetch(self, failed: int, in_flight: int) -> bool:
+        return self.settings.error_threshold == -1 or failed + in_flight <= self.settings.error_threshold
 
     def _threshold_exceeded(self, failed: int) -> bool:
         return self.settings.error_threshold != -1 and failed > self.settings.error_threshold
