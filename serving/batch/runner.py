@@ -54,7 +54,7 @@ MAX_PREFETCH = 128
 MAX_QUEUED_BYTES = 64 * 1024
 # A worker with at least two ticks of queued work does not wake the loop with each reply: its replies wait in the
 # pipe and are read at the next tick (with the time each mini-batch ended, so deadlines stay exact). At small
-# mini-batches this turns a wake-up per mini-batch into one per tick.
+# mini-batches (under two ticks each) this turns a wake-up per mini-batch into one per tick.
 TICK_S = 0.02
 
 
@@ -349,9 +349,10 @@ class Runner:
                     if not w.watched:
                         sel.register(w.proc.sentinel, selectors.EVENT_READ)
                         w.watched = True
+                    # Only for short mini-batches: a slow one's reply is a rare wake-up, and an idle tick is not.
                     quiet = bool(
                         dispatching and pending and w.ready and self._mb_seconds is not None
-                        and len(w.queued) * self._mb_seconds >= 2 * TICK_S
+                        and self._mb_seconds < 2 * TICK_S and len(w.queued) * self._mb_seconds >= 2 * TICK_S
                     )  # fmt: skip
                     if quiet and w.conn_watched:
                         sel.unregister(w.conn)
