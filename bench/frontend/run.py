@@ -151,6 +151,7 @@ def main() -> int:
     (workdir / "score.py").write_text(SCORE_SCRIPT)
     (workdir / "req.lua").write_text(LUA)
     results: dict[tuple[str, str], list[Result]] = {}
+    args.load_before = os.getloadavg()[0]
     try:
         for kind in ("server", "bare"):
             servers = {}
@@ -205,8 +206,9 @@ def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[R
     text = f"""# Production layer cost: key auth + admission on vs off
 
 Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} on this machine ({os.cpu_count()} vCPU, shared with
-other jobs, load average {os.getloadavg()[0]:.1f} at the end: absolute numbers are noisy; the on/off ratio is
-measured side by side in the same run, alternating rounds). One uvicorn worker per server (uvloop, httptools);
+other jobs, load average {args.load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end: absolute
+numbers are noisy; the on/off ratio is measured side by side in the same run, alternating rounds).
+One uvicorn worker per server (uvloop, httptools);
 wrk 1 thread, {args.connections} connections,
 {args.duration} s per run, {args.rounds} rounds per side (off and on back to back, the first side
 alternating), POST /score with a small JSON body and an `Authorization: Bearer` header on every request.

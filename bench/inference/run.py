@@ -397,6 +397,7 @@ def main() -> None:
     predict_us = float((models / "predict_us.txt").read_text())
     results: list[Result] = []
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    load_before = os.getloadavg()[0]
     rounds: list[Result] = []
     for workers in [int(w) for w in args.workers.split(",")]:
         for round_ in range(args.rounds):
@@ -408,7 +409,8 @@ def main() -> None:
     meta = {
         "started": started,
         "command": "bench/inference/run.sh " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, load average after the run {load[0]:.2f}",
+        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, load average {load_before:.2f} before and "
+        f"{load[0]:.2f} after the run",
         "predict_us": predict_us,
         "duration_s": args.duration,
         "logs": str(work),

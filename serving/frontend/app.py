@@ -198,7 +198,8 @@ class Frontend:
                 encoding = value
             elif name == b"x-request-id":
                 request_id = value
-        route = self._route(scope["path"])
+        path = scope["path"]
+        route = path if not self._prefix and path in _KNOWN_ROUTES else self._route(path)
         if request_id is None:
             rid = new_request_id()
             # The app echoes x-request-id: give it ours so that its answer and our log line agree.
