@@ -367,7 +367,9 @@ def test_init_can_write_to_the_output_folder_of_a_new_job(job_factory):
     assert not job.out.exists()
     proc = job.run()
     assert proc.returncode == 0, proc.stderr
-    assert [p.read_text() for p in job.out.glob("init-*.txt")] == ["ok", "ok"]  # one per worker
+    # A worker whose init() had not finished when the job ended is killed without writing: one file at least.
+    written = [p.read_text() for p in job.out.glob("init-*.txt")]
+    assert written and set(written) == {"ok"}
     assert sorted(job.rows()) == expected_rows(5)
 
 
