@@ -512,9 +512,12 @@ class RunPool:
     the calls it finished for up to ``batch_s`` and then hands them all to the loop in one callback. Every hand-back
     wakes the event loop, which then competes with the pool thread for the GIL; under load that costs two to four
     context switches per request (on these VMs about as much CPU as a small model's ``predict``). Batching lets the
-    loop sleep while the thread works through the queue. A call that finds the queue empty (light load) is handed
-    back at once, and so is a batch once ``batch_s`` has passed since its first call started: a finished result
-    waits at most ``batch_s`` plus the one call running when that time comes, and only when calls are queued.
+    loop sleep while the thread works through the queue. Results are held only while calls are short (a moving
+    average of their wall time under ``batch_s / 2``) and more calls are queued; a batch goes back once ``batch_s``
+    has passed since its first call started, or as soon as the queue is empty. A finished result therefore waits at
+    most ``batch_s`` plus one short call; when calls turn slow, results go back one by one as before (only a
+    surprise slow call can delay the short results held just before it).
+
     With one thread, calls made during one pass of the event loop go to the thread together at the end of the pass
     (one wake-up; the thread starts when the loop is done instead of taking the GIL from it mid-pass).
     """
@@ -543,6 +546,9 @@ class RunPool:
         done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         done_loop: asyncio.AbstractEventLoop | None = None
         held_since = 0.0
+        # Moving average of call durations; starts high, so the first calls are handed back one by one.
+        short_s = batch_s / 2
+        typical = batch_s
         while True:
             if done:
                 try:
@@ -565,11 +571,14 @@ class RunPool:
                     outcome: tuple[asyncio.Future[Any], Any, BaseException | None] = (future, func(**kwargs), None)
                 except BaseException as ex:  # handed to the awaiting coroutine
                     outcome = (future, None, ex)
+                ended = clock()
+                typical += (ended - started - typical) * 0.2
                 if not done:
                     held_since = started
                     done_loop = loop
                 done.append(outcome)
-                if clock() - held_since >= batch_s:
+                # Hold only while calls are short: a result is never kept waiting behind a slow call.
+                if typical >= short_s or ended - held_since >= batch_s:
                     _hand_back(done_loop, done)
                     done = []
 
