@@ -162,6 +162,10 @@ class Journal:
         self._claim_unsynced = False
         self._claim_lock = threading.Lock()
 
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """The job's exclusive lock (commits take it): what is read under it is every commit made before it."""
+        return self._locked()
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -440,12 +440,15 @@ class Runner:
             if w.conn and not w.conn.closed:
                 with contextlib.suppress(OSError):
                     w.conn.send(None)
-        state = journal.refresh()
+        # Under the job's lock: instances finishing together write their summaries one after the other, each
+        # seeing every commit made before it, so the last summary written is never older than the journal.
+        with journal.locked():
+            state = journal.refresh()
+            summary = write_summary(
+                s, self.job_id, interrupted=self.stop_requested, failure=self.failure,
+                known=(journal.job, list(state.records.values())),
+            )  # fmt: skip
         self._log_progress(state.records, len(batches), rows_at_start, t0)
-        summary = write_summary(
-            s, self.job_id, interrupted=self.stop_requested, failure=self.failure,
-            known=(journal.job, list(state.records.values())),
-        )  # fmt: skip
         log.info("summary: %s (%s)", summary["status"], s.summary_path)
         if self.failure or threshold_hit or summary["status"] == "Failed":
             return EXIT_JOB_FAILED

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 
 import pytest
-from batch_helpers import FIXTURES, expected_rows
+from batch_helpers import FIXTURES, Job, expected_rows
 
 
 def test_100_files_mini_batch_10_makes_exactly_10_run_calls(job_factory):
@@ -391,6 +391,24 @@ def test_instances_split_mini_batches_by_index(job_factory):
     journal = (job.out / ".predictions.csv.batch" / "journal.jsonl").read_text().splitlines()
     by_instance = Counter((json.loads(x)["instance"], json.loads(x)["mini_batch"] % 3) for x in journal)
     assert sorted(by_instance) == [(0, 0), (1, 1), (2, 2)]
+
+
+def test_instances_finishing_together_leave_a_completed_summary(tmp_path):
+    # Each instance writes the summary at its end; two that end at the same moment must not leave the summary of
+    # the one that saw less (status Running) as the last word.
+    for attempt in range(12):
+        (tmp_path / str(attempt)).mkdir()
+        job = Job(tmp_path / str(attempt), n_files=4, mini_batch_size=2, instance_count=2)
+        procs = [job.start("--instance-index", str(i)) for i in range(2)]
+        try:
+            codes = [p.wait(60) for p in procs]
+        finally:
+            for p in procs:
+                p.kill()
+                p.stdout.close()
+                p.stderr.close()
+        assert codes == [0, 0]
+        assert job.summary()["status"] == "Completed", attempt
 
 
 def test_job_completion_index_env_selects_the_share(job_factory):
