@@ -530,6 +530,7 @@ class RunPool:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._batch_s = batch_s
         self._single = size <= 1
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._submitting: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[..., Any], Any]] = []
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(max(1, size))
@@ -584,7 +585,11 @@ class RunPool:
 
     def call(self, func: Callable[..., Any], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
         """Run ``func(**kwargs)`` in a pool thread; await the returned future for its result."""
-        loop = asyncio.get_running_loop()
+        # asyncio.get_running_loop() costs a getpid system call in Python 3.11: ask the last loop for its current
+        # task instead (none when another loop is running now).
+        loop = self._loop
+        if loop is None or asyncio.current_task(loop) is None:
+            loop = self._loop = asyncio.get_running_loop()
         future = loop.create_future()
         if self._single:
             # Calls made in one pass of the loop go to the thread together once the pass is over: one wake-up,

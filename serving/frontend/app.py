@@ -240,7 +240,9 @@ class Frontend:
                     # Our own bare stderr handler: skip the logging machinery (it costs more than the rest of the
                     # frontend together) and write the lines of one pass of the event loop in one system call.
                     if not self._log_lines:
-                        asyncio.get_running_loop().call_soon(self._write_log)
+                        self._current_task()  # makes self._loop the running loop, without a system call
+                        assert self._loop is not None
+                        self._loop.call_soon(self._write_log)
                     self._log_lines.append(line)
                 else:
                     access_log.info(line)
@@ -394,14 +396,11 @@ class Frontend:
             # The app sees the client "disconnect"; whatever it sends next is dropped.
             return _DISCONNECT
 
-        task = asyncio.current_task()
-        assert task is not None
+        task = self._current_task()
         # The app runs inline (no task, no timer per request): the ticker checks deadlines every TICK_S. At the
         # deadline the 408 is sent and the slot freed by the ticker itself, so both happen on time even when the
         # app cannot be cancelled promptly (a synchronous run() in a thread that shields the await).
         self._deadlines[ex] = (deadline, task)
-        if self._loop is not asyncio.get_running_loop():
-            self._start_ticker()  # first request, or the frontend now serves on another loop
         try:
             await self.app(scope, limited_receive, ex.app_send)
         except asyncio.CancelledError:
@@ -418,6 +417,20 @@ class Frontend:
             await ex.error(500, "internal server error", "app_error")
         finally:
             self._deadlines.pop(ex, None)
+
+    def _current_task(self) -> asyncio.Task[Any]:
+        """The running task; starts the ticker on the first request, or when the frontend now serves another loop.
+
+        ``asyncio.get_running_loop()`` (and ``current_task()`` without a loop) costs a ``getpid`` system call in
+        Python 3.11; asking the known loop for its current task does not, and finds none when another loop runs.
+        """
+        loop = self._loop
+        task = asyncio.current_task(loop) if loop is not None else None
+        if task is None:
+            self._start_ticker()
+            task = asyncio.current_task()
+            assert task is not None
+        return task
 
     def _start_ticker(self) -> None:
         self._loop = asyncio.get_running_loop()
