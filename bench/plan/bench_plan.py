@@ -237,8 +237,8 @@ def main() -> None:
         "",
     ]
     lines += [
-        "The CLI row includes starting the `endpoints` command, which imports every command module (serve, local, "
-        "batch, ...) before running the plan; the engine-only row is the plan itself in a fresh process.",
+        "The CLI row includes starting the `endpoints` command (which imports only the plan command's module); "
+        "the engine-only row is the plan itself in a fresh process.",
         "",
     ]
     text = "\n".join(lines)
