@@ -25,9 +25,15 @@ def trained() -> Path:
     return ONLINE / "models" / "alice"
 
 
-def test_the_feature_code_is_the_online_examples() -> None:
-    """The model was trained on these exact features: the batch code folder carries the same file, byte for byte."""
-    assert (EXAMPLE / "code" / "features.py").read_bytes() == (ONLINE / "code" / "features.py").read_bytes()
+def test_the_batch_code_is_the_online_examples_folder() -> None:
+    """The model was trained on features.py: the batch deployment scores from that same folder, not a copy."""
+    from endpoints.project import load_endpoint_project
+
+    nightly = load_endpoint_project(EXAMPLE).deployments["nightly"]
+    code = EXAMPLE / "deployments" / nightly.code_configuration.code
+    assert code.resolve() == (ONLINE / "code").resolve()
+    assert (code / nightly.code_configuration.scoring_script).is_file()
+    assert not (EXAMPLE / "code").exists()
 
 
 def test_the_example_validates() -> None:

@@ -166,7 +166,7 @@ def test_dev_builds_the_batch_images_from_the_shared_recipes() -> None:
         == recipe.args
         == {
             "BASE_IMAGE": RUNNER_IMAGE_PLACEHOLDER,
-            "CODE_DIR": "car-classifier-batch/code",
+            "CODE_DIR": "car-classifier/code",  # the online example's code folder, one copy of features.py
             "SCORING_SCRIPT": "score_batch.py",
             "CONDA_FILE": "car-classifier/environment/conda-alice.yaml",
             "MODEL_PATH": "car-classifier/models/alice",  # reused from the online example, not copied

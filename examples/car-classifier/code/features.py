@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -49,3 +52,14 @@ def features(img: Image.Image) -> np.ndarray:
 def feature_matrix(images: list[Image.Image]) -> np.ndarray:
     """Stack the feature vectors of several photos into one 2-D array."""
     return np.stack([features(img) for img in images])
+
+
+def load_model() -> Any:
+    """The ``model.joblib`` below ``AZUREML_MODEL_DIR`` (Azure puts the registered folder there; so do we)."""
+    import joblib  # training does not need it at import
+
+    model_dir = Path(os.environ["AZUREML_MODEL_DIR"])
+    path = next(model_dir.rglob("model.joblib"), None)
+    if path is None:
+        raise FileNotFoundError(f"no model.joblib under {model_dir}; run examples/car-classifier/train.py")
+    return joblib.load(path)

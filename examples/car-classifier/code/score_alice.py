@@ -9,11 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import os
-from pathlib import Path
 
 import features
-import joblib
 import numpy as np
 from inference_schema.parameter_types.standard_py_parameter_type import StandardPythonParameterType
 from inference_schema.schema_decorators import input_schema, output_schema
@@ -28,12 +25,8 @@ _SAMPLE_IMAGE = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8
 def init() -> None:
     """Load the model once per worker. Azure puts the registered folder below ``AZUREML_MODEL_DIR``."""
     global model
-    model_dir = Path(os.environ["AZUREML_MODEL_DIR"])
-    path = next(model_dir.rglob("model.joblib"), None)
-    if path is None:
-        raise FileNotFoundError(f"no model.joblib under {model_dir}; run examples/car-classifier/train.py")
-    model = joblib.load(path)
-    logger.info("alice: loaded %s", path)
+    model = features.load_model()
+    logger.info("alice: model loaded")
 
 
 @input_schema("image", StandardPythonParameterType(_SAMPLE_IMAGE))

@@ -4,8 +4,8 @@
 row per photo: ``file, type, color`` (a DataFrame: its columns become the output's CSV header). A file that is not a
 readable image gets ``type``/``color`` ``error`` and its reason, so one bad photo never fails its whole mini-batch.
 
-``features.py`` is the online example's feature extractor (``examples/car-classifier/code/features.py``), kept
-byte-identical by a test: the model was trained on exactly those features.
+It lives in the online example's code folder beside ``features.py``, the feature extractor the model was trained
+on (the batch deployment's ``code_configuration.code`` points here), so there is one copy of that code.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 import features
-import joblib
 import numpy as np
 import pandas as pd
 
@@ -26,12 +25,8 @@ model: dict | None = None
 def init() -> None:
     """Load the model. The runner sets ``AZUREML_MODEL_DIR`` to the deployment's model folder, as Azure does."""
     global model
-    model_dir = Path(os.environ["AZUREML_MODEL_DIR"])
-    path = next(model_dir.rglob("model.joblib"), None)
-    if path is None:
-        raise FileNotFoundError(f"no model.joblib under {model_dir}; run examples/car-classifier/train.py")
-    model = joblib.load(path)
-    logger.info("alice batch: loaded %s", path)
+    model = features.load_model()
+    logger.info("alice batch: model loaded")
 
 
 def run(mini_batch: list[str]) -> pd.DataFrame:
