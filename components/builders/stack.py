@@ -467,18 +467,20 @@ def _apply_deployment_override(
         update["type"] = "kubernetes"
         update["scale_settings"] = {"type": "target_utilization", **ov.autoscale.model_dump()}
     if ov.model_path is not None or ov.model_version is not None:
-        model = spec.model
-        if not isinstance(model, ModelAsset):
-            raise SpecError(
-                f"{where}: modelPath/modelVersion: deployment {spec.name!r} has no inline model to override"
-            )
-        m = model.model_dump(by_alias=True)
-        if ov.model_path is not None:
-            m["path"] = ov.model_path
-        if ov.model_version is not None:
-            m["version"] = ov.model_version
-        update["model"] = m
+        update["model"] = _overridden_model(spec.name, spec.model, ov, where)
     return _revalidate(OnlineDeployment, spec, update, where, catalog) if update else spec
+
+
+def _overridden_model(name: str, model: Any, ov: DeploymentOverride, where: str) -> dict[str, Any]:
+    """The deployment's inline model with the stack's modelPath/modelVersion applied (online and batch alike)."""
+    if not isinstance(model, ModelAsset):
+        raise SpecError(f"{where}: modelPath/modelVersion: deployment {name!r} has no inline model to override")
+    m = model.model_dump(by_alias=True)
+    if ov.model_path is not None:
+        m["path"] = ov.model_path
+    if ov.model_version is not None:
+        m["version"] = ov.model_version
+    return m
 
 
 def _apply_batch_override(spec: BatchDeployment, ov: DeploymentOverride, where: str, catalog: Any) -> BatchDeployment:
@@ -495,17 +497,7 @@ def _apply_batch_override(spec: BatchDeployment, ov: DeploymentOverride, where: 
         settings["environment_variables"] = {**spec.settings.environment_variables, **ov.environment_variables}
         update["settings"] = settings
     if ov.model_path is not None or ov.model_version is not None:
-        model = spec.model
-        if not isinstance(model, ModelAsset):
-            raise SpecError(
-                f"{where}: modelPath/modelVersion: deployment {spec.name!r} has no inline model to override"
-            )
-        m = model.model_dump(by_alias=True)
-        if ov.model_path is not None:
-            m["path"] = ov.model_path
-        if ov.model_version is not None:
-            m["version"] = ov.model_version
-        update["model"] = m
+        update["model"] = _overridden_model(spec.name, spec.model, ov, where)
     return _revalidate(BatchDeployment, spec, update, where, catalog) if update else spec  # type: ignore[no-any-return]
 
 
