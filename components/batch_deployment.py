@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-import pulumi_docker as docker
 
 from components.builders.batch import (
     BatchOptions,
@@ -25,6 +24,7 @@ from components.builders.batch import (
 )
 from components.builders.common import ClusterSettings
 from components.builders.image import ImageBuild
+from components.image_build import built_image
 from components.kubernetes_objects import create_object
 from endpoints.catalog import InstanceType
 from endpoints.specs import BatchDeployment as BatchDeploymentSpec
@@ -87,20 +87,7 @@ class BatchDeployment(pulumi.ComponentResource):
         else:
             build = args.build
             assert build is not None
-            built = docker.Image(
-                f"{name}-image",
-                image_name=f"{build.repository}:pulumi",
-                build=docker.DockerBuildArgs(
-                    context=build.context,
-                    dockerfile=build.dockerfile,
-                    args=build.args,
-                    target=build.target,
-                    platform="linux/amd64",
-                ),
-                skip_push="/" not in build.repository,
-                opts=child,
-            )
-            image = pulumi.Output.all(built.repo_digest, built.image_name).apply(lambda t: t[0] or t[1])
+            image = built_image(f"{name}-image", build, child)
 
         def config_map(img: str) -> dict[str, Any]:
             template = build_job_template(

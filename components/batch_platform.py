@@ -13,10 +13,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import pulumi
-import pulumi_docker as docker
 
 from components.builders.batch import (
     BatchOptions,
@@ -25,6 +23,7 @@ from components.builders.batch import (
     build_batch_volume_claim,
 )
 from components.builders.image import ImageBuild
+from components.image_build import built_image
 from components.kubernetes_objects import create_object
 
 TYPE_TOKEN = "endpoints:batch_platform:BatchPlatform"
@@ -95,20 +94,4 @@ class BatchPlatform(pulumi.ComponentResource):
             return pulumi.Output.from_input(image)
         if build is None:
             return pulumi.Output.from_input("")
-        built = docker.Image(
-            f"{name}-{what}-image",
-            image_name=f"{build.repository}:pulumi",
-            build=docker.DockerBuildArgs(
-                context=build.context,
-                dockerfile=build.dockerfile,
-                args=build.args,
-                target=build.target,
-                platform="linux/amd64",
-            ),
-            # A registry-less repository is a local image (kind/minikube load it); nothing to push.
-            skip_push="/" not in build.repository,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        # Pods run the digest, so a rebuilt image rolls them and an unchanged one does not.
-        out: Any = pulumi.Output.all(built.repo_digest, built.image_name).apply(lambda t: t[0] or t[1])
-        return out  # type: ignore[no-any-return]
+        return built_image(f"{name}-{what}-image", build, pulumi.ResourceOptions(parent=self))

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_docker as docker
 
 from components.builders.common import ClusterSettings
 from components.builders.image import ImageBuild
 from components.builders.online import build_deployment_objects, deployment_object_name
+from components.image_build import built_image
 from components.kubernetes_objects import create_object
 from endpoints.catalog import InstanceType
 from endpoints.specs import OnlineDeployment as OnlineDeploymentSpec
@@ -78,18 +78,7 @@ class OnlineDeployment(pulumi.ComponentResource):
         else:
             build = args.build
             assert build is not None
-            built = docker.Image(
-                f"{name}-image",
-                image_name=f"{build.repository}:pulumi",
-                build=docker.DockerBuildArgs(
-                    context=build.context, dockerfile=build.dockerfile, args=build.args, platform="linux/amd64"
-                ),
-                # A registry-less repository is a local image (kind/minikube load it); nothing to push.
-                skip_push="/" not in build.repository,
-                opts=child,
-            )
-            # Pods run the digest, so a rebuilt image rolls the Deployment and an unchanged one does not.
-            image = pulumi.Output.all(built.repo_digest, built.image_name).apply(lambda t: t[0] or t[1])
+            image = built_image(f"{name}-image", build, child)
         objs = build_deployment_objects(args.endpoint, args.deployment, args.instance, args.settings, image)
         deps = [args.keys_secret] if args.keys_secret is not None else []
         self.resources: dict[str, pulumi.CustomResource] = {}
