@@ -632,11 +632,7 @@ def build_job_api_ingress_policy(
     The namespace denies all ingress by default; runner pods listen on nothing and get no ingress rule.
     """
     gateway = settings.private_gateway if private else settings.public_gateway
-    peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": gateway.namespace}}}]
-    if settings.monitoring_namespace:
-        peers.append(
-            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": settings.monitoring_namespace}}}
-        )
+    peers = settings.ingress_peers(gateway)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -100,6 +100,11 @@ class ClusterSettings:
     image_pull_secret: str = ""
     service_account: str = ""
 
+    def ingress_peers(self, gateway: GatewayRef) -> list[dict[str, object]]:
+        """NetworkPolicy ``from`` peers of an endpoint's pods: the gateway's namespace, and monitoring if set."""
+        names = [gateway.namespace] + ([self.monitoring_namespace] if self.monitoring_namespace else [])
+        return [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}} for ns in names]
+
 
 _LABEL_SAFE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?$")
 

@@ -289,11 +289,7 @@ def build_ingress_policy(endpoint: OnlineEndpoint, settings: ClusterSettings) ->
     ``public_network_access: disabled`` endpoints admit only the private gateway's namespace.
     """
     gateway = gateway_for(endpoint, settings)
-    peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": gateway.namespace}}}]
-    if settings.monitoring_namespace:
-        peers.append(
-            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": settings.monitoring_namespace}}}
-        )
+    peers = settings.ingress_peers(gateway)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
