@@ -93,7 +93,7 @@ def test_deployment_image_has_its_environment_and_no_installer(alice_image: str)
         "'sklearn_tests': os.path.isdir(os.path.join(os.path.dirname(u.find_spec('sklearn').origin), 'tests'))}))",
     )
     result = json.loads(out)
-    assert result["app"] == ["azureml-models", "features.py", "score_alice.py", "score_bob.py"]
+    assert result["app"] == ["azureml-models", "features.py", "score_alice.py", "score_batch.py", "score_bob.py"]
     assert "model.joblib" in result["model"]
     assert {k: result[k] for k in ("sklearn", "PIL", "pip", "azureml_server", "sklearn_tests")} == {
         "sklearn": True,
