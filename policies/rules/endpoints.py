@@ -17,7 +17,7 @@ from policies.rules.common import (
     pod_spec,
 )
 from policies.rules.pod_security import POD_TYPES
-from policies.rules.registry import ReportViolation, ResourceRule, run_resource_rule
+from policies.rules.registry import ResourceRule, resource_validator
 
 HTTPROUTE_TYPES = frozenset(
     {"kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "kubernetes:gateway.networking.k8s.io/v1beta1:HTTPRoute"}
@@ -342,34 +342,12 @@ RULES: tuple[ResourceRule, ...] = (
 )
 
 
-def auth_enabled_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``auth-enabled``."""
-    run_resource_rule(AUTH_ENABLED, args, report_violation)
-
-
-def traffic_sums_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``traffic-sums-to-100``."""
-    run_resource_rule(TRAFFIC_SUMS, args, report_violation)
-
-
-def mirror_limits_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``mirror-limits``."""
-    run_resource_rule(MIRROR_LIMITS, args, report_violation)
-
-
-def prod_private_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``prod-endpoint-private``."""
-    run_resource_rule(PROD_PRIVATE, args, report_violation)
-
-
-def gpu_on_gpu_pool_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``gpu-on-gpu-pool``."""
-    run_resource_rule(GPU_ON_GPU_POOL, args, report_violation)
-
-
-def keys_not_plain_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``keys-not-in-plain-config``."""
-    run_resource_rule(KEYS_NOT_PLAIN, args, report_violation)
+auth_enabled_validator = resource_validator(AUTH_ENABLED)
+traffic_sums_validator = resource_validator(TRAFFIC_SUMS)
+mirror_limits_validator = resource_validator(MIRROR_LIMITS)
+prod_private_validator = resource_validator(PROD_PRIVATE)
+gpu_on_gpu_pool_validator = resource_validator(GPU_ON_GPU_POOL)
+keys_not_plain_validator = resource_validator(KEYS_NOT_PLAIN)
 
 
 VALIDATORS = {

@@ -19,7 +19,7 @@ from policies.rules.common import (
     object_label,
     pod_spec,
 )
-from policies.rules.registry import ReportViolation, ResourceRule, run_resource_rule
+from policies.rules.registry import ResourceRule, resource_validator
 
 POD_TYPES = frozenset(
     {
@@ -265,34 +265,12 @@ RULES: tuple[ResourceRule, ...] = (
 )
 
 
-def run_as_non_root_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``run-as-non-root``."""
-    run_resource_rule(RUN_AS_NON_ROOT, args, report_violation)
-
-
-def read_only_root_filesystem_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``read-only-root-filesystem``."""
-    run_resource_rule(READ_ONLY_ROOT_FILESYSTEM, args, report_violation)
-
-
-def drop_all_capabilities_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``drop-all-capabilities``."""
-    run_resource_rule(DROP_ALL_CAPABILITIES, args, report_violation)
-
-
-def seccomp_runtime_default_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``seccomp-runtime-default``."""
-    run_resource_rule(SECCOMP_RUNTIME_DEFAULT, args, report_violation)
-
-
-def no_privilege_escalation_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``no-privilege-escalation``."""
-    run_resource_rule(NO_PRIVILEGE_ESCALATION, args, report_violation)
-
-
-def no_host_access_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``no-host-access``."""
-    run_resource_rule(NO_HOST_ACCESS, args, report_violation)
+run_as_non_root_validator = resource_validator(RUN_AS_NON_ROOT)
+read_only_root_filesystem_validator = resource_validator(READ_ONLY_ROOT_FILESYSTEM)
+drop_all_capabilities_validator = resource_validator(DROP_ALL_CAPABILITIES)
+seccomp_runtime_default_validator = resource_validator(SECCOMP_RUNTIME_DEFAULT)
+no_privilege_escalation_validator = resource_validator(NO_PRIVILEGE_ESCALATION)
+no_host_access_validator = resource_validator(NO_HOST_ACCESS)
 
 
 VALIDATORS = {

@@ -134,3 +134,26 @@ def run_stack_rule(rule: StackRule, args: Any, report_violation: ReportViolation
             report_violation(violation.message)
         else:
             report_violation(violation.message, urn)
+
+
+Validator = Callable[[Any, ReportViolation], None]
+
+
+def resource_validator(rule: ResourceRule) -> Validator:
+    """The CrossGuard resource validator of ``rule`` (runs it through :func:`run_resource_rule`)."""
+
+    def validate(args: Any, report_violation: ReportViolation) -> None:
+        run_resource_rule(rule, args, report_violation)
+
+    validate.__doc__ = f"CrossGuard validator of ``{rule.name}``."
+    return validate
+
+
+def stack_validator(rule: StackRule) -> Validator:
+    """The CrossGuard stack validator of ``rule`` (runs it through :func:`run_stack_rule`)."""
+
+    def validate(args: Any, report_violation: ReportViolation) -> None:
+        run_stack_rule(rule, args, report_violation)
+
+    validate.__doc__ = f"CrossGuard stack validator of ``{rule.name}``."
+    return validate

@@ -18,7 +18,12 @@ from policies.rules.common import (
     selector_matches,
 )
 from policies.rules.pod_security import POD_TYPES
-from policies.rules.registry import ReportViolation, ResourceRule, StackRule, run_resource_rule, run_stack_rule
+from policies.rules.registry import (
+    ResourceRule,
+    StackRule,
+    resource_validator,
+    stack_validator,
+)
 
 LONG_RUNNING_TYPES = frozenset(
     {"kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:apps/v1:DaemonSet"}
@@ -457,49 +462,15 @@ RULES: tuple[ResourceRule, ...] = (
 STACK_RULES: tuple[StackRule, ...] = (STACK_REPLICAS, PDB_PRESENT, DEFAULT_DENY)
 
 
-def container_resources_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``container-resources``."""
-    run_resource_rule(CONTAINER_RESOURCES, args, report_violation)
-
-
-def distinct_probes_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``distinct-probes``."""
-    run_resource_rule(DISTINCT_PROBES, args, report_violation)
-
-
-def pinned_images_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``pinned-images``."""
-    run_resource_rule(PINNED_IMAGES, args, report_violation)
-
-
-def min_replicas_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``min-replicas``."""
-    run_resource_rule(MIN_REPLICAS, args, report_violation)
-
-
-def pdb_allows_eviction_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``pdb-allows-eviction``."""
-    run_resource_rule(PDB_ALLOWS_EVICTION, args, report_violation)
-
-
-def no_node_port_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard validator of ``no-node-port-or-load-balancer``."""
-    run_resource_rule(NO_NODE_PORT, args, report_violation)
-
-
-def min_replicas_stack_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard stack validator of ``min-replicas-stack``."""
-    run_stack_rule(STACK_REPLICAS, args, report_violation)
-
-
-def pdb_present_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard stack validator of ``pdb-present``."""
-    run_stack_rule(PDB_PRESENT, args, report_violation)
-
-
-def default_deny_validator(args: Any, report_violation: ReportViolation) -> None:
-    """CrossGuard stack validator of ``default-deny-network-policy``."""
-    run_stack_rule(DEFAULT_DENY, args, report_violation)
+container_resources_validator = resource_validator(CONTAINER_RESOURCES)
+distinct_probes_validator = resource_validator(DISTINCT_PROBES)
+pinned_images_validator = resource_validator(PINNED_IMAGES)
+min_replicas_validator = resource_validator(MIN_REPLICAS)
+pdb_allows_eviction_validator = resource_validator(PDB_ALLOWS_EVICTION)
+no_node_port_validator = resource_validator(NO_NODE_PORT)
+min_replicas_stack_validator = stack_validator(STACK_REPLICAS)
+pdb_present_validator = stack_validator(PDB_PRESENT)
+default_deny_validator = stack_validator(DEFAULT_DENY)
 
 
 VALIDATORS = {
