@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-import pulumi_random as random
 
 from components.builders.batch import (
     BatchOptions,
@@ -26,12 +25,11 @@ from components.builders.batch import (
 )
 from components.builders.common import ClusterSettings
 from components.builders.stack import KeyRotation
+from components.endpoint_keys import create_endpoint_keys
 from components.kubernetes_objects import create_object
 from endpoints.specs import BatchEndpoint as BatchEndpointSpec
 
 TYPE_TOKEN = "endpoints:batch_endpoint:BatchEndpoint"
-KEY_LENGTH = 48
-SIGNING_KEY_LENGTH = 64
 _SUFFIX = {
     "ServiceAccount": "sa",
     "Role": "role",
@@ -109,22 +107,8 @@ class BatchEndpoint(pulumi.ComponentResource):
         )
         child = pulumi.ResourceOptions(parent=self)
 
-        def password(suffix: str, length: int, generation: str) -> pulumi.Output[str]:
-            pw = random.RandomPassword(
-                f"{name}-{suffix}",
-                length=length,
-                special=False,
-                keepers={"rotation": generation},
-                opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result", "bcryptHash"]),
-            )
-            return pulumi.Output.secret(pw.result)
-
-        self.primary_key = password("primary-key", KEY_LENGTH, args.rotation.primary)
-        self.secondary_key = password("secondary-key", KEY_LENGTH, args.rotation.secondary)
-        signing_key = password("signing-key", SIGNING_KEY_LENGTH, args.rotation.token_signing)
-        self.secret = create_object(
-            f"{name}-keys", build_keys_secret(ep, settings, self.primary_key, self.secondary_key, signing_key), child
-        )
+        keys = create_endpoint_keys(self, name, args.rotation, lambda p, s, k: build_keys_secret(ep, settings, p, s, k))
+        self.primary_key, self.secondary_key, self.secret = keys.primary, keys.secondary, keys.secret
         self.resources: dict[str, pulumi.CustomResource] = {}
         for obj in api_objects:
             deps = [self.secret] if obj["kind"] == "Deployment" else []

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pulumi
-import pulumi_random as random
 
 from components.builders.common import ClusterSettings
 from components.builders.online import (
@@ -17,14 +16,13 @@ from components.builders.online import (
     swagger_uri,
 )
 from components.builders.stack import KeyRotation
+from components.endpoint_keys import create_endpoint_keys
 from components.kubernetes_objects import create_object
 from endpoints.specs import OnlineDeployment as OnlineDeploymentSpec
 from endpoints.specs import OnlineEndpoint as OnlineEndpointSpec
 
 TYPE_TOKEN = "endpoints:online_endpoint:OnlineEndpoint"
 # Keys are 48 and signing keys 64 alphanumerics (~285 and ~380 bits): long enough for HS256 and for keys.
-KEY_LENGTH = 48
-SIGNING_KEY_LENGTH = 64
 
 
 @dataclass
@@ -71,22 +69,8 @@ class OnlineEndpoint(pulumi.ComponentResource):
         names = endpoint_names(ep.name)
         child = pulumi.ResourceOptions(parent=self)
 
-        def password(suffix: str, length: int, generation: str) -> pulumi.Output[str]:
-            pw = random.RandomPassword(
-                f"{name}-{suffix}",
-                length=length,
-                special=False,
-                keepers={"rotation": generation},
-                opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result", "bcryptHash"]),
-            )
-            return pulumi.Output.secret(pw.result)
-
-        self.primary_key = password("primary-key", KEY_LENGTH, args.rotation.primary)
-        self.secondary_key = password("secondary-key", KEY_LENGTH, args.rotation.secondary)
-        signing_key = password("signing-key", SIGNING_KEY_LENGTH, args.rotation.token_signing)
-        self.secret = create_object(
-            f"{name}-keys", build_keys_secret(ep, settings, self.primary_key, self.secondary_key, signing_key), child
-        )
+        keys = create_endpoint_keys(self, name, args.rotation, lambda p, s, k: build_keys_secret(ep, settings, p, s, k))
+        self.primary_key, self.secondary_key, self.secret = keys.primary, keys.secondary, keys.secret
         self.route = create_object(f"{name}-route", route, child)
         self.ingress_policy = create_object(f"{name}-ingress", ingress, child)
 
