@@ -22,6 +22,7 @@ from components.builders.common import (
     KIND_LABEL,
     MANAGED_BY,
     ClusterSettings,
+    add_optional_pod_fields,
     deployment_labels,
     endpoint_labels,
     k8s_name,
@@ -271,17 +272,7 @@ def build_job_template(
         "containers": [container],
         "volumes": volumes,
     }
-    if init_containers:
-        pod_spec["initContainers"] = init_containers
-    if settings.image_pull_secret:
-        pod_spec["imagePullSecrets"] = [{"name": settings.image_pull_secret}]
-    if settings.service_account:
-        # E.g. bound to a cloud identity that may read the inputs and the model store (token still not mounted).
-        pod_spec["serviceAccountName"] = settings.service_account
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
+    add_optional_pod_fields(pod_spec, settings, init_containers, node_selector, tolerations)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

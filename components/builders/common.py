@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from endpoints.errors import SpecError
 
@@ -148,3 +149,26 @@ def metadata(name: str, namespace: str | None, labels: dict[str, str]) -> dict[s
     if namespace is not None:
         out["namespace"] = namespace
     return out
+
+
+def add_optional_pod_fields(
+    pod_spec: dict[str, Any],
+    settings: ClusterSettings,
+    init_containers: list[dict[str, Any]],
+    node_selector: dict[str, str],
+    tolerations: list[dict[str, Any]],
+) -> None:
+    """Set the pod fields that are present only when they have content (online Deployments and batch Jobs alike).
+
+    The service account may be bound to a cloud identity that reads the model store (its token stays unmounted).
+    """
+    if init_containers:
+        pod_spec["initContainers"] = init_containers
+    if settings.image_pull_secret:
+        pod_spec["imagePullSecrets"] = [{"name": settings.image_pull_secret}]
+    if settings.service_account:
+        pod_spec["serviceAccountName"] = settings.service_account
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if tolerations:
+        pod_spec["tolerations"] = tolerations

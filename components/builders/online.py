@@ -21,6 +21,7 @@ from components.builders.common import (
     ENDPOINT_LABEL,
     ClusterSettings,
     GatewayRef,
+    add_optional_pod_fields,
     deployment_labels,
     endpoint_labels,
     k8s_name,
@@ -608,16 +609,7 @@ def build_deployment(
             }
         ],
     }
-    if init_containers:
-        pod_spec["initContainers"] = init_containers
-    if settings.image_pull_secret:
-        pod_spec["imagePullSecrets"] = [{"name": settings.image_pull_secret}]
-    if settings.service_account:
-        pod_spec["serviceAccountName"] = settings.service_account
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
+    add_optional_pod_fields(pod_spec, settings, init_containers, node_selector, tolerations)
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(endpoint.name, deployment.name)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
