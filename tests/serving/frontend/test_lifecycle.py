@@ -127,3 +127,18 @@ def test_generated_request_id_reaches_the_app_and_the_log(served, client, capsys
         r = client.get(s.url + "/ready", headers={"x-request-id": "x" * 101})
         assert r.status_code == 200
         assert re.fullmatch(r"[0-9a-f-]{36}", r.headers["x-request-id"])
+
+
+def test_access_line_escapes_client_ids_and_times_the_request(served, client, capsys):
+    with served() as s:
+        capsys.readouterr()
+        odd = 'a"b\\c\u00e9'  # a quote, a backslash and a non-ASCII character: JSON must escape or keep them
+        before = time.time()
+        r = client.post(s.url + "/score", json={"sleep": 0.25}, headers={"x-request-id": odd.encode("latin-1")})
+        after = time.time()
+        assert r.status_code == 200
+        (line,) = _access_lines(capsys, 1)
+        assert line["request_id"] == odd
+        assert before <= line["ts"] <= after
+        # duration_ms has microsecond resolution and covers the 250 ms the app slept.
+        assert 250 <= line["duration_ms"] < (after - before) * 1000 + 1
