@@ -332,6 +332,8 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
     finally:
         runner.close()
         scorer.close()
+        if frontend is not None:
+            frontend.flush_log()
     return exit_code
 
 

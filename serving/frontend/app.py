@@ -11,10 +11,12 @@ Every answer this layer gives itself is ``{"error": "<message>"}`` with ``x-requ
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import sys
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -46,6 +48,8 @@ _PLAIN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "
 _CUT_SHORT = b'{"error":"the instance shut down before the request finished; retry"}'
 # How often deadlines are checked (408 at most this late) and how the metrics flush is paced.
 TICK_S = 0.05
+# Access-log lines written at once when this many wait for the next tick (bounds the memory and the batch).
+LOG_BATCH_LINES = 256
 # One access-log line, less its closing brace (a "reason" may follow): see Frontend.__call__.
 _ACCESS_LINE = (
     '{"ts":%d.%06d,"level":"info","logger":"serving.access","request_id":%s,"method":"%s","route":"%s",'
@@ -192,7 +196,8 @@ class Frontend:
         # Retry-After in whole seconds (RFC 9110); a queue that drains within the wait frees up within a second.
         self._retry_after = str(max(1, round(settings.max_queue_wait_ms / 1000))).encode()
 
-    def _write_log(self) -> None:
+    def flush_log(self) -> None:
+        """Write the access-log lines not yet written (the server calls this when it stops)."""
         lines, self._log_lines = self._log_lines, []
         if lines:
             lines.append("")
@@ -272,12 +277,14 @@ class Frontend:
                 handlers = access_log.handlers
                 if len(handlers) == 1 and type(handlers[0]) is _StderrHandler and not access_log.filters:
                     # Our own bare stderr handler: skip the logging machinery (it costs more than the rest of the
-                    # frontend together) and write the lines of one pass of the event loop in one system call.
+                    # frontend together) and write the lines in batches: the ticker writes them every TICK_S (a
+                    # write per request costs more than the rest of the layer over a real socket), or at once
+                    # when LOG_BATCH_LINES are waiting; flush_log() writes what is left at shutdown.
                     if not self._log_lines:
-                        self._current_task()  # makes self._loop the running loop, without a system call
-                        assert self._loop is not None
-                        self._loop.call_soon(self._write_log)
+                        self._current_task()  # the ticker runs on this loop (answers given before the app ran)
                     self._log_lines.append(line)
+                    if len(self._log_lines) >= LOG_BATCH_LINES:
+                        self.flush_log()
                 else:
                     access_log.info(line)
 
@@ -443,7 +450,8 @@ class Frontend:
         self._loop.call_later(TICK_S, self._tick, 0)
 
     def _tick(self, count: int) -> None:
-        """Every TICK_S: answer 408 for requests past their deadline; every second: flush the metrics."""
+        """Every TICK_S: answer 408 for requests past their deadline and write the access log; every second: flush
+        the metrics."""
         loop = self._loop
         if loop is None or loop.is_closed() or loop is not asyncio.get_running_loop():
             return  # superseded by a ticker on another loop
@@ -454,6 +462,7 @@ class Frontend:
                 for ex, task in late:
                     del self._deadlines[ex]
                     self._on_timeout(ex, task)
+            self.flush_log()
             count += 1
             if count * TICK_S >= 1.0:
                 count = 0
@@ -521,4 +530,7 @@ def build_frontend(app: ASGIApp, settings: FrontendSettings, is_ready: Callable[
     """
     frontend = Frontend(app, settings, is_ready, build_authenticator(settings))
     _configure_access_log()
+    # Lines still waiting for the ticker when the process ends (hosts that do not call flush_log themselves).
+    flush = weakref.WeakMethod(frontend.flush_log)
+    atexit.register(lambda: (method := flush()) is not None and method())
     return frontend

@@ -142,3 +142,45 @@ def test_access_line_escapes_client_ids_and_times_the_request(served, client, ca
         assert before <= line["ts"] <= after
         # duration_ms has microsecond resolution and covers the 250 ms the app slept.
         assert 250 <= line["duration_ms"] < (after - before) * 1000 + 1
+
+
+def test_access_lines_are_batched_and_flushed_by_the_ticker_the_batch_size_and_flush_log(capsys):
+    """Lines wait for the ticker (one write per TICK_S, not per request), are forced out at LOG_BATCH_LINES, and
+    flush_log() (called by the server when it stops) writes what is left."""
+    from frontend_toy_app import create_toy_app
+
+    from serving.frontend import FrontendSettings, build_frontend
+    from serving.frontend.app import LOG_BATCH_LINES, TICK_S
+
+    frontend = build_frontend(create_toy_app(), FrontendSettings(), lambda: True)
+    scope = {"type": "http", "http_version": "1.1", "method": "GET", "path": "/", "raw_path": b"/",
+             "query_string": b"", "headers": [], "scheme": "http", "server": ("127.0.0.1", 80)}  # fmt: skip
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    def written() -> list[str]:
+        return [line for line in capsys.readouterr().err.splitlines() if line.startswith('{"ts"')]
+
+    async def scenario() -> None:
+        capsys.readouterr()
+        for _ in range(3):
+            await frontend(dict(scope), receive, send)
+        assert written() == []  # held for the ticker
+        await asyncio.sleep(TICK_S * 3)
+        assert len(written()) == 3
+        for _ in range(LOG_BATCH_LINES - 1):
+            await frontend(dict(scope), receive, send)
+        assert written() == []
+        await frontend(dict(scope), receive, send)  # the batch is full: written at once
+        assert len(written()) == LOG_BATCH_LINES
+        await frontend(dict(scope), receive, send)
+        frontend.flush_log()
+        assert len(written()) == 1
+
+    asyncio.run(scenario())
+    assert sum(1 for m in sent if m["type"] == "http.response.start" and m["status"] == 200) == LOG_BATCH_LINES + 4
