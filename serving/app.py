@@ -21,7 +21,7 @@ import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from serving.requestid import new_request_id
+from serving.requestid import current_request_id, new_request_id
 from serving.scoring import (
     PLAIN_RESULT_TYPES,
     HeaderTooLong,
@@ -194,6 +194,7 @@ class ScoringApp:
             await self._error(send, MethodNotAllowed(f"Method {method} is not allowed on /score"), ids, extra)
             return
         body = await _read_body(receive)
+        current_request_id.set(ids.request_id)  # this request's task only: for what run() prints
         request = ScoreRequest(method, scope.get("query_string", b""), headers, body, scope)
         try:
             result = await self.scorer.score(request)

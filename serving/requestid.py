@@ -5,6 +5,12 @@ from __future__ import annotations
 import itertools
 import os
 import random
+from contextvars import ContextVar
+
+# The id of the request being scored, for the lines the scoring script prints (serving.userlog): set by the scoring
+# app in the request's task, and by the run() thread pool in its thread for each call (context variables do not
+# follow work into other threads by themselves).
+current_request_id: ContextVar[bytes | None] = ContextVar("endpoints_current_request_id", default=None)
 
 _prefix = ""
 _counter = itertools.count()

@@ -25,6 +25,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from serving.requestid import current_request_id
+
 logger = logging.getLogger("serving.scoring")
 
 DEFAULT_APP_ROOT = "/var/azureml-app"
@@ -531,7 +533,9 @@ class RunPool:
         self._batch_s = batch_s
         self._single = size <= 1
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._submitting: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[..., Any], Any]] = []
+        self._submitting: list[
+            tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[..., Any], Any, bytes | None]
+        ] = []
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(max(1, size))
         ]
@@ -542,6 +546,7 @@ class RunPool:
         import queue
 
         get, get_nowait, empty = self._queue.get, self._queue.get_nowait, queue.Empty
+        set_request_id = current_request_id.set
         clock = time.perf_counter
         batch_s = self._batch_s
         done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
@@ -563,10 +568,11 @@ class RunPool:
             if calls is None:
                 _hand_back(done_loop, done)
                 return
-            for loop, future, func, kwargs in calls:
+            for loop, future, func, kwargs, request_id in calls:
                 if done and loop is not done_loop:
                     _hand_back(done_loop, done)
                     done = []
+                set_request_id(request_id)  # what the script prints is logged with the request's id
                 started = clock()
                 try:
                     outcome: tuple[asyncio.Future[Any], Any, BaseException | None] = (future, func(**kwargs), None)
@@ -591,15 +597,16 @@ class RunPool:
         if loop is None or asyncio.current_task(loop) is None:
             loop = self._loop = asyncio.get_running_loop()
         future = loop.create_future()
+        call = (loop, future, func, kwargs, current_request_id.get())
         if self._single:
             # Calls made in one pass of the loop go to the thread together once the pass is over: one wake-up,
             # and the thread starts when the loop has nothing left to do instead of fighting it for the GIL.
             if not self._submitting:
                 self._submitting = []
                 loop.call_soon(self._submit)
-            self._submitting.append((loop, future, func, kwargs))
+            self._submitting.append(call)
         else:
-            self._queue.put([(loop, future, func, kwargs)])
+            self._queue.put([call])
         return future
 
     def _submit(self) -> None:

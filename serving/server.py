@@ -239,6 +239,9 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the master around fork()
 
     from serving.scoring import ScoringSettings, ScriptError, make_scorer
+    from serving.userlog import capture_user_output
+
+    capture_user_output()  # what init() and run() print becomes JSON log lines with the request id
 
     try:
         settings = ScoringSettings.from_env()
