@@ -241,7 +241,7 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
     from serving.scoring import ScoringSettings, ScriptError, make_scorer
     from serving.userlog import capture_user_output
 
-    capture_user_output()  # what init() and run() print becomes JSON log lines with the request id
+    user_output = capture_user_output()  # what init() and run() print becomes JSON log lines with the request id
 
     try:
         settings = ScoringSettings.from_env()
@@ -333,10 +333,14 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
     try:
         runner.run(main())
     finally:
-        runner.close()
-        scorer.close()
-        if frontend is not None:
-            frontend.flush_log()
+        try:
+            runner.close()  # requests cut short while closing add access-log lines: flush after
+            scorer.close()
+        finally:
+            # Forked workers end with os._exit (no atexit, no interpreter flush): write what is left now.
+            if frontend is not None:
+                frontend.flush_log()
+            user_output.flush_all()
     return exit_code
 
 

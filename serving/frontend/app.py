@@ -280,8 +280,7 @@ class Frontend:
                     # frontend together) and write the lines in batches: the ticker writes them every TICK_S (a
                     # write per request costs more than the rest of the layer over a real socket), or at once
                     # when LOG_BATCH_LINES are waiting; flush_log() writes what is left at shutdown.
-                    if not self._log_lines:
-                        self._current_task()  # the ticker runs on this loop (answers given before the app ran)
+                    self._current_task()  # the ticker runs on this loop (also for answers given before the app)
                     self._log_lines.append(line)
                     if len(self._log_lines) >= LOG_BATCH_LINES:
                         self.flush_log()
@@ -379,17 +378,18 @@ class Frontend:
         # Identity bodies with a Content-Length within the limit need no counting: the HTTP server frames the body
         # by that length.
         sized = coding == "identity" and content_length is not None and 0 <= declared <= limit
-        ex.body = receive if sized else LimitedBody(receive, limit, coding)
         ex.limit = limit
-        task = self._current_task()
-        # The app runs inline (no task, no timer per request): the ticker checks deadlines every TICK_S. At the
-        # deadline the 408 is sent and the slot freed by the ticker itself, so both happen on time even when the
-        # app cannot be cancelled promptly (a synchronous run() in a thread that shields the await).
-        self._deadlines[ex] = (deadline, task)
+        task: asyncio.Task[Any] | None = None
         try:
+            ex.body = receive if sized else LimitedBody(receive, limit, coding)
+            task = self._current_task()
+            # The app runs inline (no task, no timer per request): the ticker checks deadlines every TICK_S. At the
+            # deadline the 408 is sent and the slot freed by the ticker itself, so both happen on time even when
+            # the app cannot be cancelled promptly (a synchronous run() in a thread that shields the await).
+            self._deadlines[ex] = (deadline, task)
             await self.app(scope, ex.app_receive, ex.app_send)
         except asyncio.CancelledError:
-            if not ex.timed_out:
+            if not ex.timed_out or task is None:
                 raise
             task.uncancel()  # our own cancellation: handled, not propagated to the server
         except Exception as error:

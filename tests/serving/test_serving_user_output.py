@@ -23,11 +23,12 @@ def _user_lines(log: str) -> list[dict]:
 
 @pytest.mark.parametrize(("mode", "threads"), [("sync", "1"), ("sync", "4"), ("async", "1")])
 def test_printed_lines_become_json_lines_with_the_request_id(server, mode: str, threads: str) -> None:
-    process = server(
-        ["--entry-script", str(SCRIPTS / "print_score.py")],
-        {"PRINT_ASYNC": "1" if mode == "async" else "0", "ENDPOINTS_RUN_THREADS": threads,
-         "ENDPOINTS_MAX_CONCURRENT_REQUESTS": "8"},  # fmt: skip
-    )
+    env = {
+        "PRINT_ASYNC": "1" if mode == "async" else "0",
+        "ENDPOINTS_RUN_THREADS": threads,
+        "ENDPOINTS_MAX_CONCURRENT_REQUESTS": "8",
+    }
+    process = server(["--entry-script", str(SCRIPTS / "print_score.py")], env)
     process.wait_ready()
     tags = [f"t{i}" for i in range(12)]
     with httpx.Client(base_url=process.url, timeout=10) as client:

@@ -181,6 +181,15 @@ def test_access_lines_are_batched_and_flushed_by_the_ticker_the_batch_size_and_f
         await frontend(dict(scope), receive, send)
         frontend.flush_log()
         assert len(written()) == 1
+        await frontend(dict(scope), receive, send)  # left waiting when this loop ends
+
+    async def next_loop() -> None:
+        # A new loop whose only request is answered by the layer itself (/ready): its ticker must start and
+        # write both that line and the one the old loop left.
+        await frontend({**scope, "path": "/ready", "raw_path": b"/ready"}, receive, send)
+        await asyncio.sleep(TICK_S * 3)
+        assert [json.loads(line)["route"] for line in written()] == ["/", "/ready"]
 
     asyncio.run(scenario())
-    assert sum(1 for m in sent if m["type"] == "http.response.start" and m["status"] == 200) == LOG_BATCH_LINES + 4
+    asyncio.run(next_loop())
+    assert sum(1 for m in sent if m["type"] == "http.response.start" and m["status"] == 200) == LOG_BATCH_LINES + 6
