@@ -557,6 +557,13 @@ def resolve_stack(settings: StackSettings, repo_root: Path, check_names: bool = 
     return resolved
 
 
+def _check_override_names(ov: EndpointOverride, project: EndpointProject, where: str) -> None:
+    """Every deployment named under the endpoint's overrides exists in its project."""
+    for dep_name in ov.deployments:
+        if dep_name not in project.deployments:
+            raise SpecError(f"{where}.deployments.{dep_name}: no such deployment; known: {sorted(project.deployments)}")
+
+
 def _resolve_online(
     settings: StackSettings, repo_root: Path, entry: str, project: EndpointProject, endpoint: OnlineEndpoint
 ) -> ResolvedEndpoint:
@@ -567,9 +574,7 @@ def _resolve_online(
             f"{where}.jobApiReplicas: got {ov.job_api_replicas}; {endpoint.name!r} is an online endpoint (set"
             " instanceCount or autoscale of its deployments)"
         )
-    for dep_name in ov.deployments:
-        if dep_name not in project.deployments:
-            raise SpecError(f"{where}.deployments.{dep_name}: no such deployment; known: {sorted(project.deployments)}")
+    _check_override_names(ov, project, where)
     ep_update: dict[str, Any] = {}
     if ov.traffic is not None:
         ep_update["traffic"] = ov.traffic
@@ -608,9 +613,7 @@ def _resolve_batch(
                 f"{where}.{key}: got {value!r}; {endpoint.name!r} is a batch endpoint (each job names its"
                 " deployment, else the endpoint's defaults.deployment_name)"
             )
-    for dep_name in ov.deployments:
-        if dep_name not in project.deployments:
-            raise SpecError(f"{where}.deployments.{dep_name}: no such deployment; known: {sorted(project.deployments)}")
+    _check_override_names(ov, project, where)
     deployments: list[ResolvedBatchDeployment] = []
     for name in sorted(project.deployments):
         spec = project.deployments[name]

@@ -373,16 +373,21 @@ def test_init_can_write_to_the_output_folder_of_a_new_job(job_factory):
     assert sorted(job.rows()) == expected_rows(5)
 
 
-def test_instances_split_mini_batches_by_index(job_factory):
-    job = job_factory(n_files=95, instance_count=3, max_concurrency_per_instance=2)
-    procs = [job.start("--instance-index", str(i)) for i in range(3)]
+def _run_instances(job: Job, count: int, timeout: float) -> list[int]:
+    """Run instances 0..count-1 of ``job`` at once; their exit codes (every process ended and closed)."""
+    procs = [job.start("--instance-index", str(i)) for i in range(count)]
     try:
-        codes = [p.wait(120) for p in procs]
+        return [p.wait(timeout) for p in procs]
     finally:
         for p in procs:
             p.kill()
             p.stdout.close()
             p.stderr.close()
+
+
+def test_instances_split_mini_batches_by_index(job_factory):
+    job = job_factory(n_files=95, instance_count=3, max_concurrency_per_instance=2)
+    codes = _run_instances(job, 3, timeout=120)
     assert codes == [0, 0, 0]
     assert sorted(job.rows()) == expected_rows(95)
     assert len(job.calls()) == 10
@@ -399,14 +404,7 @@ def test_instances_finishing_together_leave_a_completed_summary(tmp_path):
     for attempt in range(12):
         (tmp_path / str(attempt)).mkdir()
         job = Job(tmp_path / str(attempt), n_files=4, mini_batch_size=2, instance_count=2)
-        procs = [job.start("--instance-index", str(i)) for i in range(2)]
-        try:
-            codes = [p.wait(60) for p in procs]
-        finally:
-            for p in procs:
-                p.kill()
-                p.stdout.close()
-                p.stderr.close()
+        codes = _run_instances(job, 2, timeout=60)
         assert codes == [0, 0]
         assert job.summary()["status"] == "Completed", attempt
 
