@@ -226,6 +226,7 @@ class Frontend:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        task = self._current_task()  # also starts the ticker (deadlines, access log) on this loop
         authorization = content_length = encoding = request_id = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -248,7 +249,7 @@ class Frontend:
             rid = new_request_id()  # the app answers 431 for an over-long id; our own answers use a fresh one
         ex = _Exchange(send, rid)
         try:
-            await self._handle(scope, receive, ex, route, authorization, content_length, encoding, start)
+            await self._handle(scope, receive, ex, task, route, authorization, content_length, encoding, start)
         except asyncio.CancelledError:
             # The server cancels what is still running when the drain timeout ends: answer 503 (retry elsewhere)
             # rather than the server's bare 500, unless a response already started.
@@ -280,7 +281,6 @@ class Frontend:
                     # frontend together) and write the lines in batches: the ticker writes them every TICK_S (a
                     # write per request costs more than the rest of the layer over a real socket), or at once
                     # when LOG_BATCH_LINES are waiting; flush_log() writes what is left at shutdown.
-                    self._current_task()  # the ticker runs on this loop (also for answers given before the app)
                     self._log_lines.append(line)
                     if len(self._log_lines) >= LOG_BATCH_LINES:
                         self.flush_log()
@@ -292,6 +292,7 @@ class Frontend:
         scope: Scope,
         receive: Receive,
         ex: _Exchange,
+        task: asyncio.Task[Any],
         route: str,
         authorization: bytes | None,
         content_length: bytes | None,
@@ -379,17 +380,15 @@ class Frontend:
         # by that length.
         sized = coding == "identity" and content_length is not None and 0 <= declared <= limit
         ex.limit = limit
-        task: asyncio.Task[Any] | None = None
         try:
             ex.body = receive if sized else LimitedBody(receive, limit, coding)
-            task = self._current_task()
             # The app runs inline (no task, no timer per request): the ticker checks deadlines every TICK_S. At the
             # deadline the 408 is sent and the slot freed by the ticker itself, so both happen on time even when
             # the app cannot be cancelled promptly (a synchronous run() in a thread that shields the await).
             self._deadlines[ex] = (deadline, task)
             await self.app(scope, ex.app_receive, ex.app_send)
         except asyncio.CancelledError:
-            if not ex.timed_out or task is None:
+            if not ex.timed_out:
                 raise
             task.uncancel()  # our own cancellation: handled, not propagated to the server
         except Exception as error:
