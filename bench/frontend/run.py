@@ -30,10 +30,8 @@ import asyncio
 import contextlib
 import io
 import os
-import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +45,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE.parent))  # bench/: benchlib
+import benchlib  # noqa: E402
+from benchlib import cpu_seconds, free_port  # noqa: E402
+
 KEY = "bench-" + "k" * 40
 TARGET = 0.10  # key auth on at most 10 % slower than off
 SCORE_SCRIPT = """
@@ -83,12 +85,6 @@ class Result:
     cpu_us: float  # server CPU time (user + system, all threads) per request; 0 when unknown
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -103,20 +99,6 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
     raise SystemExit(f"{url} not ready within {timeout} s")
 
 
-def parse_ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads), from /proc; 0.0 where there is no /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def cpu_plan(pin: bool) -> tuple[list[str], list[str]]:
     """Command prefixes (server, load generator): the last allowed CPU for servers, the others for wrk."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
@@ -127,15 +109,9 @@ def cpu_plan(pin: bool) -> tuple[list[str], list[str]]:
 
 
 def parse_wrk(out: str, cpu_s: float) -> Result:
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    p50 = parse_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    p99 = parse_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return Result(rps, p50, p99, int(non_2xx.group(1)) if non_2xx else 0,
-                  sum(int(g) for g in errors.groups()) if errors else 0,
-                  cpu_s / count * 1e6 if count else 0.0)  # fmt: skip
+    """wrk's report, with ``cpu_s`` seconds of server CPU spread over the requests it completed."""
+    r = benchlib.parse_wrk(out)
+    return Result(r.rps, r.p50_ms, r.p99_ms, r.non_2xx, r.errors, cpu_s / r.requests * 1e6 if r.requests else 0.0)
 
 
 def run_wrk_together(

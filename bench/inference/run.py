@@ -23,10 +23,8 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,12 +36,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent))  # bench/: benchlib
+import benchlib  # noqa: E402
+from benchlib import free_port  # noqa: E402
+
 RESULTS = REPO / "bench" / "results"
 PROJECT_PY = sys.executable
 PEERS = {"azml": Path("/tmp/bench-azml"), "mlflow": Path("/tmp/bench-mlflow"), "kserve": Path("/tmp/bench-kserve")}
 ROW = [5.1, 3.5, 1.4, 0.2]
 COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -74,12 +75,6 @@ class Result:
     rss_mib: float = 0.0
     cold_start_s: float = 0.0
     error: str = ""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def servers(workers: int, port: int, models: Path) -> dict[str, Server]:
@@ -227,14 +222,7 @@ def tree(root: int) -> list[int]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLK_TCK
+    return sum(benchlib.cpu_seconds(pid) for pid in pids)
 
 
 def rss_mib(pids: list[int]) -> float:
@@ -247,14 +235,6 @@ def rss_mib(pids: list[int]) -> float:
     return total / 2**20
 
 
-def to_ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    if not match:
-        raise ValueError(f"wrk latency {text!r}")
-    value, unit = float(match.group(1)), match.group(2)
-    return value * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
-
-
 def run_wrk(url: str, body: dict, connections: int, duration: int, lua_dir: Path) -> dict:
     script = lua_dir / "post.lua"
     script.write_text(
@@ -264,16 +244,16 @@ def run_wrk(url: str, body: dict, connections: int, duration: int, lua_dir: Path
     )
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url]
     output = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
-    parsed = {"raw": output}
-    parsed["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    parsed["requests"] = int(re.search(r"(\d+) requests in", output).group(1))
-    parsed["p50_ms"] = to_ms(re.search(r"\s50%\s+(\S+)", output).group(1))
-    parsed["p99_ms"] = to_ms(re.search(r"\s99%\s+(\S+)", output).group(1))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    parsed["non_2xx"] = int(non2xx.group(1)) if non2xx else 0
-    errors = re.search(r"Socket errors: (.*)", output)
-    parsed["socket_errors"] = errors.group(1).strip() if errors else ""
-    return parsed
+    report = benchlib.parse_wrk(output)
+    return {
+        "raw": output,
+        "rps": report.rps,
+        "requests": report.requests,
+        "p50_ms": report.p50_ms,
+        "p99_ms": report.p99_ms,
+        "non_2xx": report.non_2xx,
+        "socket_errors": report.socket_errors,
+    }
 
 
 def bench_server(

@@ -17,10 +17,8 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,13 +29,11 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))  # benchlib
+import benchlib  # noqa: E402
+from benchlib import cpu_seconds, free_port  # noqa: E402
+
 EXAMPLE = REPO / "examples" / "car-classifier"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -103,28 +99,14 @@ def wrk(url: str, body_file: Path, connections: int, duration: int, tmp: Path) -
         check=True,
     ).stdout
 
-    def latency(pct: str) -> float:
-        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        assert m, out
-        value = float(m.group(1))
-        return value / 1000 if m.group(2) == "us" else value * 1000 if m.group(2) == "s" else value
-
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors:.*", out)
+    report = benchlib.parse_wrk(out)
     return {
-        "rps": rps,
-        "p50": latency("50"),
-        "p99": latency("99"),
-        "non2xx": int(bad.group(1)) if bad else 0,
-        "socket_errors": errors.group(0) if errors else "",
+        "rps": report.rps,
+        "p50": report.p50_ms,
+        "p99": report.p99_ms,
+        "non2xx": report.non_2xx,
+        "socket_errors": f"Socket errors: {report.socket_errors}" if report.socket_errors else "",
     }
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (``/proc/PID/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def summarize(pairs: list[dict[str, dict[str, float]]]) -> dict[str, float]:
