@@ -23,10 +23,10 @@ from components.builders.batch import (
     template_config_map_name,
 )
 from components.builders.common import ClusterSettings
-from components.builders.image import ImageBuild
 from components.image_build import built_image
 from components.kubernetes_objects import create_object
 from endpoints.catalog import InstanceType
+from endpoints.images import ImageBuild
 from endpoints.specs import BatchDeployment as BatchDeploymentSpec
 from endpoints.specs import BatchEndpoint as BatchEndpointSpec
 

@@ -1,4 +1,4 @@
-"""``BatchEndpoint``: keys Secret (pulumi-random), the job API (ServiceAccount, Role limited to Jobs in its
+"""``BatchEndpoint``: keys Secret (components.endpoint_keys), the job API (ServiceAccount, Role limited to Jobs in its
 namespace, RoleBinding, Deployment, Service, PodDisruptionBudget, ingress NetworkPolicy), its HTTPRoute, its Kueue
 LocalQueue and (alone, outside a stack) the output volume claim; outputs the jobs URI and the keys."""
 
@@ -12,11 +12,13 @@ import pulumi
 from components.builders.batch import (
     BatchOptions,
     build_endpoint_local_queue,
+    build_job_api_egress_policy,
     build_job_api_ingress_policy,
     build_job_api_objects,
     build_job_api_pdb,
     build_job_api_route,
     build_keys_secret,
+    build_runner_egress_policy,
     build_volume_claim,
     job_api_name,
     jobs_uri,
@@ -24,7 +26,7 @@ from components.builders.batch import (
     queue_name,
 )
 from components.builders.common import ClusterSettings
-from components.builders.stack import KeyRotation
+from components.builders.stack_config import KeyRotation
 from components.endpoint_keys import create_endpoint_keys
 from components.kubernetes_objects import create_object
 from endpoints.specs import BatchEndpoint as BatchEndpointSpec
@@ -99,6 +101,7 @@ class BatchEndpoint(pulumi.ComponentResource):
             ep, args.deployment_names, settings, args.image, args.options, args.replicas, args.templates_hash
         )
         api_objects += [build_job_api_pdb(ep, settings), build_job_api_ingress_policy(ep, settings, args.private)]
+        egress = [build_job_api_egress_policy(ep, settings), build_runner_egress_policy(ep, settings)]
         route = build_job_api_route(ep, settings, args.private)
         claim = build_volume_claim(ep, settings, args.options) if args.create_volume_claim else None
         # The endpoint's own LocalQueue unless the stack names a shared one.
@@ -115,6 +118,10 @@ class BatchEndpoint(pulumi.ComponentResource):
             self.resources[obj["kind"]] = create_object(
                 f"{name}-{_SUFFIX[obj['kind']]}", obj, pulumi.ResourceOptions(parent=self, depends_on=deps)
             )
+        self.egress_policies = [
+            create_object(f"{name}-{suffix}", obj, child)
+            for suffix, obj in zip(("api-egress", "runner-egress"), egress, strict=True)
+        ]
         self.route = create_object(f"{name}-route", route, child)
         if claim is not None:
             self.volume_claim = create_object(f"{name}-data", claim, child)

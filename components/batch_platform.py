@@ -22,9 +22,9 @@ from components.builders.batch import (
     build_batch_platform_objects,
     build_batch_volume_claim,
 )
-from components.builders.image import ImageBuild
 from components.image_build import built_image
 from components.kubernetes_objects import create_object
+from endpoints.images import ImageBuild
 
 TYPE_TOKEN = "endpoints:batch_platform:BatchPlatform"
 _SUFFIX = {"ClusterQueue": "queue", "PersistentVolumeClaim": "data"}

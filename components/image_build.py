@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from components.builders.image import ImageBuild
+from endpoints.images import ImageBuild
 
 
 def built_image(resource_name: str, build: ImageBuild, opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
@@ -20,13 +20,17 @@ def built_image(resource_name: str, build: ImageBuild, opts: pulumi.ResourceOpti
         The pushed image's registry digest, or its name when nothing was pushed: pods run the digest, so a rebuilt
         image rolls them and an unchanged one does not.
     """
+    args = dict(build.args)
+    if build.base is not None:
+        # The serving layer on the user's environment.image first; this build then starts FROM it.
+        args["BASE_IMAGE"] = built_image(f"{resource_name}-base", build.base, opts)
     built = docker.Image(
         resource_name,
         image_name=f"{build.repository}:pulumi",
         build=docker.DockerBuildArgs(
-            context=build.context,
-            dockerfile=build.dockerfile,
-            args=build.args,
+            context=str(build.context),
+            dockerfile=str(build.dockerfile),
+            args=args,
             target=build.target,
             platform="linux/amd64",
         ),

@@ -3,7 +3,10 @@
 Core kinds (``apps/v1`` Deployment, ``v1`` Service, ...) are checked with the strict JSON schemas that ship inside
 ``kubernetes-validate`` (unknown fields are errors) for :data:`KUBERNETES_VERSION`. Custom resources (Gateway API,
 Kueue, KEDA) are checked with ``jsonschema`` against the CRDs copied into ``components/crds/`` (package data, so a
-clean clone or an installed wheel needs nothing beside the repository). CRD schemas are tightened the same way:
+clean clone or an installed wheel needs nothing beside the repository). The Prometheus Operator's PodMonitor and
+PrometheusRule (``monitoring.coreos.com``) are checked against its CRDs where the toolchain has them
+(:func:`toolchain_crd_dir`, installed by ``scripts/toolchain.sh``; they are not copied into the repository); without
+them such an object is a problem naming the command that installs them. CRD schemas are tightened the same way:
 objects that declare ``properties`` reject unknown keys, and ``metadata`` is checked against ``ObjectMeta``.
 
 Calling ``kubernetes_validate.validate`` builds a new validator per object (~12 ms each). The offline plan checks
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import threading
 from functools import cache
@@ -29,8 +33,11 @@ import yaml
 # package, so that an upgrade is a one-line change here).
 KUBERNETES_VERSION = "1.37.0"
 
-# API groups validated against components/crds/ instead of the core OpenAPI.
-CRD_GROUPS = frozenset({"gateway.networking.k8s.io", "kueue.x-k8s.io", "keda.sh"})
+# API groups validated against CRDs instead of the core OpenAPI: components/crds/, or the toolchain's crds/.
+TOOLCHAIN_CRD_GROUPS = frozenset({"monitoring.coreos.com"})
+CRD_GROUPS = frozenset({"gateway.networking.k8s.io", "kueue.x-k8s.io", "keda.sh", *TOOLCHAIN_CRD_GROUPS})
+TOOLCHAIN_ENV = "ENDPOINTS_TOOLCHAIN_DIR"
+TOOLCHAIN_CRD_COMMAND = "scripts/toolchain.sh build prometheus-operator-crds"
 
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -66,6 +73,18 @@ def _schema_dir() -> Path:
 def crd_dir() -> Path:
     """Folder of the CRD YAML files shipped with the package."""
     return Path(str(resources.files("components").joinpath("crds")))
+
+
+def toolchain_crd_dir() -> Path:
+    """``$ENDPOINTS_TOOLCHAIN_DIR/crds``, else ``<repository>/.toolchain/crds``: the Prometheus Operator's CRDs as
+    ``scripts/toolchain.sh`` installs them from its Go module (toolchain/versions.env pins the release)."""
+    env = os.environ.get(TOOLCHAIN_ENV)
+    base = Path(env).expanduser() if env else Path(__file__).resolve().parents[1] / ".toolchain"
+    return base / "crds"
+
+
+def _crd_folder(group: str) -> Path:
+    return toolchain_crd_dir() if group in TOOLCHAIN_CRD_GROUPS else crd_dir()
 
 
 @cache
@@ -135,10 +154,10 @@ def _tighten(schema: Any) -> Any:
 
 
 @cache
-def _crd_document(group: str, kind: str) -> dict[str, Any] | None:
+def _crd_document(folder: Path, group: str, kind: str) -> dict[str, Any] | None:
     plural_candidates = [f"{kind.lower()}s", f"{kind.lower()}es"]
     for plural in plural_candidates:
-        path = crd_dir() / f"{group}_{plural}.yaml"
+        path = folder / f"{group}_{plural}.yaml"
         if path.is_file():
             loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
             doc: dict[str, Any] = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
@@ -148,7 +167,7 @@ def _crd_document(group: str, kind: str) -> dict[str, Any] | None:
 
 
 def _crd_validator(group: str, version: str, kind: str) -> jsonschema.protocols.Validator | None:
-    doc = _crd_document(group, kind)
+    doc = _crd_document(_crd_folder(group), group, kind)
     if doc is None:
         return None
     for v in doc["spec"]["versions"]:
@@ -246,6 +265,12 @@ def validate_object(obj: dict[str, Any]) -> list[str]:
         return [f"{where}: apiVersion/kind: missing (got apiVersion={api_version!r}, kind={kind!r})"]
     validator = validator_for(api_version, kind)
     if validator is None:
+        group = api_version.rpartition("/")[0]
+        if group in TOOLCHAIN_CRD_GROUPS:
+            return [
+                f"{where}: no schema for kind {kind!r} in {api_version!r}: the Prometheus Operator's CRDs are not in "
+                f"{toolchain_crd_dir()} (`{TOOLCHAIN_CRD_COMMAND}` installs them; {TOOLCHAIN_ENV} moves the folder)"
+            ]
         return [f"{where}: no schema for kind {kind!r} in {api_version!r} (Kubernetes {KUBERNETES_VERSION} or CRDs)"]
     data = _normalise(obj)
     problems = [f"{where}: {p}" for p in _metadata_problems(data)]

@@ -44,13 +44,17 @@ def create_object(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) 
         obj: The object as a builder returned it.
         opts: Resource options (``parent=`` the component).
 
-    Objects carry fixed ``metadata.name``s, so a replacement deletes the old object first (else the API server
-    answers "already exists").
+    No ``delete_before_replace``: most changes (image, traffic weights, replicas, keys) are in-place updates, and a
+    Deployment rolls its pods without a gap. Only a change to an immutable field (a selector, a Secret's type)
+    replaces, and for an object whose fixed ``metadata.name`` stays the same the Kubernetes provider itself answers
+    the engine's diff with ``deleteBeforeReplace`` (a second object of that name could not be created first). When
+    the name or namespace changes, the provider creates the new object before deleting the old one; forcing
+    delete-before-replace there (as every object once did) would take a Deployment or its route away before the
+    replacement exists: downtime.
     """
-    opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True))
     api_version, kind = obj["apiVersion"], obj["kind"]
     fields = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
     cls = _TYPED.get((api_version, kind))
     if cls is None:
         return k8s.apiextensions.CustomResource(name, api_version=api_version, kind=kind, opts=opts, **fields)
-    return cls(name, opts=opts, **{_snake(k): v for k, v in fields.items()})  # type: ignore[no-any-return]
+    return cls(name, opts=opts, **{_snake(k): v for k, v in fields.items()})

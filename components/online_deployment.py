@@ -9,11 +9,11 @@ from typing import Any
 import pulumi
 
 from components.builders.common import ClusterSettings
-from components.builders.image import ImageBuild
 from components.builders.online import build_deployment_objects, deployment_object_name
 from components.image_build import built_image
 from components.kubernetes_objects import create_object
 from endpoints.catalog import InstanceType
+from endpoints.images import ImageBuild
 from endpoints.specs import OnlineDeployment as OnlineDeploymentSpec
 from endpoints.specs import OnlineEndpoint as OnlineEndpointSpec
 

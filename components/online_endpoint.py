@@ -1,4 +1,4 @@
-"""``OnlineEndpoint``: keys Secret (pulumi-random), Gateway API HTTPRoute, ingress NetworkPolicy, URIs, keys."""
+"""``OnlineEndpoint``: keys Secret (components.endpoint_keys), Gateway API HTTPRoute, ingress NetworkPolicy, URIs."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from components.builders.online import (
     build_http_route,
     build_ingress_policy,
     build_keys_secret,
+    build_monitoring_objects,
     endpoint_names,
     scoring_uri,
     swagger_uri,
 )
-from components.builders.stack import KeyRotation
+from components.builders.stack_config import KeyRotation
 from components.endpoint_keys import create_endpoint_keys
 from components.kubernetes_objects import create_object
 from endpoints.specs import OnlineDeployment as OnlineDeploymentSpec
@@ -66,6 +67,7 @@ class OnlineEndpoint(pulumi.ComponentResource):
         # Build every dict first: a spec problem fails before any resource is registered.
         route = build_http_route(ep, args.deployments, settings)
         ingress = build_ingress_policy(ep, settings)
+        monitoring = build_monitoring_objects(ep, settings)
         names = endpoint_names(ep.name)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -73,6 +75,7 @@ class OnlineEndpoint(pulumi.ComponentResource):
         self.primary_key, self.secondary_key, self.secret = keys.primary, keys.secondary, keys.secret
         self.route = create_object(f"{name}-route", route, child)
         self.ingress_policy = create_object(f"{name}-ingress", ingress, child)
+        self.monitoring = [create_object(f"{name}-{obj['kind'].lower()}", obj, child) for obj in monitoring]
 
         self.scoring_uri = pulumi.Output.from_input(scoring_uri(ep, args.deployments, settings))
         self.swagger_uri = pulumi.Output.from_input(swagger_uri(ep, args.deployments, settings))

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from endpoints import safe_yaml
 from endpoints.errors import Problem, SpecError
 
 PROJECT_CATALOG_FILE = "instance_types.yml"
@@ -65,6 +66,8 @@ class InstanceCatalog:
 
     def __init__(self, types: Mapping[str, InstanceType]) -> None:
         self._types = dict(types)
+        # Azure matches VM sizes case-insensitively (STANDARD_NC4AS_T4_V3 == Standard_NC4as_T4_v3).
+        self._folded = {name.casefold(): name for name in self._types}
 
     @classmethod
     def default(cls) -> InstanceCatalog:
@@ -81,26 +84,32 @@ class InstanceCatalog:
     def extended(self, path: Path) -> InstanceCatalog:
         """A copy of this catalog with the types of ``path`` added (same names override)."""
         types = dict(self._types)
-        types.update(_read_catalog_file(path.read_text(encoding="utf-8"), str(path)))
+        types.update(_read_catalog_file(safe_yaml.read_text(path), str(path)))
         return InstanceCatalog(types)
 
     def names(self) -> list[str]:
         """Every known name, sorted."""
         return sorted(self._types)
 
+    def canonical(self, name: str) -> str | None:
+        """The catalog's spelling of ``name`` (matched case-insensitively, as Azure does), or ``None``."""
+        if name in self._types:
+            return name
+        return self._folded.get(name.casefold())
+
     def __contains__(self, name: object) -> bool:
-        return name in self._types
+        return isinstance(name, str) and self.canonical(name) is not None
 
     def get(self, name: str) -> InstanceType:
-        """Look a type up.
+        """Look a type up (case-insensitively).
 
         Raises:
             KeyError: the name is unknown; the message lists the known names.
         """
-        try:
-            return self._types[name]
-        except KeyError:
-            raise KeyError(unknown_instance_type_message(name, self.names())) from None
+        canonical = self.canonical(name)
+        if canonical is None:
+            raise KeyError(unknown_instance_type_message(name, self.names()))
+        return self._types[canonical]
 
     def values(self) -> Iterable[InstanceType]:
         """Every instance type."""
@@ -113,6 +122,7 @@ def unknown_instance_type_message(name: str, known: list[str]) -> str:
 
 
 def _read_catalog_file(text: str, source: str) -> dict[str, InstanceType]:
+    safe_yaml.check_bounds(text, source)
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from endpoints import safe_yaml
 from endpoints.catalog import InstanceCatalog
 from endpoints.errors import Problem, SpecError
 from endpoints.specs import BatchDeployment, BatchEndpoint, OnlineDeployment, OnlineEndpoint
@@ -103,6 +104,7 @@ def parse_yaml(text: str, source: str) -> Document:
     Raises:
         SpecError: the text is not YAML, holds several documents, or repeats a key.
     """
+    safe_yaml.check_bounds(text, source)  # alias bombs, deep nesting: refused before composing
     try:
         node, data = _compose_and_load(text)
     except yaml.YAMLError as e:
@@ -207,7 +209,7 @@ class Registry:
         Raises:
             SpecError: the file is malformed (an entry lacks a name or version, or repeats one).
         """
-        doc = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        doc = parse_yaml(safe_yaml.read_text(path), str(path))
         data = doc.data or {}
         problems: list[Problem] = []
         if not isinstance(data, dict):
@@ -410,11 +412,7 @@ def load_spec(
         SpecError: the file is missing, not YAML or not a valid spec; every problem is listed.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise SpecError([Problem(str(path), None, "", f"cannot read: {e.strerror or e}")]) from e
-    doc = parse_yaml(text, str(path))
+    doc = parse_yaml(safe_yaml.read_text(path), str(path))
     if registry is None:
         registry = Registry.empty()
         for folder in (path.parent, path.parent.parent):

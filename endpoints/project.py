@@ -4,7 +4,8 @@ Convention (see docs/endpoint-project.md)::
 
     my-endpoint/
       endpoint.yml              the endpoint (online or batch)
-      deployments/<name>.yml    one file per deployment
+      deployments/<name>.yml    one file per deployment (or Azure's layouts beside endpoint.yml: see
+                                deployment_files)
       registry.yml              optional: models/environments that `azureml:name:version` references point at
       instance_types.yml        optional: extra instance types
       <code and model folders the deployments reference, relative to their own file>
@@ -12,10 +13,12 @@ Convention (see docs/endpoint-project.md)::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from endpoints import safe_yaml
 from endpoints.catalog import InstanceCatalog
 from endpoints.errors import Problem, SpecError
 from endpoints.loader import REGISTRY_FILE, Document, Registry, detect_kind, is_uri, parse_yaml, validate_document
@@ -95,8 +98,9 @@ def load_endpoint_project(root: str | Path, endpoint_file: str = ENDPOINT_FILE) 
     deployments: dict[str, Deployment] = {}
     deployment_docs: dict[str, Document] = {}
     invalid_names: set[str] = set()
-    folder = root / DEPLOYMENTS_DIR
-    files = sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]) if folder.is_dir() else []
+    files = deployment_files(root)
+    if not files:
+        problems.append(Problem(str(root), None, "deployments", NO_DEPLOYMENTS))
     for path in files:
         doc = _parse(path, problems)
         if doc is None:
@@ -113,9 +117,9 @@ def load_endpoint_project(root: str | Path, endpoint_file: str = ENDPOINT_FILE) 
         if spec.name in deployments:
             problems.append(doc.problem(("name",), f"got {spec.name!r}; another file already defines this deployment"))
             continue
-        deployments[spec.name] = spec  # type: ignore[assignment]
+        deployments[spec.name] = spec
         deployment_docs[spec.name] = doc
-        _check_local_paths(doc, spec, problems)  # type: ignore[arg-type]
+        _check_local_paths(doc, spec, problems)
 
     if endpoint is not None and endpoint_doc is not None:
         _check_cross_file(endpoint, endpoint_doc, deployments, deployment_docs, invalid_names, problems)
@@ -124,14 +128,45 @@ def load_endpoint_project(root: str | Path, endpoint_file: str = ENDPOINT_FILE) 
     assert endpoint is not None  # no problems means the endpoint validated
     notes = [f"{endpoint_path}: {n}" for n in endpoint.notes()] if isinstance(endpoint, OnlineEndpoint) else []
     for name, spec in deployments.items():
-        if isinstance(spec, OnlineDeployment):
-            notes += [f"{deployment_docs[name].source}: {n}" for n in spec.notes()]
+        notes += [f"{deployment_docs[name].source}: {n}" for n in spec.notes()]
     return EndpointProject(root, endpoint, deployments, endpoint_path, catalog, notes)
+
+
+NO_DEPLOYMENTS = (
+    "got no deployment files; put each deployment in deployments/<name>.yml, or beside endpoint.yml as Azure's"
+    " samples do (<name>-deployment.yml, or <folder>/deployment.yml: any YAML file naming endpoint_name)"
+)
+_ENDPOINT_NAME_KEY = re.compile(rb"^endpoint_name\s*:", re.MULTILINE)
+_SNIFF_BYTES = 1 << 20
+
+
+def deployment_files(root: Path) -> list[Path]:
+    """The deployment files of an endpoint folder, in name order.
+
+    Every YAML file of ``deployments/``; and, as Azure's samples lay them out, every YAML file beside
+    ``endpoint.yml`` or one folder down (``blue-deployment.yml``, ``deployment-blue/deployment.yml``) whose
+    top level names ``endpoint_name`` (what only a deployment has). Files over 1 MiB are not sniffed.
+    """
+    folder = root / DEPLOYMENTS_DIR
+    found = {*folder.glob("*.yml"), *folder.glob("*.yaml")} if folder.is_dir() else set()
+    for pattern in ("*.yml", "*.yaml", "*/*.yml", "*/*.yaml"):
+        for path in root.glob(pattern):
+            parts = path.relative_to(root).parts
+            if parts[0] == DEPLOYMENTS_DIR or any(p.startswith(".") for p in parts) or not path.is_file():
+                continue
+            try:
+                with path.open("rb") as f:
+                    head = f.read(_SNIFF_BYTES)
+            except OSError:
+                continue
+            if _ENDPOINT_NAME_KEY.search(head):
+                found.add(path)
+    return sorted(found)
 
 
 def _parse(path: Path, problems: list[Problem]) -> Document | None:
     try:
-        return parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        return parse_yaml(safe_yaml.read_text(path), str(path))
     except SpecError as e:
         problems.extend(e.problems)
     except OSError as e:
@@ -187,7 +222,7 @@ def _check_local_paths(doc: Document, spec: Deployment, problems: list[Problem])
         problems.append(doc.problem(("model", "path"), f"got {model.path!r}; no such file or folder"))
     env = spec.environment
     conda = env.conda_file if env is not None and not isinstance(env, str) else None
-    if conda and not is_uri(conda) and not (base / conda).is_file():
+    if isinstance(conda, str) and conda and not is_uri(conda) and not (base / conda).is_file():
         problems.append(doc.problem(("environment", "conda_file"), f"got {conda!r}; no such file"))
 
 

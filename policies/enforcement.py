@@ -86,7 +86,7 @@ def settings_for(stack: str | None, config: Mapping[str, Any] | None = None) -> 
             )
         environment: Environment = configured
     elif name in ENVIRONMENTS:
-        environment = name  # type: ignore[assignment]
+        environment = name
     else:
         environment = "prod"
     level = _config_value(config, ENFORCEMENT_KEY) or DEFAULT_LEVELS[environment]

@@ -47,5 +47,11 @@ def enforcement_level(settings: StackPolicySettings) -> EnforcementLevel:
 
 
 def initial_config(settings: StackPolicySettings, policies: list[Policy]) -> dict[str, dict[str, object]]:
-    """Per-policy config telling every rule the stack's environment and private gateways."""
-    return {policy.name: settings.policy_config() for policy in policies}
+    """Per-policy config telling every rule the stack's environment and private gateways, at the stack's level.
+
+    The level is repeated per policy: the engine configures each policy from this initial config, and a config
+    without ``enforcementLevel`` reaches it as the protocol's zero value, advisory, which would override the pack's
+    level (seen with the real Pulumi engine: prod's mandatory rules were reported as advisory).
+    """
+    level = enforcement_level(settings)
+    return {policy.name: {"enforcementLevel": level, **settings.policy_config()} for policy in policies}

@@ -194,6 +194,8 @@ class ScoringApp:
             await self._error(send, MethodNotAllowed(f"Method {method} is not allowed on /score"), ids, extra)
             return
         body = await _read_body(receive)
+        if body is None:  # the client went away before the whole body arrived: nobody to answer, nothing to score
+            return
         current_request_id.set(ids.request_id)  # this request's task only: for what run() prints
         request = ScoreRequest(method, scope.get("query_string", b""), headers, body, scope)
         try:
@@ -273,14 +275,19 @@ def _query_value(query_string: bytes, name: str) -> str | None:
     return None
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when a disconnect came first (run() must never see a partial body)."""
     message = await receive()
+    if message["type"] != "http.request":
+        return None
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
         return body
     chunks = [body]
     while True:
         message = await receive()
+        if message["type"] != "http.request":
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -309,5 +316,5 @@ def build_app(scorer: Scorer, settings: ScoringSettings, is_ready: Callable[[], 
         from starlette.middleware.cors import CORSMiddleware
 
         origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
-        app = CORSMiddleware(app, allow_origins=origins, allow_methods=["GET", "POST"])  # type: ignore[arg-type]
+        app = CORSMiddleware(app, allow_origins=origins, allow_methods=["GET", "POST"])
     return app

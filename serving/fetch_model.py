@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from contract.model_layout import model_entry_name
+
 
 class FetchError(RuntimeError):
     """The model could not be fetched; the message names the (redacted) URI and the cause."""
@@ -31,11 +33,6 @@ def redact(uri: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def _base_name(uri: str) -> str:
-    name = Path(urlsplit(uri).path.rstrip("/")).name
-    return name or "model"
-
-
 def fetch_model(uri: str, dest: Path) -> Path:
     """Copy the model at ``uri`` into ``dest/<base name>`` (kept as is when it is already there).
 
@@ -46,7 +43,7 @@ def fetch_model(uri: str, dest: Path) -> Path:
         FetchError: the URI cannot be opened or copied; the message holds the redacted URI.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    target = dest / _base_name(uri)
+    target = dest / model_entry_name(uri)
     if target.exists():
         return target
     staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=dest))

@@ -7,19 +7,23 @@ two folders down, as Azure ML mounts registered models). Accepted bodies (``appl
   ``{"input_data": [...]}`` / ``{"input_data": {"name": [...]}}`` for tensor models; optional ``"params"``;
 * MLflow: ``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs`` (optional ``params``).
 
-The input is parsed against the model signature (MLflow's own parser, types coerced as the signature says) and the
-answer is ``{"predictions": [...]}``.
+The input is parsed against the model signature (MLflow's own parser, types coerced as the signature says); the
+answer is shaped by :mod:`serving.mlflow_answer` (``input_data``: the predictions as Azure's no-code scorer gives
+them; MLflow's formats: ``{"predictions": [...]}`` as ``mlflow models serve`` gives them). Where it is safe,
+``serving.mlflow_native`` predicts with the native flavour on arrays built straight from the body (same answers as
+pyfunc, no DataFrame per request), and such requests are batched when ``ENDPOINTS_MAX_BATCH_SIZE`` is above 1
+(``serving.batching``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
 import orjson
 
+from serving import mlflow_answer
 from serving.scoring import (
     BadInput,
     MethodNotAllowed,
@@ -33,33 +37,12 @@ from serving.scoring import (
     ScriptError,
     UnsupportedInput,
     add_app_paths,
+    describe_exception,
 )
 
 logger = logging.getLogger("serving.mlflow")
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
-
-
-def find_mlflow_model(model_dir: str, depth: int = 2) -> str | None:
-    """Return the folder holding ``MLmodel`` under ``model_dir`` (itself first, then sub-folders in name order).
-
-    Args:
-        model_dir: the model folder (``AZUREML_MODEL_DIR``); empty -> None.
-        depth: how many folder levels below ``model_dir`` to look (default 2).
-    """
-    if not model_dir or not os.path.isdir(model_dir):
-        return None
-    if os.path.isfile(os.path.join(model_dir, "MLmodel")):
-        return model_dir
-    if depth == 0:
-        return None
-    for name in sorted(os.listdir(model_dir)):
-        child = os.path.join(model_dir, name)
-        if os.path.isdir(child) and not name.startswith("."):
-            found = find_mlflow_model(child, depth - 1)
-            if found is not None:
-                return found
-    return None
 
 
 def _error_code(ex: Exception) -> str:
@@ -82,6 +65,12 @@ class MlflowScorer(Scorer):
         self.input_schema: Any = None
         self._pool: RunPool | None = None
         self._swagger: Any = None
+        self._native: Any = None  # serving.mlflow_native.NativeTabular when the fast path is safe
+        self._batcher: Any = None
+        if settings.batching.enabled:
+            from serving.batching import BatchMetrics
+
+            self.batch_metrics = BatchMetrics(settings.batching)
 
     def load(self) -> None:
         """Load the model with ``mlflow.pyfunc.load_model``; any failure raises ScriptError (exit 3)."""
@@ -91,12 +80,19 @@ class MlflowScorer(Scorer):
 
             model = mlflow.pyfunc.load_model(self.model_path)
         except Exception as ex:
-            raise ScriptError(f"MLflow model {self.model_path}: loading failed: {ex!r}") from ex
+            raise ScriptError(f"MLflow model {self.model_path}: loading failed: {describe_exception(ex)}") from ex
         self.input_schema = model.metadata.get_input_schema()
         from serving.swagger import schema_swagger
 
         self._swagger = schema_swagger(self.settings, *signature_schemas(model.metadata))
-        self._pool = RunPool(self.settings.run_threads, "predict")
+        self._pool = RunPool(self.settings.run_threads, "predict", on_exhausted=self.on_run_threads_exhausted)
+        from serving.mlflow_native import NativeTabular
+
+        self._native = native = NativeTabular.from_pyfunc(model)
+        if native is not None and self.settings.batching.enabled:
+            self._batcher = _native_batcher(native, self._pool, self.settings, self.batch_metrics)
+        elif self.settings.batching.enabled:
+            logger.warning("ENDPOINTS_MAX_BATCH_SIZE is set but this model has no native fast path: batching off")
         self.model = model
         logger.info("MLflow model %s loaded (flavor loader %s)", self.model_path, model.loader_module)
 
@@ -146,7 +142,7 @@ class MlflowScorer(Scorer):
             raise RunError("An unexpected error occurred in the model. Check the logs for more info.") from ex
 
     async def score(self, request: ScoreRequest) -> ScoreResult:
-        """Parse the JSON body against the signature, predict, answer ``{"predictions": ...}``."""
+        """Parse the JSON body against the signature, predict, answer as :mod:`serving.mlflow_answer` says."""
         if self.model is None or self._pool is None:
             raise NotReady("the model is still loading")
         if request.method != "POST":
@@ -159,10 +155,23 @@ class MlflowScorer(Scorer):
             raise BadInput(f"POST body could not be decoded as JSON: {ex}") from None
         if not isinstance(body, dict):
             raise BadInput("POST body should be a JSON dictionary.")
+        rows = self._native.parse(body) if self._native is not None else None
+        if rows is not None:
+            start = time.perf_counter()
+            try:
+                if self._batcher is not None:
+                    predictions = await self._batcher.submit(rows)
+                else:
+                    predictions = await self._pool.run(self._native.predict, {"rows": rows})
+            except Exception as ex:
+                raise RunError("An unexpected error occurred in the model. Check the logs for more info.") from ex
+            output = mlflow_answer.answer(mlflow_answer.request_format(body), predictions)
+            return ScoreResult(output=output, elapsed_ms=(time.perf_counter() - start) * 1000)
         model_input, params = self.parse(body)
         start = time.perf_counter()
-        predictions = await self._pool.call(self.predict, {"model_input": model_input, "params": params})
-        return ScoreResult(output={"predictions": predictions}, elapsed_ms=(time.perf_counter() - start) * 1000)
+        predictions = await self._pool.run(self.predict, {"model_input": model_input, "params": params})
+        output = mlflow_answer.answer(mlflow_answer.request_format(body), predictions)
+        return ScoreResult(output=output, elapsed_ms=(time.perf_counter() - start) * 1000)
 
     def swagger(self, version: str) -> dict[str, Any]:
         """Swagger from the model signature (user override files in the app root win)."""
@@ -175,6 +184,26 @@ class MlflowScorer(Scorer):
         """Shut the thread pool down without waiting."""
         if self._pool is not None:
             self._pool.close()
+
+
+def _native_batcher(native: Any, pool: RunPool, settings: ScoringSettings, metrics: Any) -> Any:
+    """A ``serving.batching.Batcher`` predicting several requests' rows in one native call."""
+    import functools
+
+    from serving.batching import Batcher, run_items
+
+    on_fallback = metrics.fallbacks.inc if metrics is not None else None
+    call = functools.partial(run_items, native.predict_batch, native.predict, on_fallback=on_fallback)
+
+    def execute(items: list[Any], request_ids: list[Any]) -> Any:
+        return pool.call(call, {"items": items, "request_ids": request_ids})
+
+    logger.info(
+        "batching on: up to %d requests per predict() call, waiting up to %d ms under load",
+        settings.batching.max_batch_size,
+        settings.batching.max_batch_wait_ms,
+    )
+    return Batcher(execute, settings.batching, metrics, abandon=pool.abandon)
 
 
 _MLFLOW_TO_JSON_TYPE = {
@@ -248,9 +277,6 @@ def signature_schemas(metadata: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         prediction: dict[str, Any] = {}
     else:
         prediction = _json_type(output_schema.inputs[0])
-    service_output = {
-        "type": "object",
-        "properties": {"predictions": {"type": "array", "items": prediction}},
-        "required": ["predictions"],
-    }
+    # The answer to an ``input_data`` request (the format the swagger documents): the predictions themselves.
+    service_output = {"type": "array", "items": prediction}
     return service_input, service_output

@@ -25,18 +25,27 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from contract.serving import SERVER_NAME, ScoringSettings  # noqa: F401  (re-exported)
+from serving.batching import BatchSettings  # noqa: F401  (re-exported)
+from serving.errors import (  # noqa: F401  (re-exported: the scoring contract's errors)
+    ERROR_STATUS,
+    BadInput,
+    HeaderTooLong,
+    MethodNotAllowed,
+    NotFound,
+    NotReady,
+    RunError,
+    ScoringError,
+    ScriptError,
+    UnsupportedInput,
+    describe_exception,
+    status_for,
+)
 from serving.requestid import current_request_id
 
 logger = logging.getLogger("serving.scoring")
 
 DEFAULT_APP_ROOT = "/var/azureml-app"
-SERVER_NAME = "k8s-ml-endpoints"
-
-
-def _server_version() -> str:
-    from endpoints import __version__
-
-    return f"{SERVER_NAME}/{__version__}"
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -44,141 +53,9 @@ def _server_version() -> str:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-class ScoringError(Exception):
-    """Base of every error the scoring app answers; ``str(error)`` is the body's ``error`` text."""
-
-
-class BadInput(ScoringError):
-    """The request body or query cannot be turned into ``run()`` arguments (400)."""
-
-
-class UnsupportedInput(ScoringError):
-    """The request's content type is not one the scoring function accepts (415)."""
-
-
-class MethodNotAllowed(ScoringError):
-    """The route does not accept the request's method (405)."""
-
-
-class NotFound(ScoringError):
-    """No route or resource (swagger version) by that name (404)."""
-
-
-class HeaderTooLong(ScoringError):
-    """A request-id header is longer than Azure's limit of 100 characters (431)."""
-
-
-class NotReady(ScoringError):
-    """``init()`` has not finished in this worker yet (503)."""
-
-
-class RunError(ScoringError):
-    """The user's ``run()`` raised, or returned a value that cannot be serialised (424, Azure's model error)."""
-
-
-class ScriptError(ScoringError):
-    """The entry script cannot be loaded, has no ``init``/``run``, or ``init()`` raised: the process exits 3."""
-
-
-ERROR_STATUS: dict[type[ScoringError], int] = {
-    BadInput: 400,
-    NotFound: 404,
-    MethodNotAllowed: 405,
-    UnsupportedInput: 415,
-    RunError: 424,
-    HeaderTooLong: 431,
-    ScriptError: 500,
-    NotReady: 503,
-}
-
-
-def status_for(error: ScoringError) -> int:
-    """Return the HTTP status of ``error``: the entry of its nearest class in :data:`ERROR_STATUS` (default 500)."""
-    for cls in type(error).__mro__:
-        status = ERROR_STATUS.get(cls)  # type: ignore[call-overload]
-        if status is not None:
-            return status
-    return 500
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Settings
 # --------------------------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class ScoringSettings:
-    """Where the scoring code and model are, read from Azure ML's environment variables.
-
-    Attributes:
-        app_root: ``AML_APP_ROOT``; added to ``sys.path`` (default: the current directory).
-        entry_script: ``AZUREML_ENTRY_SCRIPT``, relative to ``app_root`` or absolute (default none: MLflow model).
-        model_dir: ``AZUREML_MODEL_DIR`` (default empty).
-        source_dir: ``AZUREML_SOURCE_DIRECTORY``, relative to ``app_root``, also added to ``sys.path``.
-        service_name: ``SERVICE_NAME``, the swagger title (default ``ML service``).
-        service_version: ``SERVICE_VERSION``, the swagger version (default ``1.0``).
-        service_path_prefix: ``SERVICE_PATH_PREFIX``, prefixed to the swagger paths (default empty).
-        cors_origins: ``AML_CORS_ORIGINS``, comma-separated origins allowed by CORS (default none).
-        worker_count: ``WORKER_COUNT``, worker processes (default 1).
-        server_version: value of the ``x-ms-server-version`` header; ``HTTP_X_MS_SERVER_VERSION`` overrides it and
-            ``SERVER_VERSION_LOG_RESPONSE_ENABLED=false`` turns it off (default ``k8s-ml-endpoints/<version>``).
-        run_threads: ``ENDPOINTS_RUN_THREADS``, threads running synchronous ``run()`` per worker (default
-            ``ENDPOINTS_MAX_CONCURRENT_REQUESTS``, itself 1 by default).
-    """
-
-    app_root: str
-    entry_script: str | None = None
-    model_dir: str = ""
-    source_dir: str | None = None
-    service_name: str = "ML service"
-    service_version: str = "1.0"
-    service_path_prefix: str = ""
-    cors_origins: str | None = None
-    worker_count: int = 1
-    server_version: str = ""
-    run_threads: int = 1
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ScoringSettings:
-        """Read the settings from ``environ`` (default ``os.environ``); bad integers raise ``ValueError``."""
-        env = os.environ if environ is None else environ
-        if env.get("SERVER_VERSION_LOG_RESPONSE_ENABLED", "true").lower() == "true":
-            server_version = env.get("HTTP_X_MS_SERVER_VERSION") or _server_version()
-        else:
-            server_version = ""
-        return cls(
-            app_root=env.get("AML_APP_ROOT") or os.getcwd(),
-            entry_script=env.get("AZUREML_ENTRY_SCRIPT") or None,
-            model_dir=env.get("AZUREML_MODEL_DIR", ""),
-            source_dir=env.get("AZUREML_SOURCE_DIRECTORY") or None,
-            service_name=env.get("SERVICE_NAME", "ML service"),
-            service_version=env.get("SERVICE_VERSION", "1.0"),
-            service_path_prefix=env.get("SERVICE_PATH_PREFIX", ""),
-            cors_origins=env.get("AML_CORS_ORIGINS") or None,
-            worker_count=_int_env(env, "WORKER_COUNT", 1),
-            server_version=server_version,
-            run_threads=_int_env(env, "ENDPOINTS_RUN_THREADS", _int_env(env, "ENDPOINTS_MAX_CONCURRENT_REQUESTS", 1)),
-        )
-
-    @property
-    def entry_script_path(self) -> str | None:
-        """Absolute path of the entry script, or None when there is none (MLflow model)."""
-        if not self.entry_script:
-            return None
-        return os.path.join(self.app_root, self.entry_script)
-
-
-def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"environment variable {name}: got {raw!r}; expected a positive integer") from None
-    if value < 1:
-        raise ValueError(f"environment variable {name}: got {raw!r}; expected a positive integer")
-    return value
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -249,6 +126,8 @@ class ScoreRequest:
                 value = json.loads(body)
             except ValueError as ex:
                 raise BadInput(f"POST body could not be decoded as JSON: {ex}") from None
+            except RecursionError:  # orjson stops at 1024 levels; the standard library at the recursion limit
+                raise BadInput(TOO_DEEP) from None
         if not isinstance(value, dict):
             raise BadInput("POST body should be a JSON dictionary.")
         return value
@@ -259,6 +138,11 @@ def _json_or_text(value: str) -> Any:
         return json.loads(value)
     except ValueError:
         return value
+    except RecursionError:
+        raise BadInput(TOO_DEEP) from None
+
+
+TOO_DEEP = "JSON input is nested too deeply"
 
 
 @dataclasses.dataclass
@@ -365,7 +249,7 @@ def load_module(path: str) -> ModuleType:
         spec.loader.exec_module(module)
     except BaseException as ex:
         sys.modules.pop(name, None)
-        raise ScriptError(f"entry script {path}: import failed: {ex!r}") from ex
+        raise ScriptError(f"entry script {path}: import failed: {describe_exception(ex)}") from ex
     return module
 
 
@@ -400,6 +284,7 @@ class EntryScript:
             driver.run if isinstance(driver, ModuleType) and hasattr(driver, "run") else module.run
         )
         self.init_function: Callable[[], Any] = module.init
+        self.run_batch: Any = getattr(module, "run_batch", None)  # optional: see serving.batching
         params = list(inspect.signature(self.run_function).parameters.values())
         if any(p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
             raise ScriptError(f"entry script {path}: run() cannot accept positional-only arguments, *args, or **kwargs")
@@ -426,7 +311,7 @@ class EntryScript:
             if inspect.isawaitable(result):
                 asyncio.run(_await(result))
         except BaseException as ex:
-            raise ScriptError(f"entry script {self.path}: init() failed: {ex!r}") from ex
+            raise ScriptError(f"entry script {self.path}: init() failed: {describe_exception(ex)}") from ex
 
     def arguments(self, request: ScoreRequest) -> dict[str, Any]:
         """Turn ``request`` into ``run()``'s keyword arguments (raises BadInput/UnsupportedInput)."""
@@ -434,7 +319,10 @@ class EntryScript:
             kwargs: dict[str, Any] = {self.first_param: build_aml_request(request)}
         elif request.method == "GET":
             query = request.query_json()
-            kwargs = {self.first_param: json.dumps(query)} if self.mode == "raw" else self._extract(query)
+            try:
+                kwargs = {self.first_param: json.dumps(query)} if self.mode == "raw" else self._extract(query)
+            except RecursionError:  # parsed just under the limit, too deep to write again
+                raise BadInput(TOO_DEEP) from None
         elif request.method == "POST":
             if self.mode == "raw":
                 try:
@@ -522,10 +410,33 @@ class RunPool:
 
     With one thread, calls made during one pass of the event loop go to the thread together at the end of the pass
     (one wake-up; the thread starts when the loop is done instead of taking the GIL from it mid-pass).
+
+    Timed-out calls (the awaiting task cancelled, as the production layer does at the request deadline; see
+    :meth:`run`): a call still queued is skipped, never started. A call already running cannot be stopped (Python
+    threads cannot be killed), so its thread is *abandoned*: a replacement thread starts at once and serves the
+    queue, and the abandoned thread ends when its ``run()`` returns. At most ``max_stuck`` threads (default:
+    ``size``) may be abandoned at once; one more calls ``on_exhausted`` (once) instead of starting a thread, and
+    the serving process recycles the worker then, as gunicorn does when a worker passes its timeout.
     """
 
-    def __init__(self, size: int, name: str = "run", batch_s: float = 0.005) -> None:
-        """Start ``size`` threads named ``{name}_{i}``; ``batch_s`` bounds how long a result is held (default 5 ms)."""
+    def __init__(
+        self,
+        size: int,
+        name: str = "run",
+        batch_s: float = 0.005,
+        max_stuck: int | None = None,
+        on_exhausted: Callable[[], None] | None = None,
+    ) -> None:
+        """Start ``size`` threads named ``{name}_{i}``.
+
+        Args:
+            size: threads running calls (at least 1).
+            name: thread name prefix (default ``run``).
+            batch_s: longest time a finished result is held for a batched hand-back (default 5 ms).
+            max_stuck: abandoned threads allowed at once before ``on_exhausted`` (default ``size``).
+            on_exhausted: called once, on the event loop, when one more call times out while running past
+                ``max_stuck`` (default: only an error is logged).
+        """
         import queue
         import threading
 
@@ -536,16 +447,32 @@ class RunPool:
         self._submitting: list[
             tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[..., Any], Any, bytes | None]
         ] = []
-        self._threads = [
-            threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(max(1, size))
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._name = name
+        self._lock = threading.Lock()  # guards the slots (which call each thread runs, abandoned flags)
+        self._slots: list[_Slot] = []
+        self._spawned = itertools.count()
+        self.max_stuck = max(1, size) if max_stuck is None else max_stuck
+        self.stuck = 0  # abandoned threads still running their call
+        self.exhausted = False
+        self._on_exhausted = on_exhausted
+        for _ in range(max(1, size)):
+            self._spawn()
 
-    def _work(self) -> None:
+    def _spawn(self) -> None:
+        import threading
+
+        slot = _Slot()
+        self._slots.append(slot)
+        slot.thread = threading.Thread(
+            target=self._work, args=(slot,), name=f"{self._name}_{next(self._spawned)}", daemon=True
+        )
+        slot.thread.start()
+
+    def _work(self, slot: _Slot) -> None:
         import queue
 
         get, get_nowait, empty = self._queue.get, self._queue.get_nowait, queue.Empty
+        lock = self._lock
         set_request_id = current_request_id.set
         clock = time.perf_counter
         batch_s = self._batch_s
@@ -568,7 +495,18 @@ class RunPool:
             if calls is None:
                 _hand_back(done_loop, done)
                 return
-            for loop, future, func, kwargs, request_id in calls:
+            # The batch is taken call by call under the lock: when this thread is abandoned (a call timed out while
+            # running), abandon() moves the calls not yet started back to the queue for the replacement thread.
+            slot.batch, slot.next = calls, 0
+            while True:
+                with lock:
+                    if slot.next >= len(slot.batch):
+                        break
+                    loop, future, func, kwargs, request_id = slot.batch[slot.next]
+                    slot.next += 1
+                    if future.cancelled():  # timed out while queued: never started
+                        continue
+                    slot.future = future
                 if done and loop is not done_loop:
                     _hand_back(done_loop, done)
                     done = []
@@ -579,6 +517,14 @@ class RunPool:
                 except BaseException as ex:  # handed to the awaiting coroutine
                     outcome = (future, None, ex)
                 ended = clock()
+                with lock:
+                    slot.future = None
+                    abandoned = slot.abandoned
+                if abandoned:  # a replacement took this thread's place: hand back what is held, then end
+                    _hand_back(done_loop, done)
+                    with lock:
+                        self.stuck -= 1
+                    return
                 typical += (ended - started - typical) * 0.2
                 if not done:
                     held_since = started
@@ -590,7 +536,11 @@ class RunPool:
                     done = []
 
     def call(self, func: Callable[..., Any], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
-        """Run ``func(**kwargs)`` in a pool thread; await the returned future for its result."""
+        """Run ``func(**kwargs)`` in a pool thread; await the returned future for its result.
+
+        Cancelling the future before a thread takes the call means the call never starts; use :meth:`run` so that a
+        call cancelled while running frees its thread's place too.
+        """
         # asyncio.get_running_loop() costs a getpid system call in Python 3.11: ask the last loop for its current
         # task instead (none when another loop is running now).
         loop = self._loop
@@ -609,6 +559,49 @@ class RunPool:
             self._queue.put([call])
         return future
 
+    async def run(self, func: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        """``await call(func, kwargs)``; when the awaiting task is cancelled (timeout), free the call's thread."""
+        future = self.call(func, kwargs)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self.abandon(future)
+            raise
+
+    def abandon(self, future: asyncio.Future[Any]) -> None:
+        """The call of ``future`` was given up: if a thread runs it now, replace that thread (see the class doc)."""
+        with self._lock:
+            slot = next((s for s in self._slots if s.future is future and not s.abandoned), None)
+            if slot is None:
+                return  # not started (it never will be) or already finished
+            slot.abandoned = True
+            self._slots.remove(slot)
+            rest = slot.batch[slot.next :]
+            slot.batch, slot.next = [], 0
+            self.stuck += 1
+            replace = self.stuck <= self.max_stuck
+        if rest:
+            self._queue.put(rest)
+        if replace:
+            logger.warning(
+                "a run() call timed out while running; its thread (%s) is left to finish and a new one serves "
+                "(%d stuck of %d allowed)",
+                slot.thread.name if slot.thread else "?",
+                self.stuck,
+                self.max_stuck,
+            )
+            self._spawn()
+            return
+        if not self.exhausted:
+            self.exhausted = True
+            logger.error(
+                "%d run() calls are stuck past the request timeout (limit %d); recycling the worker",
+                self.stuck,
+                self.max_stuck,
+            )
+            if self._on_exhausted is not None:
+                self._on_exhausted()
+
     def _submit(self) -> None:
         calls, self._submitting = self._submitting, []
         if calls:
@@ -616,8 +609,23 @@ class RunPool:
 
     def close(self) -> None:
         """Let the threads end after the calls already queued."""
-        for _ in self._threads:
+        with self._lock:
+            count = len(self._slots)
+        for _ in range(count):
             self._queue.put(None)
+
+
+class _Slot:
+    """One pool thread: the batch it works through and the call it runs now (read and written under the lock)."""
+
+    __slots__ = ("abandoned", "batch", "future", "next", "thread")
+
+    def __init__(self) -> None:
+        self.thread: Any = None
+        self.batch: list[Any] = []
+        self.next = 0
+        self.future: asyncio.Future[Any] | None = None
+        self.abandoned = False
 
 
 def _hand_back(
@@ -646,7 +654,16 @@ class Scorer:
     """What the ASGI app calls: load once, then score requests and describe the API.
 
     Subclasses: :class:`ScriptScorer` (an entry script) and ``serving.mlflow_model.MlflowScorer``.
+
+    Attributes:
+        batch_metrics: the batcher's metrics when batching is configured (``serving.batching``), else None; the
+            server registers them with the production layer's ``/metrics``.
+        on_run_threads_exhausted: handed to the scorer's :class:`RunPool` as ``on_exhausted`` (the serving process
+            sets it before :meth:`load` to recycle the worker; default None: only logged).
     """
+
+    batch_metrics: Any = None
+    on_run_threads_exhausted: Callable[[], None] | None = None
 
     def load(self) -> None:
         """Import the code and the model and run ``init()``; raises ScriptError on failure."""
@@ -685,6 +702,11 @@ class ScriptScorer(Scorer):
         self.script: EntryScript | None = None
         self._pool: RunPool | None = None
         self._swagger: Any = None
+        self._batcher: Any = None
+        if settings.batching.enabled:
+            from serving.batching import BatchMetrics
+
+            self.batch_metrics = BatchMetrics(settings.batching)
 
     def load(self) -> None:
         """Add the app root and source directory to ``sys.path``, import the script and call ``init()``."""
@@ -697,7 +719,8 @@ class ScriptScorer(Scorer):
         from serving.swagger import script_swagger
 
         self._swagger = script_swagger(self.settings, script.run_function)
-        self._pool = RunPool(self.settings.run_threads, "run")
+        self._pool = RunPool(self.settings.run_threads, "run", on_exhausted=self.on_run_threads_exhausted)
+        self._batcher = _script_batcher(script, self._pool, self.settings, self.batch_metrics)
         self.script = script
         logger.info("entry script %s loaded; run() input mode: %s", path, script.mode)
 
@@ -712,8 +735,10 @@ class ScriptScorer(Scorer):
         try:
             if script.is_async:
                 output = await run(**kwargs)
+            elif self._batcher is not None:
+                output = await self._batcher.submit(kwargs[script.first_param])
             else:
-                output = await self._pool.call(run, kwargs)
+                output = await self._pool.run(run, kwargs)
                 # A wrapper that hides a coroutine function (the type test skips the ABC check for plain results).
                 if type(output) not in PLAIN_RESULT_TYPES and inspect.isawaitable(output):
                     output = await output
@@ -738,6 +763,49 @@ class ScriptScorer(Scorer):
             self._pool.close()
 
 
+def _script_batcher(script: EntryScript, pool: RunPool, settings: ScoringSettings, metrics: Any) -> Any:
+    """A ``serving.batching.Batcher`` over the script's ``run_batch(items)``, or None.
+
+    None when batching is off, the script has no ``run_batch``, or ``run()`` cannot take a lone item (several input
+    parameters, ``request_headers``, ``@rawhttp``, ``async def run``); the reason is logged.
+    """
+    batching = settings.batching
+    if not batching.enabled:
+        return None
+    run_batch = script.run_batch
+    why = ""
+    if not callable(run_batch):
+        why = "the entry script defines no run_batch(items)"
+    elif script.mode == "rawhttp" or script.is_async or script.wants_headers or len(script.params) != 1:
+        why = "run() takes more than one input (or is @rawhttp, async, or wants request_headers)"
+    elif inspect.iscoroutinefunction(_unwrap(run_batch)):
+        why = "run_batch() is async; only a plain function is batched"
+    if why:
+        logger.warning("ENDPOINTS_MAX_BATCH_SIZE=%d: batching off: %s", batching.max_batch_size, why)
+        return None
+    import functools
+
+    from serving.batching import Batcher, run_items
+
+    run = script.run_function
+    name = script.first_param
+    on_fallback = metrics.fallbacks.inc if metrics is not None else None
+
+    def item_fn(item: Any) -> Any:
+        return run(**{name: item})
+
+    def execute(items: list[Any], request_ids: list[Any]) -> asyncio.Future[Any]:
+        call = functools.partial(run_items, run_batch, item_fn, on_fallback=on_fallback)
+        return pool.call(call, {"items": items, "request_ids": request_ids})
+
+    logger.info(
+        "batching on: up to %d requests per run_batch() call, waiting up to %d ms under load",
+        batching.max_batch_size,
+        batching.max_batch_wait_ms,
+    )
+    return Batcher(execute, batching, metrics, abandon=pool.abandon)
+
+
 def add_app_paths(settings: ScoringSettings) -> None:
     """Append ``AML_APP_ROOT`` and ``AZUREML_SOURCE_DIRECTORY`` to ``sys.path`` as azmlinfsrv does."""
     paths = [settings.app_root]
@@ -746,22 +814,3 @@ def add_app_paths(settings: ScoringSettings) -> None:
     for path in paths:
         if path not in sys.path:
             sys.path.append(path)
-
-
-def make_scorer(settings: ScoringSettings) -> Scorer:
-    """Pick the scorer: the entry script when one is set, else an MLflow model found in the model folder.
-
-    Raises:
-        ScriptError: neither an entry script nor an ``MLmodel`` file under ``AZUREML_MODEL_DIR``.
-    """
-    if settings.entry_script:
-        return ScriptScorer(settings)
-    from serving.mlflow_model import MlflowScorer, find_mlflow_model
-
-    model_path = find_mlflow_model(settings.model_dir)
-    if model_path is None:
-        raise ScriptError(
-            f"AZUREML_ENTRY_SCRIPT is not set and AZUREML_MODEL_DIR={settings.model_dir!r} holds no MLmodel file; "
-            "set an entry script or point the model directory at an MLflow model"
-        )
-    return MlflowScorer(settings, model_path)

@@ -29,18 +29,24 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from contract import serving as contract
+from serving import logformat
+
 logger = logging.getLogger("serving.server")
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_SCRIPT = 3  # Azure (gunicorn) treats 3 as a boot error: the scoring script cannot be served
+# Too many run() calls stuck past the request timeout (serving.scoring.RunPool): the worker drained and exited so
+# that a fresh one replaces it (the master restarts it at once, not counted as a crash; a single-worker process
+# exits with it and its supervisor, the kubelet or `endpoints local up`, starts it again).
+EXIT_RECYCLE = 4
 DEFAULT_PORT = 5001  # azmlinfsrv's default
 DEFAULT_HOST = "0.0.0.0"  # a container listens on every interface
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -57,6 +63,8 @@ class ServerOptions:
         workers: worker processes sharing the port (default ``WORKER_COUNT`` or 1).
         drain_timeout_s: SIGTERM: time given to in-flight requests (default ``ENDPOINTS_DRAIN_TIMEOUT_S`` or 30).
         keepalive_timeout_s: idle keep-alive timeout (default ``ENDPOINTS_KEEPALIVE_TIMEOUT_S`` or 65).
+        header_timeout_s: time a request head may take to arrive, and a new connection to send one (default
+            ``ENDPOINTS_HEADER_TIMEOUT_S`` or 10; see ``serving.protocol``).
         frontend: wrap the scoring app with ``serving.frontend`` (default True).
         log_level: root log level (default ``AZUREML_LOG_LEVEL`` or INFO).
     """
@@ -66,6 +74,7 @@ class ServerOptions:
     workers: int = 1
     drain_timeout_s: float = 30.0
     keepalive_timeout_s: float = 65.0
+    header_timeout_s: float = 10.0
     frontend: bool = True
     log_level: str = "INFO"
 
@@ -119,13 +128,19 @@ def bind_socket(host: str, port: int, listen: bool = True) -> socket.socket:
     return sock
 
 
-def _protocol_class() -> type[asyncio.Protocol]:
-    """uvicorn's httptools protocol (h11 where httptools is missing) setting ``TCP_NODELAY`` per connection."""
+def _protocol_class(header_timeout_s: float = 10.0) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol (h11 where httptools is missing) setting ``TCP_NODELAY`` per connection.
+
+    The httptools protocol also gets the request-head limits and the header timeout of ``serving.protocol``
+    (h11 bounds the head by ``h11_max_incomplete_event_size`` instead).
+    """
     base: type[asyncio.Protocol]
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-        base = HttpToolsProtocol
+        from serving.protocol import limited_protocol
+
+        base = limited_protocol(HttpToolsProtocol, header_timeout_s)
     except ImportError:  # pragma: no cover - httptools ships with uvicorn[standard]
         from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -137,7 +152,7 @@ def _protocol_class() -> type[asyncio.Protocol]:
             if sock is not None:
                 with contextlib.suppress(OSError, AttributeError):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            super().connection_made(_JoiningTransport(transport))  # type: ignore[arg-type]
+            super().connection_made(_JoiningTransport(transport))
 
     return NoDelayProtocol
 
@@ -208,11 +223,17 @@ class _JoiningTransport:
         return getattr(self._transport, name)
 
 
+def _max_head_bytes() -> int:
+    from serving.protocol import MAX_HEAD_BYTES
+
+    return MAX_HEAD_BYTES
+
+
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     try:
         import uvloop
 
-        return uvloop.new_event_loop  # type: ignore[no-any-return]
+        return uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
         return asyncio.new_event_loop
 
@@ -238,7 +259,8 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
         signal.signal(sig, lambda signum, _frame: early_signals.append(signum))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the master around fork()
 
-    from serving.scoring import ScoringSettings, ScriptError, make_scorer
+    from serving.scorers import make_scorer
+    from serving.scoring import ScoringSettings, ScriptError
     from serving.userlog import capture_user_output
 
     user_output = capture_user_output()  # what init() and run() print becomes JSON log lines with the request id
@@ -249,6 +271,7 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
     except (ScriptError, ValueError) as ex:
         logger.error("cannot serve: %s", ex)
         return EXIT_SCRIPT
+    scorer.on_run_threads_exhausted = lambda: recycle()  # defined below, once the server exists
     # The script's imports and init() (usually most of the cold start: numpy, scikit-learn, the model file) start
     # now, in parallel with importing the HTTP stack and the production layer below.
     loading = _Loading(scorer.load)
@@ -263,6 +286,8 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
         frontend = _wrap_frontend(app, state.is_ready, index, options.workers)
         if frontend is not None:
             app = frontend
+            if scorer.batch_metrics is not None:  # batch sizes and waits on the same /metrics
+                scorer.batch_metrics.register(frontend.metrics.registry)
 
     if frontend is None:
         app = _drain_guard(app, state)  # the production layer does the same itself, without one more wrapper
@@ -284,7 +309,7 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
 
     config = uvicorn.Config(
         app,
-        http=_protocol_class(),
+        http=_protocol_class(options.header_timeout_s),
         loop="none",
         lifespan="off",
         access_log=False,
@@ -293,8 +318,20 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
         timeout_keep_alive=max(1, round(options.keepalive_timeout_s)),
         timeout_graceful_shutdown=max(1, round(options.drain_timeout_s)),
         backlog=2048,
+        h11_max_incomplete_event_size=_max_head_bytes(),
     )
     server = Server(config)
+
+    def recycle() -> None:
+        # Too many run() threads stuck (RunPool.abandon, on the loop): this worker stops taking requests, lets the
+        # in-flight ones finish (bounded by the drain timeout) and exits EXIT_RECYCLE; the stuck threads die with it.
+        nonlocal exit_code
+        if exit_code == EXIT_OK:
+            exit_code = EXIT_RECYCLE
+        state.set_ready(index, False)
+        if frontend is not None:
+            frontend.begin_drain()
+        server.should_exit = True
 
     async def load() -> None:
         nonlocal exit_code
@@ -339,7 +376,7 @@ def run_worker(index: int, options: ServerOptions, state: ReadyState, sock: sock
         finally:
             # Forked workers end with os._exit (no atexit, no interpreter flush): write what is left now.
             if frontend is not None:
-                frontend.flush_log()
+                frontend.close()  # access-log lines and the data collector's queue
             user_output.flush_all()
     return exit_code
 
@@ -549,6 +586,10 @@ def _master(options: ServerOptions) -> int:
             state.set_ready(index, False)
             if stopping:
                 continue
+            if code == EXIT_RECYCLE:
+                logger.warning("worker %d (pid %d) recycled (run() calls stuck); starting a new one", index, pid)
+                spawn(index)
+                continue
             if code == EXIT_SCRIPT:
                 logger.error("worker %d (pid %d) cannot load the scoring script; stopping", index, pid)
                 exit_code = EXIT_SCRIPT
@@ -579,6 +620,7 @@ def _preload(options: ServerOptions) -> None:
     names = [
         "uvicorn",
         "uvicorn.protocols.http.httptools_impl",
+        "serving.protocol",
         "uvloop",
         "serving.app",
         "serving.scoring",
@@ -635,12 +677,8 @@ def apply_cli_environment(
 
 
 def configure_logging(level: str) -> None:
-    """Log to stderr with the pid (several workers share the stream)."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
-        stream=sys.stderr,
-    )
+    """Log to stderr as JSON lines (``serving.logformat``), uvicorn's own loggers included."""
+    logformat.configure(getattr(logging, level.upper(), logging.INFO))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -650,7 +688,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Serve an Azure ML scoring script or an MLflow model over HTTP (azmlinfsrv-compatible).",
     )
     parser.add_argument("--entry-script", "--entry_script", help="scoring script (sets AZUREML_ENTRY_SCRIPT)")
-    parser.add_argument("--model-dir", "--model_dir", help="model folder (sets AZUREML_MODEL_DIR)")
+    parser.add_argument(
+        "--model-dir", "--model_dir", help="AZUREML_MODEL_DIR, as is (Azure's layout: the model under its name in it)"
+    )
     parser.add_argument("--port", type=int, default=None, help=f"TCP port; 0 picks a free one (default {DEFAULT_PORT})")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"interface to listen on (default {DEFAULT_HOST})")
     parser.add_argument(
@@ -668,12 +708,18 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
     port = args.port if args.port is not None else int(_env_number("SERVER_PORT", DEFAULT_PORT))
     if not 0 <= port <= 65535:
         raise SystemExit(f"--port: got {port}; expected 0..65535")
+    header_timeout_s = _env_number("ENDPOINTS_HEADER_TIMEOUT_S", contract.DEFAULT_HEADER_TIMEOUT_S)
+    if not 0 < header_timeout_s <= 3600:
+        raise SystemExit(
+            f"environment variable ENDPOINTS_HEADER_TIMEOUT_S: got {header_timeout_s:g}; expected 0 < s <= 3600"
+        )
     return ServerOptions(
         host=args.host,
         port=port,
         workers=workers,
-        drain_timeout_s=_env_number("ENDPOINTS_DRAIN_TIMEOUT_S", 30.0),
-        keepalive_timeout_s=_env_number("ENDPOINTS_KEEPALIVE_TIMEOUT_S", 65.0),
+        drain_timeout_s=_env_number("ENDPOINTS_DRAIN_TIMEOUT_S", float(contract.DEFAULT_DRAIN_TIMEOUT_S)),
+        keepalive_timeout_s=_env_number("ENDPOINTS_KEEPALIVE_TIMEOUT_S", float(contract.DEFAULT_KEEPALIVE_TIMEOUT_S)),
+        header_timeout_s=header_timeout_s,
         frontend=not args.no_frontend,
         log_level=os.environ.get("AZUREML_LOG_LEVEL", "INFO"),
     )

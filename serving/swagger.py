@@ -16,7 +16,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from serving.scoring import NotFound, ScoringSettings
+from contract.serving import ScoringSettings
+from serving.errors import NotFound
 
 logger = logging.getLogger("serving.swagger")
 

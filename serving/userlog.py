@@ -3,7 +3,10 @@
 The serving process replaces ``sys.stdout`` with :class:`UserOutput` before it imports the script. Every complete
 line the script prints becomes one JSON object on the process's real standard output, beside the access log::
 
-    {"ts": 1795447594.235141, "level": "info", "logger": "user", "request_id": "…", "message": "the line"}
+    {"time": "2026-12-02T04:41:38.123Z", "level": "info", "logger": "user", "endpoint": "shop", "deployment": "blue",
+     "request_id": "…", "trace_id": null, "message": "the line"}
+
+(``serving.logformat``'s fields, the one format of every process.)
 
 ``request_id`` is the id of the request whose ``run()`` printed the line (the id the response carries in
 ``x-request-id``), or null for output outside a request (``init()``, background threads). Lines are written as soon
@@ -19,11 +22,11 @@ from __future__ import annotations
 import io
 import sys
 import threading
-import time
 from typing import Any, TextIO
 
 import orjson
 
+from serving.logformat import IsoTime, process_identity
 from serving.requestid import current_request_id
 
 
@@ -38,6 +41,8 @@ class UserOutput(io.TextIOBase):
         """Wrap ``target`` (usually the original ``sys.stdout``); ``logger`` names the lines' ``logger`` field."""
         super().__init__()
         self.target = target
+        self._iso = IsoTime()
+        self._endpoint, self._deployment = process_identity()
         self._logger = logger
         self._lock = threading.Lock()
         # Per thread: the text since its last newline, and the request id it was written under.
@@ -112,9 +117,18 @@ class UserOutput(io.TextIOBase):
             self.flush_all()
         super().close()
 
-    def _line(self, ts: float, message: str, request_id: bytes | None) -> bytes:
+    def _line(self, ts: str, message: str, request_id: bytes | None) -> bytes:
         rid = request_id.decode("latin-1") if request_id is not None else None
-        record = {"ts": ts, "level": "info", "logger": self._logger, "request_id": rid, "message": message}
+        record = {
+            "time": ts,
+            "level": "info",
+            "logger": self._logger,
+            "endpoint": self._endpoint,
+            "deployment": self._deployment,
+            "request_id": rid,
+            "trace_id": None,
+            "message": message,
+        }
         try:
             return orjson.dumps(record) + b"\n"
         except TypeError:  # lone surrogates (undecodable bytes smuggled into str): escape rather than fail
@@ -123,7 +137,7 @@ class UserOutput(io.TextIOBase):
 
     def _emit(self, lines: list[tuple[str, bytes | None]]) -> None:
         """Write ``lines`` (called with the lock held); output errors drop the lines, never fail the script."""
-        ts = round(time.time(), 6)
+        ts = self._iso()
         data = b"".join(self._line(ts, message, request_id) for message, request_id in lines)
         try:
             self.target.flush()  # text the target holds goes out first (order)

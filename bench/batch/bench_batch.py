@@ -158,12 +158,25 @@ def main() -> int:
                     "sequential": [*base, "sequential", *common, "--out", str(root / "seq.csv")],
                     "pool": [*base, "pool", *common, "--workers", str(args.workers), "--out", str(root / "pool.csv")],
                     "runner": [
-                        py, "-m", "serving.batch.runner", "--input", str(root / "in"), "--output-dir", str(out),
-                        "--entry-script", str(HERE / "score_bench.py"), "--mini-batch-size", str(size),
-                        "--max-concurrency-per-instance", str(args.workers), "--job-id", "bench",
-                        "--logging-level", "warning",
+                        py,
+                        "-m",
+                        "serving.batch.runner",
+                        "--input",
+                        str(root / "in"),
+                        "--output-dir",
+                        str(out),
+                        "--entry-script",
+                        str(HERE / "score_bench.py"),
+                        "--mini-batch-size",
+                        str(size),
+                        "--max-concurrency-per-instance",
+                        str(args.workers),
+                        "--job-id",
+                        "bench",
+                        "--logging-level",
+                        "warning",
                     ],
-                }  # fmt: skip
+                }
                 for name in names[r % 3 :] + names[: r % 3]:  # rotate who goes first
                     w, c = timed(commands[name])
                     wall[name].append(w)
@@ -189,15 +202,25 @@ def main() -> int:
             n_mb = -(-args.files // size)
             mw = {k: statistics.median(v) for k, v in wall.items()}
             mc = {k: statistics.median(v) for k, v in cpu.items()}
-            results.append({"size": size, "mini_batches": n_mb, "wall": mw, "cpu": mc, "raw_wall": wall,
-                            "raw_cpu": cpu, "runner_scoring": statistics.median(scoring),
-                            "overhead_wall_ms": (mw["runner"] - mw["pool"]) / n_mb * 1000,
-                            "overhead_cpu_ms": (mc["runner"] - mc["pool"]) / n_mb * 1000,
-                            "marginal_wall_ms": marginal(mw, fw, n_mb), "marginal_cpu_ms": marginal(mc, fc, n_mb),
-                            "together": {k: statistics.median(v) for k, v in together.items()},
-                            "raw_together": together,
-                            "paired": statistics.median(paired), "paired_together": statistics.median(paired_together),
-                            })  # fmt: skip
+            results.append(
+                {
+                    "size": size,
+                    "mini_batches": n_mb,
+                    "wall": mw,
+                    "cpu": mc,
+                    "raw_wall": wall,
+                    "raw_cpu": cpu,
+                    "runner_scoring": statistics.median(scoring),
+                    "overhead_wall_ms": (mw["runner"] - mw["pool"]) / n_mb * 1000,
+                    "overhead_cpu_ms": (mc["runner"] - mc["pool"]) / n_mb * 1000,
+                    "marginal_wall_ms": marginal(mw, fw, n_mb),
+                    "marginal_cpu_ms": marginal(mc, fc, n_mb),
+                    "together": {k: statistics.median(v) for k, v in together.items()},
+                    "raw_together": together,
+                    "paired": statistics.median(paired),
+                    "paired_together": statistics.median(paired_together),
+                }
+            )
             print(json.dumps(results[-1]), file=sys.stderr)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -121,8 +121,19 @@ def run_wrk_together(
     before = {name: cpu_seconds(proc.pid) for name, (proc, _) in targets.items()}
     runs = {}
     for name, (_, port) in targets.items():
-        cmd = [*prefix, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(lua),
-               "-H", f"Authorization: Bearer {KEY}", f"http://127.0.0.1:{port}/score"]  # fmt: skip
+        cmd = [
+            *prefix,
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(lua),
+            "-H",
+            f"Authorization: Bearer {KEY}",
+            f"http://127.0.0.1:{port}/score",
+        ]
         runs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     outputs = {name: run.communicate(timeout=duration + 30) for name, run in runs.items()}
     after = {name: cpu_seconds(proc.pid) for name, (proc, _) in targets.items()}
@@ -140,25 +151,53 @@ def start(app: str, mode: str, port: int, workdir: Path, connections: int, prefi
     if mode == "bare":
         env["ENDPOINTS_RUN_THREADS"] = str(connections)  # the same run() thread pool as with the layer
     else:
-        env.update({
-            "ENDPOINTS_MAX_CONCURRENT_REQUESTS": str(connections),
-            "ENDPOINTS_MAX_QUEUE_WAIT_MS": "500",
-            "ENDPOINTS_REQUEST_TIMEOUT_MS": "5000",
-            "ENDPOINTS_AUTH_MODE": mode,
-        })  # fmt: skip
+        env.update(
+            {
+                "ENDPOINTS_MAX_CONCURRENT_REQUESTS": str(connections),
+                "ENDPOINTS_MAX_QUEUE_WAIT_MS": "500",
+                "ENDPOINTS_REQUEST_TIMEOUT_MS": "5000",
+                "ENDPOINTS_AUTH_MODE": mode,
+            }
+        )
         if mode == "key":
             env["ENDPOINTS_KEYS_DIR"] = str(workdir / "keys")
     log = open(workdir / f"{app}-{mode}.log", "ab")  # noqa: SIM115 (the child owns it)
     if app == "server":
-        cmd = [sys.executable, "-m", "serving", "--entry-script", str(workdir / "score.py"), "--host", "127.0.0.1",
-               "--port", str(port), "--workers", "1"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "serving",
+            "--entry-script",
+            str(workdir / "score.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
         if mode == "bare":
             cmd.append("--no-frontend")
         env.update({"AML_APP_ROOT": str(workdir), "AZUREML_LOG_LEVEL": "WARNING"})
     else:
-        cmd = [sys.executable, "-m", "uvicorn", "--factory", "apps:" + ("bare" if mode == "bare" else "fronted"),
-               "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-               "--no-access-log", "--log-level", "warning"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "apps:" + ("bare" if mode == "bare" else "fronted"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
     # taskset execs the server: the pid is the server's, and every thread it starts stays on that CPU.
     proc = subprocess.Popen([*prefix, *cmd], env=env, cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT)
     log.close()
@@ -181,11 +220,13 @@ def stop(proc: subprocess.Popen) -> None:
 @contextlib.contextmanager
 def _layer_env(workdir: Path, mode: str, connections: int) -> Iterator[None]:
     saved = dict(os.environ)
-    os.environ.update({
-        "ENDPOINTS_AUTH_MODE": mode,
-        "ENDPOINTS_KEYS_DIR": str(workdir / "keys"),
-        "ENDPOINTS_MAX_CONCURRENT_REQUESTS": str(connections),
-    })  # fmt: skip
+    os.environ.update(
+        {
+            "ENDPOINTS_AUTH_MODE": mode,
+            "ENDPOINTS_KEYS_DIR": str(workdir / "keys"),
+            "ENDPOINTS_MAX_CONCURRENT_REQUESTS": str(connections),
+        }
+    )
     try:
         yield
     finally:
@@ -203,10 +244,20 @@ def in_process_costs(workdir: Path, connections: int, calls: int = 2000, repeats
     from serving.frontend.admission import Admission
     from serving.frontend.auth import KeyAuthenticator, parse_bearer
 
-    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-               (b"authorization", f"Bearer {KEY}".encode()), (b"content-length", str(len(BODY)).encode())]  # fmt: skip
-    scope = {"type": "http", "http_version": "1.1", "method": "POST", "path": "/score", "query_string": b"",
-             "headers": headers}  # fmt: skip
+    headers = [
+        (b"host", b"127.0.0.1"),
+        (b"content-type", b"application/json"),
+        (b"authorization", f"Bearer {KEY}".encode()),
+        (b"content-length", str(len(BODY)).encode()),
+    ]
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "path": "/score",
+        "query_string": b"",
+        "headers": headers,
+    }
     request = {"type": "http.request", "body": BODY, "more_body": False}
 
     async def receive() -> dict[str, Any]:
@@ -296,8 +347,13 @@ def main() -> int:
                     got = run_wrk_together(servers, workdir / "req.lua", args.duration, args.connections, load_cpu)
                     for mode, r in got.items():
                         results.setdefault((app, mode), []).append(r)
-                    print(f"{app:6} " + " | ".join(f"{mode} {r.rps:6.0f} req/s {r.cpu_us:6.1f} us CPU/req"
-                                                   for mode, r in got.items()), flush=True)  # fmt: skip
+                    print(
+                        f"{app:6} "
+                        + " | ".join(
+                            f"{mode} {r.rps:6.0f} req/s {r.cpu_us:6.1f} us CPU/req" for mode, r in got.items()
+                        ),
+                        flush=True,
+                    )
             finally:
                 for proc, _ in servers.values():
                     stop(proc)
@@ -365,8 +421,9 @@ def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[R
         else f"**{failed} requests failed** (non-2xx or socket errors): no verdict on speed."
     )
     ip = args.in_process
-    rounds = "\n".join(f"- {LABELS[key]}: " + ", ".join(f"{r.rps:,.0f} ({r.cpu_us:.0f} us)" for r in rs)
-                       for key, rs in results.items())  # fmt: skip
+    rounds = "\n".join(
+        f"- {LABELS[key]}: " + ", ".join(f"{r.rps:,.0f} ({r.cpu_us:.0f} us)" for r in rs) for key, rs in results.items()
+    )
     pinning = (
         "servers pinned to the last CPU and wrk to the others (`taskset`)"
         if args.pinned

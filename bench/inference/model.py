@@ -1,6 +1,7 @@
 """Train the benchmark's scikit-learn model and save it twice: ``model.pkl`` (joblib) and an MLflow model.
 
-Usage: python bench/inference/model.py OUT_DIR   (writes OUT_DIR/azure/model.pkl and OUT_DIR/mlflow/)
+Usage: python bench/inference/model.py OUT_DIR   (writes OUT_DIR/azure/model.pkl and OUT_DIR/mlflow/; with xgboost
+installed also OUT_DIR/mlflow-xgboost/, an XGBoost classifier on the same data, for ``ours-mlflow-xgboost``)
 """
 
 from __future__ import annotations
@@ -46,6 +47,19 @@ def main(out: Path) -> None:
                 signature=infer_signature(frame, model.predict(frame.to_numpy())),
                 serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
             )
+        xgboost_dir = out / "mlflow-xgboost"
+        if not (xgboost_dir / "MLmodel").exists():
+            try:
+                import mlflow.xgboost
+                import xgboost
+            except ImportError:
+                pass
+            else:
+                labels = model.predict(frame.to_numpy())
+                classifier = xgboost.XGBClassifier(n_estimators=20, max_depth=3).fit(frame.to_numpy(), labels)
+                mlflow.xgboost.save_model(
+                    classifier, str(xgboost_dir), signature=infer_signature(frame, classifier.predict(frame))
+                )
     row = np.asarray([ROW])
     model.predict(row)
     start = time.perf_counter()

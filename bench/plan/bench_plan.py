@@ -85,7 +85,7 @@ def make_project(root: Path, endpoints: int, deployments: int) -> None:
 
 
 ENGINE_ONLY = (
-    "import json, sys; from pathlib import Path; from endpoints.plan import plan_stack; "
+    "import json, sys; from pathlib import Path; from endpoints.app.plan import plan_stack; "
     "p = plan_stack(Path(sys.argv[1]), 'bench'); print(json.dumps(p.summary()))"
 )
 
@@ -94,7 +94,7 @@ def time_cli(root: Path, repeat: int, engine_only: bool = False) -> tuple[list[f
     """Wall and CPU (user + sys, all its processes) seconds of ``endpoints plan --stack bench --json`` in fresh
     processes, and the last report. CPU time moves less with the machine's load than wall time does.
 
-    With ``engine_only`` the fresh process imports only the plan engine (``endpoints.plan``), not every command of
+    With ``engine_only`` the fresh process imports only the plan engine (``endpoints.app.plan``), not every command of
     the CLI.
     """
     exe = Path(sys.executable).parent / "endpoints"
@@ -125,9 +125,10 @@ def time_cli(root: Path, repeat: int, engine_only: bool = False) -> tuple[list[f
 
 def time_phases(root: Path) -> dict[str, float]:
     """Seconds per phase of one in-process plan (after the CLI runs, so imports are warm but caches are not)."""
-    from components.builders.stack import load_stack_config, render_stack, settings_from_config
+    from components.builders.stack import render_stack
+    from components.builders.stack_config import load_stack_config, settings_from_config
     from components.k8s_schema import validate_object
-    from endpoints.plan import _policy_context, validate_all
+    from endpoints.app.plan import _policy_context, validate_all
     from policies.rules import check_objects
 
     t0 = time.perf_counter()
@@ -159,7 +160,8 @@ def time_validation(root: Path, sample: int) -> dict[str, float]:
     """ms per object: cached validators vs kubernetes_validate.validate afresh, on the same core objects."""
     import kubernetes_validate
 
-    from components.builders.stack import load_stack_config, render_stack, settings_from_config
+    from components.builders.stack import render_stack
+    from components.builders.stack_config import load_stack_config, settings_from_config
     from components.k8s_schema import KUBERNETES_VERSION, validate_object
 
     objects = render_stack(settings_from_config(load_stack_config(root, "bench")), root).objects

@@ -11,8 +11,12 @@ promotion all call them.
 - :mod:`components.builders.namespace`: restricted Namespace and default-deny ingress.
 - :mod:`components.builders.image`: image builds (``image_build_args``, ``batch_base_image_build``,
   ``batch_deployment_build``), all from the recipes of ``endpoints.images``.
-- :mod:`components.builders.stack`: stack config keys, settings, overrides, online and batch endpoints resolved
-  (``resolve_stack``), ``render_stack``.
+- :mod:`components.builders.stack_config`: the stack's config schema (``StackSettings``, overrides) and the config
+  keys derived from it (``CONFIG_KEYS``, what ``Pulumi.yaml`` declares).
+- :mod:`components.builders.stack_resolve`: endpoint folders resolved with the stack's overrides and images
+  (``resolve_stack``).
+- :mod:`components.builders.stack`: the one walk over a resolved stack (``walk_stack``: what the Pulumi program
+  creates) and the whole stack rendered offline from it (``render_stack``: the plan).
 - :mod:`components.builders.batch`: batch endpoint/deployment objects, the stack's ClusterQueue and PriorityClasses,
   the batch instance type default.
 """

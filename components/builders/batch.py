@@ -19,15 +19,25 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from components.builders.common import (
+    ENDPOINT_LABEL,
+    EPHEMERAL_STORAGE_SMALL,
+    EPHEMERAL_STORAGE_WORKLOAD,
     KIND_LABEL,
     MANAGED_BY,
+    SIGNING_KEY_FILE,
     ClusterSettings,
     add_optional_pod_fields,
+    build_keys_secret,  # noqa: F401  (re-exported: the batch endpoint's Secret)
     deployment_labels,
+    dns_egress_rule,
     endpoint_labels,
     k8s_name,
+    keys_secret_name,
     metadata,
+    restricted_container_security,
+    restricted_pod_security,
     selector_labels,
+    with_ephemeral_storage,
 )
 from components.builders.compute import (
     GPU_RESOURCE,
@@ -36,17 +46,21 @@ from components.builders.compute import (
     build_priority_class,
     pool_scheduling,
 )
+from contract.batch import EXIT_JOB_FAILED, SETTINGS_ENV, TERMINATION_LOG_ENV
+from contract.serving import FrontendSettings
+from endpoints.batchmap import deployment_settings
 from endpoints.catalog import InstanceCatalog, InstanceType
 from endpoints.errors import SpecError
+from endpoints.images import azureml_model_dir
 from endpoints.specs import BatchDeployment, BatchEndpoint, ModelAsset
-from serving.batch.settings import SETTINGS_ENV
-from serving.batch.specmap import deployment_settings
 
 APP_ROOT = "/var/azureml-app"
 # Instance type of a batch deployment whose spec names none (Azure batch deployments name a compute cluster, whose
 # VM size is set on the cluster, not in the deployment): the stack's ``batchInstanceType`` overrides it.
 DEFAULT_BATCH_INSTANCE_TYPE = "Standard_DS3_v2"
 TEMPLATES_HASH_ANNOTATION = "ml-endpoints.io/templates-hash"
+# Where a runner container writes why it failed (Kubernetes shows it in the pod status; the job API reads it).
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 BATCH_MOUNT = "/mnt/batch"  # the shared volume: outputs (and optionally inputs) of every job
 OUTPUT_ROOT = f"{BATCH_MOUNT}/outputs"
 TEMPLATES_DIR = "/etc/endpoints/batch-templates"
@@ -54,7 +68,6 @@ KEYS_DIR = "/etc/endpoints/keys"
 API_PORT = 8080
 RUNNER_CONTAINER = "runner"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-EXIT_JOB_FAILED = 3  # serving.batch.runner.EXIT_JOB_FAILED: retrying the pod cannot help
 LOW_PRIORITY_CLASS = "ml-endpoints-batch-low"
 NORMAL_PRIORITY_CLASS = "ml-endpoints-batch"
 SPOT_TOLERATIONS: tuple[dict[str, str], ...] = (
@@ -136,14 +149,6 @@ def job_api_name(endpoint_name: str) -> str:
     return k8s_name(endpoint_name, "jobs")
 
 
-def batch_model_dir(deployment: BatchDeployment) -> str:
-    """``AZUREML_MODEL_DIR`` in the pod: Azure's ``/var/azureml-app/azureml-models/<name>/<version>``."""
-    model = deployment.model
-    name = model.name if isinstance(model, ModelAsset) and model.name else "model"
-    version = model.version if isinstance(model, ModelAsset) and model.version else "1"
-    return f"{APP_ROOT}/azureml-models/{name}/{version}"
-
-
 def pod_settings(deployment: BatchDeployment, options: BatchOptions) -> dict[str, Any]:
     """The deployment's runner settings as seen inside the pod (paths in the image)."""
     if isinstance(deployment.model, str):
@@ -154,32 +159,9 @@ def pod_settings(deployment: BatchDeployment, options: BatchOptions) -> dict[str
     data = deployment_settings(deployment)
     code = deployment.code_configuration
     data["entry_script"] = f"{APP_ROOT}/{code.scoring_script}" if code is not None else None
-    data["model_dir"] = batch_model_dir(deployment) if deployment.model is not None else None
+    data["model_dir"] = azureml_model_dir(deployment) if deployment.model is not None else None
     data["drain_timeout"] = float(options.drain_timeout_s)
     return data
-
-
-def _restricted_security(settings: ClusterSettings) -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": settings.run_as_user,
-        "runAsGroup": settings.run_as_user,
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "privileged": False,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def _pod_security(settings: ClusterSettings) -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": settings.run_as_user,
-        "runAsGroup": settings.run_as_user,
-        "fsGroup": settings.run_as_user,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
 
 
 def build_job_template(
@@ -207,10 +189,13 @@ def build_job_template(
     ``activeDeadlineSeconds`` and ``ttlSecondsAfterFinished``. Pods run under the restricted Pod Security profile.
     """
     opts = options or BatchOptions()
-    labels = {**deployment_labels(endpoint.name, deployment.name), "ml-endpoints.io/kind": "batch-job",
-              KUEUE_QUEUE_LABEL: queue_name(endpoint.name, opts)}  # fmt: skip
+    labels = {
+        **deployment_labels(endpoint.name, deployment.name),
+        "ml-endpoints.io/kind": "batch-job",
+        KUEUE_QUEUE_LABEL: queue_name(endpoint.name, opts),
+    }
     pod_labels = {**deployment_labels(endpoint.name, deployment.name), "ml-endpoints.io/kind": "batch-job"}
-    resources = instance.kubernetes_resources()
+    resources = with_ephemeral_storage(instance.kubernetes_resources(), EPHEMERAL_STORAGE_WORKLOAD)
     node_selector, tolerations = pool_scheduling(instance, settings)
     # Always pinned to its pool, CPU pools included: Kueue assigns a ResourceFlavor whose nodeLabels match the
     # pod's node selector, so the Job is charged to (and admitted on) its own pool's quota, never another's.
@@ -222,6 +207,8 @@ def build_job_template(
     runner_settings = pod_settings(deployment, opts)
     env = [
         {"name": SETTINGS_ENV, "value": json.dumps(runner_settings, sort_keys=True)},
+        # The runner writes why it failed there; the job API reads it back from the pod's status.
+        {"name": TERMINATION_LOG_ENV, "value": TERMINATION_MESSAGE_PATH},
         {"name": "HOME", "value": "/tmp"},
         {"name": "AML_APP_ROOT", "value": APP_ROOT},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
@@ -237,7 +224,7 @@ def build_job_template(
     init_containers = []
     model = deployment.model
     if isinstance(model, ModelAsset) and model.path.startswith(REMOTE_MODEL_SCHEMES):
-        mdir = batch_model_dir(deployment)
+        mdir = azureml_model_dir(deployment)
         volumes.append({"name": "model", "emptyDir": {}})
         mounts.append({"name": "model", "mountPath": mdir, "readOnly": True})
         init_containers.append(
@@ -247,8 +234,11 @@ def build_job_template(
                 "command": ["python", "-m", "serving.fetch_model", "--uri", model.path, "--dest", mdir],
                 "env": [{"name": "HOME", "value": "/tmp"}],
                 "volumeMounts": [{"name": "model", "mountPath": mdir}, {"name": "tmp", "mountPath": "/tmp"}],
-                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
-                "securityContext": _restricted_security(settings),
+                "resources": with_ephemeral_storage(
+                    {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+                    EPHEMERAL_STORAGE_WORKLOAD,
+                ),
+                "securityContext": restricted_container_security(settings),
             }
         )
     container = {
@@ -259,13 +249,15 @@ def build_job_template(
         "env": env,
         "resources": resources,
         "volumeMounts": mounts,
-        "securityContext": _restricted_security(settings),
+        "securityContext": restricted_container_security(settings),
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",  # podFailurePolicy needs it; the Job retries pods
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": _pod_security(settings),
+        "securityContext": restricted_pod_security(settings),
         "priorityClassName": LOW_PRIORITY_CLASS if priority == "low" else NORMAL_PRIORITY_CLASS,
         # Longer than the runner's drain, so SIGTERM always leaves time to commit finished mini-batches.
         "terminationGracePeriodSeconds": opts.drain_timeout_s + 15,
@@ -324,28 +316,6 @@ def build_template_config_map(
     }
 
 
-def keys_secret_name(endpoint_name: str) -> str:
-    """The endpoint's keys Secret (same name and layout as an online endpoint's)."""
-    return k8s_name(endpoint_name, "keys")
-
-
-def build_keys_secret(
-    endpoint: BatchEndpoint,
-    settings: ClusterSettings,
-    primary: Any = "<secret:primary>",
-    secondary: Any = "<secret:secondary>",
-    token_signing_key: Any = "<secret:token-signing-key>",
-) -> dict[str, Any]:
-    """Secret with ``primary``, ``secondary`` and ``token-signing-key`` (the component passes secret outputs)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": metadata(keys_secret_name(endpoint.name), settings.namespace, endpoint_labels(endpoint.name)),
-        "type": "Opaque",
-        "stringData": {"primary": primary, "secondary": secondary, "token-signing-key": token_signing_key},
-    }
-
-
 def jobs_uri(endpoint: BatchEndpoint, settings: ClusterSettings) -> str:
     """Where clients submit jobs: ``https://<endpoint>.<domain>/jobs``."""
     return f"{settings.scheme}://{endpoint.name.lower()}.{settings.domain}/jobs"
@@ -367,20 +337,25 @@ def build_job_api_route(endpoint: BatchEndpoint, settings: ClusterSettings, priv
         "metadata": metadata(k8s_name(endpoint.name), settings.namespace, endpoint_labels(endpoint.name)),
         "spec": {
             "parentRefs": [
-                {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway.name,
-                 "namespace": gateway.namespace}
+                {
+                    "group": "gateway.networking.k8s.io",
+                    "kind": "Gateway",
+                    "name": gateway.name,
+                    "namespace": gateway.namespace,
+                }
             ],
             "hostnames": [f"{endpoint.name.lower()}.{settings.domain}"],
             "rules": [
                 {
                     "matches": [{"path": {"type": "PathPrefix", "value": "/jobs"}}],
                     # Weights are traffic percentages in this project (the policy pack checks they sum to 100).
-                    "backendRefs": [{"group": "", "kind": "Service", "name": job_api_name(endpoint.name),
-                                     "port": 80, "weight": 100}],
+                    "backendRefs": [
+                        {"group": "", "kind": "Service", "name": job_api_name(endpoint.name), "port": 80, "weight": 100}
+                    ],
                 }
             ],
         },
-    }  # fmt: skip
+    }
 
 
 def build_volume_claim(endpoint: BatchEndpoint, settings: ClusterSettings, options: BatchOptions) -> dict[str, Any]:
@@ -452,26 +427,33 @@ def build_job_api_objects(
     ns = settings.namespace
     labels = {**endpoint_labels(endpoint.name), "ml-endpoints.io/kind": "batch-job-api"}
     select = {**selector_labels(endpoint.name, "jobs")}
-    env: dict[str, str] = {
-        "ENDPOINTS_AUTH_MODE": endpoint.auth_mode,
-        "ENDPOINTS_KEYS_DIR": KEYS_DIR,
-        "ENDPOINTS_TOKEN_SIGNING_KEY_FILE": f"{KEYS_DIR}/token-signing-key",
-        "ENDPOINTS_ENDPOINT_NAME": endpoint.name,
-        "ENDPOINTS_REQUEST_TIMEOUT_MS": "30000",
-        "ENDPOINTS_MAX_CONCURRENT_REQUESTS": "16",
-        "ENDPOINTS_MAX_QUEUE_WAIT_MS": "2000",
-        "ENDPOINTS_MAX_BODY_BYTES": str(1024 * 1024),
-        "ENDPOINTS_DRAIN_TIMEOUT_S": "10",
-        "ENDPOINTS_KEEPALIVE_TIMEOUT_S": "65",
-    }
+    oidc: dict[str, str] = {}
     if endpoint.auth_mode == "aad_token":
         if not (settings.oidc_issuer and settings.oidc_audience and settings.oidc_jwks_url):
             raise SpecError(
                 f"endpoint {endpoint.name}: auth_mode aad_token needs stack config oidcIssuer, oidcAudience and"
                 " oidcJwksUrl (ml-endpoints:<key>)"
             )
-        env.update({"ENDPOINTS_OIDC_ISSUER": settings.oidc_issuer, "ENDPOINTS_OIDC_AUDIENCE": settings.oidc_audience,
-                    "ENDPOINTS_OIDC_JWKS_URL": settings.oidc_jwks_url})  # fmt: skip
+        oidc = {
+            "oidc_issuer": settings.oidc_issuer,
+            "oidc_audience": settings.oidc_audience,
+            "oidc_jwks_url": settings.oidc_jwks_url,
+        }
+    # The job API's production layer: the serving contract's settings (short requests: submit, list, status).
+    env = FrontendSettings.model_validate(
+        {
+            "auth_mode": endpoint.auth_mode,
+            "keys_dir": KEYS_DIR,
+            "token_signing_key_file": f"{KEYS_DIR}/{SIGNING_KEY_FILE}",
+            "endpoint_name": endpoint.name,
+            **oidc,
+            "request_timeout_ms": 30_000,
+            "max_concurrent_requests": 16,
+            "max_queue_wait_ms": 2_000,
+            "max_body_bytes": 1024 * 1024,
+            "drain_timeout_s": 10,
+        }
+    ).to_env()
     args = [
         "--launcher",
         "kubernetes",
@@ -481,8 +463,10 @@ def build_job_api_objects(
         endpoint.name,
         "--namespace",
         ns,
+        "--owner-deployment",
+        name,  # its Jobs go with it: a removed endpoint leaves no job holding the batch volume
         "--output-root",
-        OUTPUT_ROOT,
+        f"{OUTPUT_ROOT}/{endpoint.name}",  # jobs of this endpoint write only here (the volume may be shared)
         "--host",
         "0.0.0.0",
         "--port",
@@ -490,18 +474,28 @@ def build_job_api_objects(
     ]
     if endpoint.defaults.deployment_name:
         args += ["--default-deployment", endpoint.defaults.deployment_name]
-    service_account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(name, ns, labels),
-                       "automountServiceAccountToken": True}  # fmt: skip
+    service_account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(name, ns, labels),
+        "automountServiceAccountToken": True,
+    }
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": metadata(name, ns, labels),
         "rules": [
-            {"apiGroups": ["batch"], "resources": ["jobs"],
-             "verbs": ["create", "get", "list", "watch", "patch", "delete"]},
+            {
+                "apiGroups": ["batch"],
+                "resources": ["jobs"],
+                "verbs": ["create", "get", "list", "watch", "patch", "delete"],
+            },
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+            {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},  # GET /jobs/{id}/logs
+            # Its own Deployment only: the owner of the Jobs it creates.
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"], "resourceNames": [name]},
         ],
-    }  # fmt: skip
+    }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
@@ -517,7 +511,10 @@ def build_job_api_objects(
         "args": args,
         "ports": [{"name": "http", "containerPort": API_PORT, "protocol": "TCP"}],
         "env": [{"name": k, "value": v} for k, v in env.items()],
-        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+        "resources": with_ephemeral_storage(
+            {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+            EPHEMERAL_STORAGE_SMALL,
+        ),
         "livenessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 10},
         "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 5},
         "volumeMounts": [
@@ -526,7 +523,7 @@ def build_job_api_objects(
             {"name": "templates", "mountPath": TEMPLATES_DIR, "readOnly": True},
             {"name": "batch", "mountPath": BATCH_MOUNT},
         ],
-        "securityContext": _restricted_security(settings),
+        "securityContext": restricted_container_security(settings),
     }
     pod_metadata: dict[str, Any] = {"labels": {**labels, **select}}
     if templates_hash is not None:
@@ -545,7 +542,7 @@ def build_job_api_objects(
                 "spec": {
                     "serviceAccountName": name,
                     "enableServiceLinks": False,
-                    "securityContext": _pod_security(settings),
+                    "securityContext": restricted_pod_security(settings),
                     # Longer than the API's own graceful shutdown (uvicorn, 10 s): in-flight requests finish.
                     "terminationGracePeriodSeconds": 30,
                     "containers": [container],
@@ -591,9 +588,12 @@ def build_job_api_objects(
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": metadata(name, ns, labels),
-        "spec": {"type": "ClusterIP", "selector": select,
-                 "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
-    }  # fmt: skip
+        "spec": {
+            "type": "ClusterIP",
+            "selector": select,
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
     return [service_account, role, binding, deployment, service]
 
 
@@ -634,6 +634,54 @@ def build_job_api_ingress_policy(
             "podSelector": {"matchLabels": selector_labels(endpoint.name, "jobs")},
             "policyTypes": ["Ingress"],
             "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": "http"}]}],
+        },
+    }
+
+
+API_SERVER_PORTS = (443, 6443)  # the kubernetes Service's port, and the API server's own (policies apply after DNAT)
+
+
+def build_job_api_egress_policy(endpoint: BatchEndpoint, settings: ClusterSettings) -> dict[str, Any]:
+    """NetworkPolicy: the job API's pods may reach only the cluster DNS, the API server (TCP 443/6443, at
+    ``api_server_cidrs`` when the stack sets them) and the stack's ``egressAllowCidrs`` (an OIDC provider's keys);
+    everything else is denied. It reads the runners' journals on the mounted volume, not over the network."""
+    api_server: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": p} for p in API_SERVER_PORTS]}
+    if settings.api_server_cidrs:
+        api_server = {"to": [{"ipBlock": {"cidr": c}} for c in settings.api_server_cidrs], **api_server}
+    egress = [dns_egress_rule(), api_server]
+    if settings.egress_allow_cidrs:
+        egress.append({"to": [{"ipBlock": {"cidr": c}} for c in settings.egress_allow_cidrs]})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(
+            k8s_name(endpoint.name, "jobs-egress"), settings.namespace, endpoint_labels(endpoint.name)
+        ),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(endpoint.name, "jobs")},
+            "policyTypes": ["Egress"],
+            "egress": egress,
+        },
+    }
+
+
+def build_runner_egress_policy(endpoint: BatchEndpoint, settings: ClusterSettings) -> dict[str, Any]:
+    """NetworkPolicy: the runner pods of every job of the endpoint may reach only the cluster DNS and the storage the
+    stack allows (``egressAllowCidrs``: remote inputs and models, e.g. an object store's addresses); outputs go to
+    the mounted volume. Everything else (the API server, other pods, the internet) is denied."""
+    egress = [dns_egress_rule()]
+    if settings.egress_allow_cidrs:
+        egress.append({"to": [{"ipBlock": {"cidr": c}} for c in settings.egress_allow_cidrs]})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(
+            k8s_name(endpoint.name, "runners-egress"), settings.namespace, endpoint_labels(endpoint.name)
+        ),
+        "spec": {
+            "podSelector": {"matchLabels": {ENDPOINT_LABEL: endpoint.name, KIND_LABEL: "batch-job"}},
+            "policyTypes": ["Egress"],
+            "egress": egress,
         },
     }
 
@@ -690,8 +738,22 @@ def batch_flavor_name(namespace: str, pool: str) -> str:
 
 
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-_FACTOR = {None: 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-           "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60}  # fmt: skip
+_FACTOR = {
+    None: 1.0,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+    "Pi": 2.0**50,
+    "Ei": 2.0**60,
+}
 
 
 def parse_quantity(text: str) -> float:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from endpoints.errors import SpecError
+from endpoints.errors import Problem, SpecError
+from endpoints.specs import OnlineDeployment, Probe
 
 # Label keys put on every object so that selectors, NetworkPolicies and `kubectl get -l` find them.
 LABEL_PREFIX = "ml-endpoints.io"
@@ -69,6 +70,8 @@ class ClusterSettings:
         keda_requests_per_instance: Requests/s per instance the request-rate trigger aims for (default 10).
         egress_allow_cidrs: CIDRs a deployment with ``egress_public_network_access: disabled`` may still reach.
         monitoring_namespace: Namespace whose pods may scrape ``/metrics`` (empty: none).
+        monitoring: Render a PodMonitor, a PrometheusRule and a Grafana dashboard ConfigMap per online endpoint
+            (``components.builders.monitoring``; needs the Prometheus Operator's CRDs). Default False.
         pool_label: Node label naming the compute pool a node belongs to.
         pin_cpu_pools: Also put a pool node selector on CPU deployments (default False: GPU pools only).
         oidc_issuer: Issuer for ``aad_token`` endpoints.
@@ -80,6 +83,12 @@ class ClusterSettings:
         service_account: Service account of the serving pods ('' the namespace default); e.g. one bound to a
             cloud identity (workload identity, IRSA) that may read the model store. Its token is still not
             mounted into the scoring container.
+        triton_image: Triton Inference Server image of ``triton_model`` deployments that name no
+            ``environment.image``.
+        data_collector_claim: PersistentVolumeClaim that data_collector lines are written to ('' an emptyDir).
+        data_collector_url: fsspec URL that data_collector lines are written to instead of a volume ('' none).
+        api_server_cidrs: Where the Kubernetes API server listens, for the batch job APIs' egress policy (TCP 443
+            and 6443); empty: any address on those two ports.
     """
 
     namespace: str = "ml-endpoints"
@@ -91,6 +100,7 @@ class ClusterSettings:
     keda_requests_per_instance: int = 10
     egress_allow_cidrs: tuple[str, ...] = ()
     monitoring_namespace: str = ""
+    monitoring: bool = False
     pool_label: str = f"{LABEL_PREFIX}/pool"
     pin_cpu_pools: bool = False
     oidc_issuer: str = ""
@@ -100,6 +110,10 @@ class ClusterSettings:
     run_as_user: int = 10001
     image_pull_secret: str = ""
     service_account: str = ""
+    triton_image: str = "nvcr.io/nvidia/tritonserver:24.08-py3"
+    api_server_cidrs: tuple[str, ...] = ()
+    data_collector_claim: str = ""
+    data_collector_url: str = ""
 
     def ingress_peers(self, gateway: GatewayRef) -> list[dict[str, object]]:
         """NetworkPolicy ``from`` peers of an endpoint's pods: the gateway's namespace, and monitoring if set."""
@@ -172,3 +186,143 @@ def add_optional_pod_fields(
         pod_spec["nodeSelector"] = node_selector
     if tolerations:
         pod_spec["tolerations"] = tolerations
+
+
+# Ephemeral storage of every container (requests and limits; kubelet evicts a pod past its limits, so a runaway
+# /tmp or log cannot fill the node's disk). Large enough for the emptyDirs each pod mounts (a fetched model, /tmp).
+EPHEMERAL_STORAGE_SMALL = ("128Mi", "1Gi")  # the job API, init containers without a model
+EPHEMERAL_STORAGE_WORKLOAD = ("1Gi", "20Gi")  # scoring and runner containers, model fetchers
+
+
+def with_ephemeral_storage(resources: dict[str, Any], sizes: tuple[str, str]) -> dict[str, Any]:
+    """``resources`` with an ``ephemeral-storage`` request and limit added where the spec set none."""
+    request, limit = sizes
+    out = {k: dict(v) for k, v in resources.items()}
+    requests, limits = out.setdefault("requests", {}), out.setdefault("limits", {})
+    if "ephemeral-storage" not in requests and "ephemeral-storage" not in limits:
+        requests["ephemeral-storage"], limits["ephemeral-storage"] = request, limit
+    elif "ephemeral-storage" not in limits:
+        limits["ephemeral-storage"] = requests["ephemeral-storage"]
+    elif "ephemeral-storage" not in requests:
+        requests["ephemeral-storage"] = limits["ephemeral-storage"]
+    return out
+
+
+def dns_egress_rule() -> dict[str, Any]:
+    """NetworkPolicy egress rule: the cluster DNS (kube-dns / CoreDNS in kube-system), UDP and TCP 53."""
+    return {
+        "to": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+        ],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+
+
+# Data key of the aml_token signing key in an endpoint's keys Secret (beside ``primary`` and ``secondary``).
+SIGNING_KEY_FILE = "token-signing-key"
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+def keys_secret_name(endpoint_name: str) -> str:
+    """The endpoint's keys Secret (the same name and layout for online and batch endpoints)."""
+    return k8s_name(endpoint_name, "keys")
+
+
+def build_keys_secret(
+    endpoint: _Named,
+    settings: ClusterSettings,
+    primary: Any = "<secret:primary>",
+    secondary: Any = "<secret:secondary>",
+    token_signing_key: Any = "<secret:token-signing-key>",
+) -> dict[str, Any]:
+    """An endpoint's Secret (online or batch): primary and secondary keys and the aml_token signing key.
+
+    Args:
+        endpoint: The endpoint spec (its name).
+        settings: Stack settings (namespace).
+        primary: Primary key value (default a placeholder; the component passes a secret Pulumi output).
+        secondary: Secondary key value (default a placeholder).
+        token_signing_key: HS256 signing key for ``aml_token`` (default a placeholder).
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(keys_secret_name(endpoint.name), settings.namespace, endpoint_labels(endpoint.name)),
+        "type": "Opaque",
+        "stringData": {"primary": primary, "secondary": secondary, SIGNING_KEY_FILE: token_signing_key},
+    }
+
+
+def restricted_container_security(settings: ClusterSettings) -> dict[str, Any]:
+    """A container ``securityContext`` of the restricted Pod Security Standard (non-root, read-only root, no
+    privilege escalation, every capability dropped, RuntimeDefault seccomp)."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": settings.run_as_user,
+        "runAsGroup": settings.run_as_user,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def restricted_pod_security(settings: ClusterSettings) -> dict[str, Any]:
+    """The pod ``securityContext`` that goes with :func:`restricted_container_security`."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": settings.run_as_user,
+        "runAsGroup": settings.run_as_user,
+        "fsGroup": settings.run_as_user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+# ------------------------------------------------------------------------------------- serving containers
+
+# Port the serving process listens on inside the container (Azure's inference server uses 5001 too).
+SERVING_PORT = 5001
+# URI schemes of a model fetched at start instead of being baked into the image.
+REMOTE_MODEL_SCHEMES = ("s3://", "az://", "abfs://", "abfss://", "gs://", "gcs://", "https://", "http://", "models:/")
+
+
+def spec_error(spec: Any, path: str, message: str) -> SpecError:
+    """A :class:`SpecError` located in the spec's file (when it was read from one) at field ``path``."""
+    return SpecError([Problem(getattr(spec, "source_path", None), None, path, message)])
+
+
+def remote_model_uri(deployment: OnlineDeployment) -> str | None:
+    """The model's URI when it is fetched at start (s3/az/gs/https/``models:/``); ``None`` when baked in or absent.
+
+    Raises:
+        SpecError: the model is still an unresolved ``azureml:`` reference.
+    """
+    model = deployment.model
+    if model is None:
+        return None
+    if isinstance(model, str):
+        raise spec_error(
+            deployment, "model", f"got {model!r}, an unresolved reference; resolve it with the project's registry first"
+        )
+    return model.path if model.path.startswith(REMOTE_MODEL_SCHEMES) else None
+
+
+def http_probe(spec: Probe, path: str, port: int | str, *, liveness: bool) -> dict[str, Any]:
+    """A Kubernetes HTTP probe from a deployment's probe settings (Azure's ``liveness_probe``/``readiness_probe``)."""
+    return {
+        "httpGet": {"path": path, "port": port, "scheme": "HTTP"},
+        "initialDelaySeconds": spec.initial_delay,
+        "periodSeconds": spec.period,
+        "timeoutSeconds": spec.timeout,
+        # Kubernetes rejects a liveness successThreshold other than 1.
+        "successThreshold": 1 if liveness else spec.success_threshold,
+        "failureThreshold": spec.failure_threshold,
+    }

@@ -9,37 +9,23 @@ path the deployment names must lie inside it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from components.builders.batch import batch_model_dir
 from components.builders.common import k8s_name
-from components.builders.online import model_dir
 from endpoints.errors import SpecError
-from endpoints.images import BatchTarget, batch_image_build, deployment_image_build
+from endpoints.images import (
+    BatchTarget,
+    ImageBuild,
+    azureml_model_dir,
+    batch_image_build,
+    custom_base_image_build,
+    deployment_image_build,
+)
 from endpoints.specs import BatchDeployment, OnlineDeployment
 
 DEPLOYMENT_DOCKERFILE = "serving/Dockerfile.deployment"
-
-
-@dataclass(frozen=True)
-class ImageBuild:
-    """Everything ``docker build`` needs for one deployment image.
-
-    Attributes:
-        context: Build context folder (absolute): the endpoint project folder.
-        dockerfile: Dockerfile path (absolute): ``<repo>/serving/Dockerfile.deployment``.
-        args: Build arguments (see :func:`image_build_args`).
-        repository: Image repository without tag, ``<registry>/<endpoint>-<deployment>``.
-        target: The Dockerfile stage to build (default none: the last one).
-    """
-
-    context: str
-    dockerfile: str
-    args: dict[str, Any] = field(default_factory=dict)
-    repository: str = ""
-    target: str | None = None
 
 
 def image_build_args(
@@ -74,18 +60,35 @@ def image_build_args(
         raise SpecError(f"deployment {deployment.name}: a custom container's image is used as is; nothing to build")
     # One recipe for every image build (pulumi-docker here, podman in scripts/images and tests/images).
     recipe = deployment_image_build(
-        deployment, deployment_file, base_image, project_root=project_root, model_dir=model_dir(deployment)
+        deployment, deployment_file, base_image, project_root=project_root, model_dir=azureml_model_dir(deployment)
     )
     if recipe is None:
         raise SpecError(f"deployment {deployment.name}: environment.build is a user build context; give a pinned image")
-    args = recipe.args
     name = k8s_name(endpoint_name, deployment.name)
     repository = f"{registry.rstrip('/')}/{name}" if registry else name
-    return ImageBuild(
-        context=str(recipe.context),
-        dockerfile=str((repo_root / DEPLOYMENT_DOCKERFILE).resolve()),
-        args=args,
-        repository=repository,
+    return replace(recipe, dockerfile=(repo_root / DEPLOYMENT_DOCKERFILE).resolve(), repository=repository)
+
+
+def custom_base_build(
+    repo_root: Path, image: str, endpoint_name: str, deployment_name: str, registry: str = ""
+) -> ImageBuild:
+    """The serving layer on a deployment's own ``environment.image`` (``serving/Dockerfile.custom-base``), built
+    before the deployment image, which then uses it as ``BASE_IMAGE``.
+
+    Args:
+        repo_root: Repository root (the build context).
+        image: The user's image, after the stack's ``baseImageRedirects``.
+        endpoint_name: The endpoint's name (part of the repository name).
+        deployment_name: The deployment's name (part of the repository name).
+        registry: Registry prefix (default empty: a local name).
+    """
+    recipe = custom_base_image_build(image, repo_root)
+    name = k8s_name(endpoint_name, deployment_name, "base")
+    return replace(
+        recipe,
+        context=recipe.context.resolve(),
+        dockerfile=recipe.dockerfile.resolve(),
+        repository=f"{registry.rstrip('/')}/{name}" if registry else name,
     )
 
 
@@ -105,13 +108,33 @@ def batch_base_image_build(repo_root: Path, target: BatchTarget, serving_image: 
     """
     recipe = batch_image_build(target, serving_image, repo_root)
     name = BATCH_IMAGE_REPOSITORIES[target]
-    return ImageBuild(
-        context=str(recipe.context.resolve()),
-        dockerfile=str(recipe.dockerfile.resolve()),
-        args=dict(recipe.args),
+    return replace(
+        recipe,
+        context=recipe.context.resolve(),
+        dockerfile=recipe.dockerfile.resolve(),
         repository=f"{registry.rstrip('/')}/{name}" if registry else name,
-        target=recipe.target,
     )
+
+
+def custom_runner_build(
+    repo_root: Path, image: str, endpoint_name: str, deployment_name: str, registry: str = ""
+) -> ImageBuild:
+    """The batch runner on a batch deployment's own ``environment.image``: the serving layer on the user's image
+    (:func:`custom_base_build`), then ``serving/Dockerfile.batch --target runner`` on that; the deployment image
+    (:func:`batch_deployment_build`) is then built on the result, as online deployment images are built on the
+    serving layer alone.
+
+    Args:
+        repo_root: Repository root (the build context).
+        image: The user's image, after the stack's ``baseImageRedirects``.
+        endpoint_name: The batch endpoint's name (part of the repository names).
+        deployment_name: The deployment's name (part of the repository names).
+        registry: Registry prefix (default empty: a local name).
+    """
+    base = custom_base_build(repo_root, image, endpoint_name, deployment_name, registry)
+    runner = batch_base_image_build(repo_root, "runner", "<custom-base>", registry)
+    name = k8s_name(endpoint_name, deployment_name, "runner")
+    return replace(runner, repository=f"{registry.rstrip('/')}/{name}" if registry else name, base=base)
 
 
 def batch_deployment_build(
@@ -139,7 +162,7 @@ def batch_deployment_build(
         SpecError: the environment is a user build context or a custom container (give a pinned image).
     """
     recipe = deployment_image_build(
-        deployment, deployment_file, "<runner-image>", model_dir=batch_model_dir(deployment)
+        deployment, deployment_file, "<runner-image>", model_dir=azureml_model_dir(deployment)
     )
     if recipe is None:
         raise SpecError(
@@ -147,9 +170,9 @@ def batch_deployment_build(
             " (overrides.<endpoint>.deployments.<name>.image)"
         )
     name = k8s_name(endpoint_name, deployment.name)
-    return ImageBuild(
-        context=str(recipe.context),
-        dockerfile=str((repo_root / DEPLOYMENT_DOCKERFILE).resolve()),
+    return replace(
+        recipe,
+        dockerfile=(repo_root / DEPLOYMENT_DOCKERFILE).resolve(),
         args={**recipe.args, "BASE_IMAGE": runner_image},
         repository=f"{registry.rstrip('/')}/{name}" if registry else name,
     )

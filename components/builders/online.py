@@ -16,68 +16,60 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from components.builders.byoc import custom_server, custom_server_deployment
 from components.builders.common import (
     DEPLOYMENT_HEADER,
     ENDPOINT_LABEL,
+    EPHEMERAL_STORAGE_WORKLOAD,
+    SERVING_PORT,
+    SIGNING_KEY_FILE,
     ClusterSettings,
     GatewayRef,
     add_optional_pod_fields,
+    build_keys_secret,
     deployment_labels,
+    dns_egress_rule,
     endpoint_labels,
+    http_probe,
     k8s_name,
     metadata,
+    remote_model_uri,
+    restricted_container_security,
+    restricted_pod_security,
     selector_labels,
+    spec_error,
+    with_ephemeral_storage,
 )
 from components.builders.compute import pool_scheduling
+from components.builders.monitoring import monitoring_objects
+from contract.serving import ENV_VARS, DataCollectorSettings, FrontendSettings
 from endpoints.catalog import InstanceType
-from endpoints.errors import Problem, SpecError
-from endpoints.specs import ModelAsset, OnlineDeployment, OnlineEndpoint, Probe, TargetUtilizationScaleSettings
+from endpoints.errors import SpecError
+from endpoints.images import azureml_model_dir
+from endpoints.specs import OnlineDeployment, OnlineEndpoint, TargetUtilizationScaleSettings
+from endpoints.specs.online import primary_deployment
 
-# Port the serving process listens on inside the container (Azure's inference server uses 5001 too).
-SERVING_PORT = 5001
 SERVICE_PORT = 80
 APP_ROOT = "/var/azureml-app"
 KEYS_DIR = "/etc/endpoints/keys"
 KEY_FILES = ("primary", "secondary")
-SIGNING_KEY_FILE = "token-signing-key"
 # Secret keys (data keys of the endpoint's Secret).
 SECRET_KEYS = ("primary", "secondary", SIGNING_KEY_FILE)
 # Gateway API allows 16 rules per HTTPRoute: one pin rule per deployment plus the default rule.
 MAX_DEPLOYMENTS_PER_ENDPOINT = 15
 # Seconds the pod keeps serving after it is marked terminating, so the gateway stops sending to it first.
 PRESTOP_SLEEP_S = 5
-DEFAULT_DRAIN_TIMEOUT_S = 30
-# Server settings that the spec does not carry (defaults of the production layer).
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
-DEFAULT_KEEPALIVE_TIMEOUT_S = 65
 # Metric the KEDA request-rate trigger reads (exported by the serving process on /metrics).
 REQUEST_METRIC = "endpoints_requests_total"
-# URI schemes of a model fetched at start instead of being baked into the image.
-REMOTE_MODEL_SCHEMES = ("s3://", "az://", "abfs://", "abfss://", "gs://", "gcs://", "https://", "http://", "models:/")
-# The production-layer variables (RULES.md shared contract); the Deployment sets no other ENDPOINTS_* names.
-ENDPOINTS_ENV_VARS = (
-    "ENDPOINTS_AUTH_MODE",
-    "ENDPOINTS_KEYS_DIR",
-    "ENDPOINTS_TOKEN_SIGNING_KEY_FILE",
-    "ENDPOINTS_ENDPOINT_NAME",
-    "ENDPOINTS_OIDC_ISSUER",
-    "ENDPOINTS_OIDC_AUDIENCE",
-    "ENDPOINTS_OIDC_JWKS_URL",
-    "ENDPOINTS_REQUEST_TIMEOUT_MS",
-    "ENDPOINTS_MAX_CONCURRENT_REQUESTS",
-    "ENDPOINTS_MAX_QUEUE_WAIT_MS",
-    "ENDPOINTS_MAX_BODY_BYTES",
-    "ENDPOINTS_DRAIN_TIMEOUT_S",
-    "ENDPOINTS_KEEPALIVE_TIMEOUT_S",
-)
+# Where a deployment with a data_collector writes its JSON lines when they go to a volume (emptyDir or the stack's
+# PersistentVolumeClaim), under <endpoint>/<deployment>/.
+DATA_COLLECTOR_DIR = "/var/lib/endpoints/data-collector"
+DATA_COLLECTOR_EMPTYDIR_SIZE = "1Gi"
+# The production-layer variables (the serving contract); the Deployment sets no other ENDPOINTS_* names.
+ENDPOINTS_ENV_VARS = tuple(ENV_VARS)
 
 
 # ----------------------------------------------------------------------------------------------------------- names
-
-
-def spec_error(spec: Any, path: str, message: str) -> SpecError:
-    """A :class:`SpecError` located in the spec's file (when it was read from one) at field ``path``."""
-    return SpecError([Problem(getattr(spec, "source_path", None), None, path, message)])
 
 
 @dataclass(frozen=True)
@@ -132,18 +124,15 @@ def gateway_for(endpoint: OnlineEndpoint, settings: ClusterSettings) -> GatewayR
 
 
 def scoring_path(deployment: OnlineDeployment) -> str:
-    """Path live traffic is scored on: ``/score``, or a custom container's ``scoring_route.path``."""
-    env = deployment.environment
-    if deployment.is_custom_container and env is not None and not isinstance(env, str) and env.inference_config:
-        return env.inference_config.scoring_route.path
-    return "/score"
+    """Path live traffic is scored on (:attr:`endpoints.specs.OnlineDeployment.scoring_path`)."""
+    return deployment.scoring_path
 
 
 def _primary_deployment(endpoint: OnlineEndpoint, deployments: list[OnlineDeployment]) -> OnlineDeployment | None:
-    if not deployments:
-        return None
     # The one taking most live traffic answers a plain call; ties and no traffic fall back to name order.
-    return sorted(deployments, key=lambda d: (-endpoint.traffic.get(d.name, 0), d.name))[0]
+    by_name = {d.name: d for d in deployments}
+    name = primary_deployment(endpoint.traffic, sorted(by_name))
+    return by_name[name] if name is not None else None
 
 
 def scoring_uri(endpoint: OnlineEndpoint, deployments: list[OnlineDeployment], settings: ClusterSettings) -> str:
@@ -156,37 +145,12 @@ def scoring_uri(endpoint: OnlineEndpoint, deployments: list[OnlineDeployment], s
 def swagger_uri(endpoint: OnlineEndpoint, deployments: list[OnlineDeployment], settings: ClusterSettings) -> str:
     """Azure's ``openapi_uri``: ``.../swagger.json``; empty when the primary deployment is a custom container."""
     primary = _primary_deployment(endpoint, deployments)
-    if primary is not None and primary.is_custom_container:
+    if primary is not None and (primary.is_custom_container or primary.is_triton):
         return ""
     return f"{settings.scheme}://{host_name(endpoint, settings)}/swagger.json"
 
 
 # -------------------------------------------------------------------------------------------------------- endpoint
-
-
-def build_keys_secret(
-    endpoint: OnlineEndpoint,
-    settings: ClusterSettings,
-    primary: Any = "<secret:primary>",
-    secondary: Any = "<secret:secondary>",
-    token_signing_key: Any = "<secret:token-signing-key>",
-) -> dict[str, Any]:
-    """The endpoint's Secret: primary and secondary keys and the aml_token signing key.
-
-    Args:
-        endpoint: The endpoint spec.
-        settings: Stack settings (namespace).
-        primary: Primary key value (default a placeholder; the component passes a secret Pulumi output).
-        secondary: Secondary key value (default a placeholder).
-        token_signing_key: HS256 signing key for ``aml_token`` (default a placeholder).
-    """
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": metadata(endpoint_names(endpoint.name).secret, settings.namespace, endpoint_labels(endpoint.name)),
-        "type": "Opaque",
-        "stringData": {"primary": primary, "secondary": secondary, SIGNING_KEY_FILE: token_signing_key},
-    }
 
 
 def _backend_ref(endpoint_name: str, deployment_name: str, weight: int | None = None) -> dict[str, Any]:
@@ -232,12 +196,12 @@ def build_http_route(
         for dep in table:
             if dep not in names:
                 raise spec_error(endpoint, f"{field}.{dep}", f"no deployment named {dep!r}; deployments: {names}")
-    # The gateway must wait at least as long as the slowest deployment may take (queue wait + run timeout).
-    slowest_ms = max(
-        (d.request_settings.request_timeout_ms + d.request_settings.max_queue_wait_ms for d in deployments),
-        default=5500,
+    # The gateway must wait at least as long as the slowest deployment may take (queue wait + run timeout + 5 s).
+    slowest_s = max(
+        (frontend_settings(d).upstream_timeout_s for d in deployments),
+        default=FrontendSettings.model_validate({}).upstream_timeout_s,
     )
-    timeouts = {"request": _duration(math.ceil(slowest_ms / 1000) + 5)}
+    timeouts = {"request": _duration(math.ceil(slowest_s))}
     catch_all = {"path": {"type": "PathPrefix", "value": "/"}}
     rules: list[dict[str, Any]] = [
         {
@@ -317,36 +281,16 @@ def build_endpoint_objects(
         keys: (primary, secondary, token signing key); default placeholders.
     """
     secret = build_keys_secret(endpoint, settings, *keys) if keys else build_keys_secret(endpoint, settings)
-    return [secret, build_http_route(endpoint, deployments, settings), build_ingress_policy(endpoint, settings)]
+    objs = [secret, build_http_route(endpoint, deployments, settings), build_ingress_policy(endpoint, settings)]
+    return objs + build_monitoring_objects(endpoint, settings)
+
+
+def build_monitoring_objects(endpoint: OnlineEndpoint, settings: ClusterSettings) -> list[dict[str, Any]]:
+    """PodMonitor, PrometheusRule and dashboard ConfigMap when the stack's ``monitoring`` setting is on."""
+    return monitoring_objects(endpoint.name, settings.namespace) if settings.monitoring else []
 
 
 # ------------------------------------------------------------------------------------------------------ deployment
-
-
-def model_dir(deployment: OnlineDeployment) -> str:
-    """``AZUREML_MODEL_DIR``: ``model_mount_path``, or Azure's ``/var/azureml-app/azureml-models/<name>/<version>``."""
-    if deployment.model_mount_path:
-        return deployment.model_mount_path
-    model = deployment.model
-    name = model.name if isinstance(model, ModelAsset) and model.name else "model"
-    version = model.version if isinstance(model, ModelAsset) and model.version else "1"
-    return f"{APP_ROOT}/azureml-models/{name}/{version}"
-
-
-def remote_model_uri(deployment: OnlineDeployment) -> str | None:
-    """The model's URI when it is fetched at start (s3/az/gs/https/``models:/``); ``None`` when baked in or absent.
-
-    Raises:
-        SpecError: the model is still an unresolved ``azureml:`` reference.
-    """
-    model = deployment.model
-    if model is None:
-        return None
-    if isinstance(model, str):
-        raise spec_error(
-            deployment, "model", f"got {model!r}, an unresolved reference; resolve it with the project's registry first"
-        )
-    return model.path if model.path.startswith(REMOTE_MODEL_SCHEMES) else None
 
 
 def model_fetch_command(uri: str, dest: str) -> list[str]:
@@ -357,24 +301,56 @@ def model_fetch_command(uri: str, dest: str) -> list[str]:
 def drain_timeout_s(deployment: OnlineDeployment) -> int:
     """Drain time on SIGTERM: the default 30 s, longer when one request may take longer than that."""
     rs = deployment.request_settings
-    return max(DEFAULT_DRAIN_TIMEOUT_S, math.ceil((rs.request_timeout_ms + rs.max_queue_wait_ms) / 1000) + 1)
+    return FrontendSettings.drain_for(rs.request_timeout_ms, rs.max_queue_wait_ms)
+
+
+def frontend_settings(deployment: OnlineDeployment, **values: object) -> FrontendSettings:
+    """The production-layer settings of a deployment's serving process (``values`` add the endpoint's auth inputs).
+
+    Built with ``model_validate`` so that no variable of the process running the builder leaks in.
+    """
+    rs = deployment.request_settings
+    return FrontendSettings.model_validate(
+        {
+            **values,
+            "request_timeout_ms": rs.request_timeout_ms,
+            "max_concurrent_requests": rs.max_concurrent_requests_per_instance,
+            "max_queue_wait_ms": rs.max_queue_wait_ms,
+            "drain_timeout_s": drain_timeout_s(deployment),
+        }
+    )
+
+
+def data_collector_settings(
+    endpoint: OnlineEndpoint, deployment: OnlineDeployment, settings: ClusterSettings
+) -> DataCollectorSettings | None:
+    """Payload logging of a deployment (None without an enabled ``data_collector`` collection).
+
+    The store: a collection's own ``data.path`` (folder or fsspec URL), else the stack's ``dataCollectorUrl``,
+    else the volume at :data:`DATA_COLLECTOR_DIR` (see :func:`data_collector_volume`), each under
+    ``<endpoint>/<deployment>``.
+    """
+    collector = deployment.data_collector
+    if collector is None:
+        return None
+    base = settings.data_collector_url.rstrip("/") if settings.data_collector_url else DATA_COLLECTOR_DIR
+    return collector.settings(f"{base}/{endpoint.name}/{deployment.name}")
+
+
+def data_collector_volume(deployment: OnlineDeployment, settings: ClusterSettings) -> dict[str, Any] | None:
+    """The volume the lines are written to: the stack's PersistentVolumeClaim or an emptyDir; None when the
+    deployment collects nothing or writes to a URL."""
+    collector = deployment.data_collector
+    if collector is None or not collector.enabled or collector.store() is not None or settings.data_collector_url:
+        return None
+    if settings.data_collector_claim:
+        return {"name": "data-collector", "persistentVolumeClaim": {"claimName": settings.data_collector_claim}}
+    return {"name": "data-collector", "emptyDir": {"sizeLimit": DATA_COLLECTOR_EMPTYDIR_SIZE}}
 
 
 def termination_grace_period_s(deployment: OnlineDeployment) -> int:
     """Above the server's drain timeout plus the preStop pause, so Kubernetes never kills a draining server."""
     return PRESTOP_SLEEP_S + drain_timeout_s(deployment) + 10
-
-
-def _probe(spec: Probe, path: str, port: int | str, *, liveness: bool) -> dict[str, Any]:
-    return {
-        "httpGet": {"path": path, "port": port, "scheme": "HTTP"},
-        "initialDelaySeconds": spec.initial_delay,
-        "periodSeconds": spec.period,
-        "timeoutSeconds": spec.timeout,
-        # Kubernetes rejects a liveness successThreshold other than 1.
-        "successThreshold": 1 if liveness else spec.success_threshold,
-        "failureThreshold": spec.failure_threshold,
-    }
 
 
 def container_resources(deployment: OnlineDeployment, instance: InstanceType) -> dict[str, dict[str, str]]:
@@ -422,11 +398,11 @@ def serving_env(
     """Environment of the serving container: the ``ENDPOINTS_*`` production settings, Azure's ``AZUREML_*``
     scoring variables, then the deployment's own ``environment_variables`` (which cannot override ours)."""
     rs = deployment.request_settings
-    env: dict[str, str] = {
-        "ENDPOINTS_AUTH_MODE": endpoint.auth_mode,
-        "ENDPOINTS_KEYS_DIR": KEYS_DIR,
-        "ENDPOINTS_TOKEN_SIGNING_KEY_FILE": f"{KEYS_DIR}/{SIGNING_KEY_FILE}",
-        "ENDPOINTS_ENDPOINT_NAME": endpoint.name,
+    auth: dict[str, object] = {
+        "auth_mode": endpoint.auth_mode,
+        "keys_dir": KEYS_DIR,
+        "token_signing_key_file": f"{KEYS_DIR}/{SIGNING_KEY_FILE}",
+        "endpoint_name": endpoint.name,
     }
     if endpoint.auth_mode == "aad_token":
         missing = [
@@ -442,22 +418,17 @@ def serving_env(
             raise spec_error(
                 endpoint, "auth_mode", f"aad_token needs stack config {', '.join(missing)} (ml-endpoints:<key>)"
             )
-        env["ENDPOINTS_OIDC_ISSUER"] = settings.oidc_issuer
-        env["ENDPOINTS_OIDC_AUDIENCE"] = settings.oidc_audience
-        env["ENDPOINTS_OIDC_JWKS_URL"] = settings.oidc_jwks_url
-    env.update(
-        {
-            "ENDPOINTS_REQUEST_TIMEOUT_MS": str(rs.request_timeout_ms),
-            "ENDPOINTS_MAX_CONCURRENT_REQUESTS": str(rs.max_concurrent_requests_per_instance),
-            "ENDPOINTS_MAX_QUEUE_WAIT_MS": str(rs.max_queue_wait_ms),
-            "ENDPOINTS_MAX_BODY_BYTES": str(DEFAULT_MAX_BODY_BYTES),
-            "ENDPOINTS_DRAIN_TIMEOUT_S": str(drain_timeout_s(deployment)),
-            "ENDPOINTS_KEEPALIVE_TIMEOUT_S": str(DEFAULT_KEEPALIVE_TIMEOUT_S),
-        }
-    )
+        auth.update(
+            oidc_issuer=settings.oidc_issuer, oidc_audience=settings.oidc_audience, oidc_jwks_url=settings.oidc_jwks_url
+        )
+    env = frontend_settings(deployment, **auth).to_env()
+    env.update(rs.batching_env())  # opt-in adaptive batching (serving.batching)
+    collector = data_collector_settings(endpoint, deployment, settings)
+    if collector is not None:
+        env.update(collector.to_env())  # payload logging (serving.frontend.collector)
     azure: dict[str, str] = {
         "AML_APP_ROOT": APP_ROOT,
-        "AZUREML_MODEL_DIR": model_dir(deployment),
+        "AZUREML_MODEL_DIR": azureml_model_dir(deployment),
         "SERVICE_NAME": endpoint.name,
         "SERVICE_VERSION": deployment.name,
     }
@@ -475,19 +446,6 @@ def serving_env(
         env[key] = value
     env.setdefault("WORKER_COUNT", "1")
     return [{"name": k, "value": v} for k, v in env.items()]
-
-
-def _restricted_container_security(settings: ClusterSettings) -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": settings.run_as_user,
-        "runAsGroup": settings.run_as_user,
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "privileged": False,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
 
 
 def build_deployment(
@@ -512,10 +470,7 @@ def build_deployment(
     """
     name = deployment_object_name(endpoint.name, deployment.name)
     labels = deployment_labels(endpoint.name, deployment.name)
-    resources = container_resources(deployment, instance)
-    custom = deployment.is_custom_container
-    env_spec = deployment.environment
-    routes = env_spec.inference_config if custom and env_spec is not None and not isinstance(env_spec, str) else None
+    resources = with_ephemeral_storage(container_resources(deployment, instance), EPHEMERAL_STORAGE_WORKLOAD)
 
     volumes: list[dict[str, Any]] = [
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
@@ -532,9 +487,13 @@ def build_deployment(
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True},
     ]
+    collector_volume = data_collector_volume(deployment, settings)
+    if collector_volume is not None:
+        volumes.append(collector_volume)
+        mounts.append({"name": "data-collector", "mountPath": DATA_COLLECTOR_DIR})
     init_containers: list[dict[str, Any]] = []
     uri = remote_model_uri(deployment)
-    mdir = model_dir(deployment)
+    mdir = azureml_model_dir(deployment)
     if uri is not None:
         volumes.append({"name": "model", "emptyDir": {}})
         mounts.append({"name": "model", "mountPath": mdir, "readOnly": True})
@@ -545,30 +504,19 @@ def build_deployment(
                 "command": model_fetch_command(uri, mdir),
                 "env": [{"name": "HOME", "value": "/tmp"}],
                 "volumeMounts": [{"name": "model", "mountPath": mdir}, {"name": "tmp", "mountPath": "/tmp"}],
-                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
-                "securityContext": _restricted_container_security(settings),
+                "resources": with_ephemeral_storage(
+                    {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+                    EPHEMERAL_STORAGE_WORKLOAD,
+                ),
+                "securityContext": restricted_container_security(settings),
             }
         )
 
-    if routes is not None:
-        ports = {routes.scoring_route.port: "http"}
-        for extra in (routes.liveness_route.port, routes.readiness_route.port):
-            ports.setdefault(extra, f"p{extra}")
-        container_ports = [{"name": n, "containerPort": p, "protocol": "TCP"} for p, n in ports.items()]
-        liveness = _probe(
-            deployment.liveness_probe, routes.liveness_route.path, ports[routes.liveness_route.port], liveness=True
-        )
-        readiness = _probe(
-            deployment.readiness_probe, routes.readiness_route.path, ports[routes.readiness_route.port], liveness=False
-        )
-        env = [{"name": k, "value": v} for k, v in deployment.environment_variables.items()]
-        args: list[str] | None = None
-    else:
-        container_ports = [{"name": "http", "containerPort": SERVING_PORT, "protocol": "TCP"}]
-        liveness = _probe(deployment.liveness_probe, "/", "http", liveness=True)
-        readiness = _probe(deployment.readiness_probe, "/ready", "http", liveness=False)
-        env = serving_env(endpoint, deployment, settings)
-        args = ["--host", "0.0.0.0", "--port", str(SERVING_PORT)]
+    container_ports = [{"name": "http", "containerPort": SERVING_PORT, "protocol": "TCP"}]
+    liveness = http_probe(deployment.liveness_probe, "/", "http", liveness=True)
+    readiness = http_probe(deployment.readiness_probe, "/ready", "http", liveness=False)
+    env = serving_env(endpoint, deployment, settings)
+    args: list[str] | None = ["--host", "0.0.0.0", "--port", str(SERVING_PORT)]
 
     container: dict[str, Any] = {
         "name": "scorer",
@@ -581,7 +529,7 @@ def build_deployment(
         "readinessProbe": readiness,
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
         "volumeMounts": mounts,
-        "securityContext": _restricted_container_security(settings),
+        "securityContext": restricted_container_security(settings),
     }
     if args is not None:
         container["args"] = args
@@ -589,13 +537,7 @@ def build_deployment(
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": settings.run_as_user,
-            "runAsGroup": settings.run_as_user,
-            "fsGroup": settings.run_as_user,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod_security(settings),
         "terminationGracePeriodSeconds": termination_grace_period_s(deployment),
         "containers": [container],
         "volumes": volumes,
@@ -733,17 +675,7 @@ def build_egress_policy(
     """For ``egress_public_network_access: disabled``: egress only to cluster DNS and the stack's allow-list."""
     if deployment.egress_public_network_access != "disabled":
         return None
-    egress: list[dict[str, Any]] = [
-        {
-            "to": [
-                {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-                }
-            ],
-            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-        }
-    ]
+    egress: list[dict[str, Any]] = [dns_egress_rule()]
     if settings.egress_allow_cidrs:
         egress.append({"to": [{"ipBlock": {"cidr": cidr}} for cidr in settings.egress_allow_cidrs]})
     return {
@@ -770,9 +702,19 @@ def build_deployment_objects(
     image: Any,
 ) -> list[dict[str, Any]]:
     """Every object of one online deployment: Deployment, Service, PDB, then HPA/ScaledObject and egress
-    NetworkPolicy when the spec asks for them."""
+    NetworkPolicy when the spec asks for them.
+
+    A custom container or Triton deployment (:mod:`components.builders.byoc`) gets its server beside the auth
+    proxy; ``image`` is then the serving image (plus its local model, if any) that the proxy runs from.
+    """
+    # Imported here: byoc builds on this module's helpers (one-way at import time).
+
+    pod = build_deployment(endpoint, deployment, instance, settings, image)
+    server = custom_server(deployment, settings.triton_image)
+    if server is not None:
+        pod = custom_server_deployment(deployment, pod, server)
     objs = [
-        build_deployment(endpoint, deployment, instance, settings, image),
+        pod,
         build_service(endpoint, deployment, settings),
         build_pdb(endpoint, deployment, settings),
     ]

@@ -8,18 +8,19 @@ run on this machine as runner processes, their state under ``--state-dir`` (defa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-TERMINAL = ("Completed", "Failed", "Canceled")
-DEFAULT_STATE_DIR = ".endpoints/batch"
+from endpoints.sdk.batch import DEFAULT_STATE_DIR, TERMINAL
+from serving.batch.job_files import MAX_LOG_LINES
 
 batch_app = typer.Typer(
     name="batch",
@@ -29,140 +30,18 @@ batch_app = typer.Typer(
 )
 
 
-class Backend(Protocol):
-    """The four job operations, over HTTP or on this machine."""
-
-    def submit(self, body: dict[str, Any]) -> dict[str, Any]: ...
-    def get(self, job_id: str) -> dict[str, Any]: ...
-    def list(self) -> list[dict[str, Any]]: ...
-    def cancel(self, job_id: str) -> dict[str, Any]: ...
-    def close(self) -> None: ...
-
-
-class HttpBackend:
-    """Talks to a job API (``serving.batch.api``) with a bearer key or token."""
-
-    def __init__(self, url: str, key: str | None) -> None:
-        """Remember the base URL and credential."""
-        import httpx
-
-        headers = {"authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30)
-
-    def _call(self, method: str, path: str, **kw: Any) -> Any:
-        import httpx
-
-        try:
-            response = self.client.request(method, path, **kw)
-        except httpx.HTTPError as e:
-            raise CliError(f"{self.client.base_url}{path}: {type(e).__name__}: {e}") from e
-        try:
-            data = response.json()
-        except ValueError:
-            data = {"error": response.text[:200]}
-        if response.status_code >= 400:
-            raise CliError(f"{method} {path}: HTTP {response.status_code}: {data.get('error', data)}")
-        return data
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self.client.close()
-
-    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        """POST /jobs."""
-        return self._call("POST", "/jobs", json=body)  # type: ignore[no-any-return]
-
-    def get(self, job_id: str) -> dict[str, Any]:
-        """GET /jobs/{id}."""
-        return self._call("GET", f"/jobs/{job_id}")  # type: ignore[no-any-return]
-
-    def list(self) -> list[dict[str, Any]]:
-        """GET /jobs."""
-        return self._call("GET", "/jobs")["jobs"]  # type: ignore[no-any-return]
-
-    def cancel(self, job_id: str) -> dict[str, Any]:
-        """POST /jobs/{id}/cancel."""
-        return self._call("POST", f"/jobs/{job_id}/cancel")  # type: ignore[no-any-return]
-
-
-class LocalBackend:
-    """Runs jobs of an endpoint folder on this machine (the same code the job API runs)."""
-
-    def __init__(self, folder: Path, state_dir: Path) -> None:
-        """Load and validate the endpoint folder."""
-        from endpoints.errors import SpecError
-        from serving.batch.api import local_api
-
-        try:
-            self.api = local_api(str(folder), str(state_dir / folder.resolve().name))
-        except (SpecError, ValueError) as e:
-            raise CliError(str(e)) from e
-        self.launcher = self.api.launcher
-
-    def close(self) -> None:
-        """Nothing to close: runners live on by themselves."""
-
-    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Validate like the job API, then start (or queue) the runners."""
-        from pydantic import ValidationError
-
-        from serving.batch.api import BadRequestError, JobSubmission
-        from serving.batch.launchers import JobConflictError, JobNotFoundError
-
-        try:
-            request = self.api.request_for(JobSubmission.model_validate(body))
-            return self.launcher.submit(request).model_dump()
-        except ValidationError as e:
-            first = e.errors()[0]
-            raise CliError(f"{'.'.join(map(str, first['loc']))}: got {first.get('input')!r}; {first['msg']}") from e
-        except (BadRequestError, JobNotFoundError, JobConflictError) as e:
-            raise CliError(str(e)) from e
-
-    def get(self, job_id: str) -> dict[str, Any]:
-        """The job's state (starting queued jobs first, as the job API's background loop would)."""
-        from serving.batch.launchers import JobNotFoundError
-
-        self.launcher.reconcile()  # type: ignore[attr-defined]
-        try:
-            return self.launcher.get(job_id).model_dump()
-        except JobNotFoundError as e:
-            raise CliError(str(e)) from e
-
-    def list(self) -> list[dict[str, Any]]:
-        """Every job of this endpoint folder."""
-        return [j.model_dump() for j in self.launcher.list()]
-
-    def cancel(self, job_id: str) -> dict[str, Any]:
-        """SIGTERM the job's runners."""
-        from serving.batch.launchers import JobConflictError, JobNotFoundError
-
-        try:
-            return self.launcher.cancel(job_id).model_dump()
-        except (JobNotFoundError, JobConflictError) as e:
-            raise CliError(str(e)) from e
-
-
-class CliError(Exception):
-    """A failure reported as one line and exit code 1."""
-
-
-def backend_for(endpoint: str, key: str | None, state_dir: Path) -> Backend:
-    """A URL gives an HTTP backend, a folder the local one.
+def backend_for(endpoint: str, key: str | None, state_dir: Path) -> Any:
+    """A :class:`~endpoints.sdk.BatchEndpointClient`: a URL (the exported ``jobsUri`` as it is, or the job API's
+    base) talks HTTP, a folder runs jobs here.
 
     Raises:
-        typer.BadParameter: neither a URL nor a batch endpoint folder.
+        typer.BadParameter: neither a URL nor a valid batch endpoint folder.
     """
-    if endpoint.startswith(("http://", "https://")):
-        return HttpBackend(endpoint, key)
-    folder = Path(endpoint)
-    if not (folder / "endpoint.yml").is_file():
-        raise typer.BadParameter(
-            f"got {endpoint!r}; give a job API URL (http[s]://...) or a batch endpoint folder holding endpoint.yml",
-            param_hint="ENDPOINT",
-        )
+    from endpoints.sdk import BatchEndpointClient, EndpointError
+
     try:
-        return LocalBackend(folder, state_dir)
-    except CliError as e:
+        return BatchEndpointClient(endpoint, key=key, state_dir=state_dir)
+    except EndpointError as e:
         raise typer.BadParameter(str(e), param_hint="ENDPOINT") from e
 
 
@@ -196,42 +75,42 @@ def _describe(job: dict[str, Any]) -> str:
         where = f"{p.get('instances_done', 0)}/{p['instances']} instances"
     else:
         where = ""
+    items = (job.get("counts") or {}).get("items") or {}
+    failed = f", {items['failed']} failed items" if items.get("failed") else ""
     error = f" - {job['error']}" if job.get("error") else ""
-    return f"{job['id']}  {job['status']:<9}  {job.get('deployment', '')}  {where}{error}"
+    return f"{job['id']}  {job['status']:<9}  {job.get('deployment', '')}  {where}{failed}{error}"
 
 
-def _fraction(job: dict[str, Any]) -> tuple[int, int]:
-    p = job.get("progress") or {}
-    if "total" in p:
-        return int(p.get("done", 0)), int(p["total"]) or 1
-    if "instances" in p:
-        return int(p.get("instances_done", 0)), int(p["instances"]) or 1
-    return 0, 1
+MAX_FAILURES_SHOWN = 10
 
 
-def wait_for(backend: Backend, job_id: str, console: Console, show: bool, poll_s: float = 0.5) -> dict[str, Any]:
-    """Poll until the job ends, with a progress bar when ``show`` (stderr)."""
-    job = backend.get(job_id)
-    if not show:
-        while job["status"] not in TERMINAL:
-            time.sleep(poll_s)
-            job = backend.get(job_id)
-        return job
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-               TimeElapsedColumn())  # fmt: skip
-    with Progress(*columns, console=console, transient=False) as bar:
-        done, total = _fraction(job)
-        task = bar.add_task(f"{job_id} {job['status']}", total=total, completed=done, rate="")
-        while True:
-            done, total = _fraction(job)
-            rate = (job.get("progress") or {}).get("rows_per_second")
-            bar.update(task, completed=done, total=total, description=f"{job_id} {job['status']}",
-                       rate=f"{rate:.1f} rows/s" if rate else "")  # fmt: skip
-            if job["status"] in TERMINAL:
-                break
-            time.sleep(poll_s)
-            job = backend.get(job_id)
-    return job
+def _failure_lines(job: dict[str, Any]) -> list[str]:
+    """One line per failed mini-batch (the first few) with its reason."""
+    failures = (job.get("counts") or {}).get("failures") or []
+    lines = [
+        f"  failed: mini-batch {f['mini_batch']}: {f['failed_items']} items after {f['attempts']} attempts: "
+        f"{f['reason']}"
+        for f in failures[:MAX_FAILURES_SHOWN]
+    ]
+    if len(failures) > MAX_FAILURES_SHOWN:
+        lines.append(f"  ... {len(failures) - MAX_FAILURES_SHOWN} more failed mini-batches (--json lists them all)")
+    return lines
+
+
+def _succeeded(job: dict[str, Any]) -> bool:
+    """Completed, and not a job whose every item failed (error_threshold -1 lets that complete: nothing was scored)."""
+    items = (job.get("counts") or {}).get("items") or {}
+    return job["status"] == "Completed" and not (items.get("failed") and not items.get("succeeded"))
+
+
+def _print_job(job: dict[str, Any], as_json: bool) -> None:
+    """The job as JSON, or its one-line description and its failed mini-batches."""
+    if as_json:
+        typer.echo(json.dumps(job, indent=2))
+        return
+    typer.echo(_describe(job))
+    for line in _failure_lines(job):
+        typer.echo(line)
 
 
 EndpointArg = Annotated[str, typer.Argument(help="Job API URL, or a batch endpoint folder (local mode).")]
@@ -243,9 +122,24 @@ StateOpt = Annotated[Path, typer.Option("--state-dir", help="Local mode: where j
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def _fail(e: CliError) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+def _fail(e: Exception, as_json: bool = False) -> typer.Exit:
+    if as_json:
+        typer.echo(json.dumps({"error": str(e)}))
+    else:
+        Console(stderr=True).print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True, markup=False)
     return typer.Exit(code=1)
+
+
+@contextlib.contextmanager
+def _job(endpoint: str, job_id: str, key: str | None, state_dir: Path, as_json: bool) -> Iterator[Any]:
+    """One job of the endpoint (an SDK ``BatchJob``); an SDK error ends the command with its message."""
+    from endpoints.sdk import EndpointError
+
+    with backend_for(endpoint, key, state_dir) as client:
+        try:
+            yield client.job(job_id)
+        except EndpointError as e:
+            raise _fail(e, as_json) from e
 
 
 @batch_app.command()
@@ -264,28 +158,28 @@ def invoke(
     as_json: JsonOpt = False,
 ) -> None:
     """Start a batch job; with --wait, exit 0 only when it completes."""
-    backend = backend_for(endpoint, key, state_dir)
-    body: dict[str, Any] = {"input": input_, "settings": parse_sets(sets or [])}
-    if input_ and "://" not in input_:
-        body["input"] = str(Path(input_).resolve()) if not isinstance(backend, HttpBackend) else input_
-    for name, value in (("deployment", deployment), ("output", output), ("job_id", job_id)):
-        if value is not None:
-            body[name] = value
-    try:
-        job = backend.submit(body)
-        if wait:
-            job = wait_for(backend, job["id"], Console(stderr=True), show=not as_json)
-    except CliError as e:
-        raise _fail(e) from e
-    finally:
-        backend.close()
+    from endpoints.sdk import EndpointError
+
+    settings = parse_sets(sets or [])
+    with backend_for(endpoint, key, state_dir) as client:
+        try:
+            batch_job = client.invoke(input_, output, deployment=deployment, job_id=job_id, **settings)
+            # This command runs the job: following it starts it when a runner slot frees up (folder mode).
+            job = batch_job.wait(progress=not as_json) if wait else batch_job.info
+        except EndpointError as e:
+            raise _fail(e, as_json) from e
     if as_json:
         typer.echo(json.dumps(job, indent=2))
     else:
         typer.echo(_describe(job))
+        if wait:
+            for line in _failure_lines(job):
+                typer.echo(line)
         if wait and job.get("output"):
             typer.echo(f"output: {os.path.join(job['output'], job.get('output_file_name', ''))}")
-    if wait and job["status"] != "Completed":
+    if wait and not _succeeded(job):
+        if job["status"] == "Completed":
+            Console(stderr=True).print("[red]error:[/red] every item failed; nothing was scored", highlight=False)
         raise typer.Exit(code=1)
 
 
@@ -299,14 +193,35 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a job's status, progress and counts."""
-    backend = backend_for(endpoint, key, state_dir)
-    try:
-        job = wait_for(backend, job_id, Console(stderr=True), show=not as_json) if wait else backend.get(job_id)
-    except CliError as e:
-        raise _fail(e) from e
-    finally:
-        backend.close()
-    typer.echo(json.dumps(job, indent=2) if as_json else _describe(job))
+    _one_job(endpoint, job_id, key, state_dir, as_json, wait, resume=False)
+
+
+@batch_app.command()
+def resume(
+    endpoint: EndpointArg,
+    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the job to its end (progress bar).")] = False,
+    key: KeyOpt = None,
+    state_dir: StateOpt = Path(DEFAULT_STATE_DIR),
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a Failed or Canceled job again: its runners skip every mini-batch the journal holds."""
+    _one_job(endpoint, job_id, key, state_dir, as_json, wait, resume=True)
+
+
+def _one_job(
+    endpoint: str, job_id: str, key: str | None, state_dir: Path, as_json: bool, wait: bool, *, resume: bool
+) -> None:
+    """``status`` and ``resume``: (resume and) print one job, following it to its end with ``--wait``; exit 1 when
+    a followed job did not succeed."""
+    with _job(endpoint, job_id, key, state_dir, as_json) as batch_job:
+        if resume:
+            batch_job.resume()
+        # Only resume starts a queued job when a runner slot frees up; reading (status) changes nothing.
+        job = batch_job.wait(progress=not as_json, start_queued=resume) if wait else batch_job.info
+    _print_job(job, as_json)
+    if wait and not _succeeded(job):
+        raise typer.Exit(code=1)
 
 
 @batch_app.command("list")
@@ -317,13 +232,13 @@ def list_jobs(
     as_json: JsonOpt = False,
 ) -> None:
     """List the endpoint's jobs, newest first."""
-    backend = backend_for(endpoint, key, state_dir)
-    try:
-        jobs = backend.list()
-    except CliError as e:
-        raise _fail(e) from e
-    finally:
-        backend.close()
+    from endpoints.sdk import EndpointError
+
+    with backend_for(endpoint, key, state_dir) as client:
+        try:
+            jobs = [j.info for j in client.jobs()]
+        except EndpointError as e:
+            raise _fail(e, as_json) from e
     if as_json:
         typer.echo(json.dumps(jobs, indent=2))
     else:
@@ -340,14 +255,70 @@ def cancel(
     as_json: JsonOpt = False,
 ) -> None:
     """Cancel a queued or running job (finished mini-batches stay in the output)."""
-    backend = backend_for(endpoint, key, state_dir)
-    try:
-        job = backend.cancel(job_id)
-    except CliError as e:
-        raise _fail(e) from e
-    finally:
-        backend.close()
+    with _job(endpoint, job_id, key, state_dir, as_json) as batch_job:
+        job = batch_job.cancel()
     typer.echo(json.dumps(job, indent=2) if as_json else _describe(job))
+
+
+@batch_app.command()
+def download(
+    endpoint: EndpointArg,
+    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    dest: Annotated[Path, typer.Argument(help="Folder to copy the job's output files into (created).")],
+    key: KeyOpt = None,
+    state_dir: StateOpt = Path(DEFAULT_STATE_DIR),
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy a job's output files (predictions and summary) into DEST; a running job gives what is written so far."""
+    with _job(endpoint, job_id, key, state_dir, as_json) as batch_job:
+        written = batch_job.download(dest)
+    if as_json:
+        typer.echo(json.dumps({"job": job_id, "files": [str(p) for p in written]}, indent=2))
+    else:
+        for path in written:
+            typer.echo(str(path))
+        if not written:
+            typer.echo(f"job {job_id} has no output files yet")
+
+
+@batch_app.command()
+def logs(
+    endpoint: EndpointArg,
+    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    tail: Annotated[int, typer.Option("--tail", min=1, max=10_000, help="Last lines per runner.")] = 100,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until the job ends (or Ctrl-C).")
+    ] = False,
+    key: KeyOpt = None,
+    state_dir: StateOpt = Path(DEFAULT_STATE_DIR),
+    as_json: JsonOpt = False,
+) -> None:
+    """Print a job's runner logs (one per instance locally, one per pod in the cluster)."""
+    with _job(endpoint, job_id, key, state_dir, as_json) as batch_job:
+        try:
+            # Following reads whole logs (up to MAX_LOG_LINES a runner) and prints what is beyond the lines seen.
+            texts = batch_job.logs(MAX_LOG_LINES if follow else tail)
+            if as_json and not follow:
+                typer.echo(json.dumps(texts, indent=2))
+                return
+            seen: dict[str, int] = {}
+            for name, text in texts.items():
+                lines = text.splitlines()
+                if len(texts) > 1 and lines:
+                    typer.echo(f"==> {name} <==")
+                for line in lines[-tail:]:
+                    typer.echo(line)
+                seen[name] = len(lines)
+            while follow and batch_job.info["status"] not in TERMINAL:
+                time.sleep(1.0)
+                batch_job.refresh()
+                for name, text in batch_job.logs(MAX_LOG_LINES).items():
+                    lines = text.splitlines()
+                    for line in lines[seen.get(name, 0) :]:
+                        typer.echo(f"{name} | {line}")
+                    seen[name] = len(lines)
+        except KeyboardInterrupt:
+            return
 
 
 def register(app: typer.Typer) -> None:

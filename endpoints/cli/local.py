@@ -5,8 +5,9 @@ endpoints local status [ENDPOINT] [--json]
 endpoints local logs [DEPLOYMENT] [--endpoint NAME] [--tail 50] [--follow]
 endpoints local update ENDPOINT_DIR [--endpoint-file F]
 endpoints local down [ENDPOINT]
-endpoints invoke ENDPOINT --request-file F [--deployment NAME]
-endpoints get-credentials ENDPOINT
+endpoints invoke ENDPOINT|FOLDER|URL (--request-file F [--content-type T] | --file NAME=PATH ...) [--deployment NAME]
+    [--stack S] [--json]
+endpoints get-credentials ENDPOINT [--stack S]
 """
 
 from __future__ import annotations
@@ -15,16 +16,15 @@ import json
 import mimetypes
 import signal
 import sys
-import time
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from endpoints.cli.output import emit, fail
 from endpoints.errors import SpecError
 from endpoints.local.routing import PIN_HEADER
 from endpoints.local.state import (
@@ -37,6 +37,7 @@ from endpoints.local.state import (
 )
 from endpoints.local.supervisor import DEFAULT_PORT, LocalError, Supervisor, log_tail, stop_endpoint
 from endpoints.project import ENDPOINT_FILE, load_endpoint_project
+from endpoints.sdk.local import endpoint_summary, endpoint_urls
 
 local_app = typer.Typer(
     help="Run an online endpoint on this machine: serving processes + a local router, no cluster.",
@@ -76,24 +77,8 @@ def _load(endpoint_dir: Path, endpoint_file: str) -> Any:
         raise _fail(str(e)) from None
 
 
-def _urls(state: EndpointState) -> dict[str, str]:
-    port = state.router.port if state.router else DEFAULT_PORT
-    return {
-        "scoring_uri": f"http://127.0.0.1:{port}/score",
-        "swagger_uri": f"http://127.0.0.1:{port}/swagger.json",
-    }
-
-
-def _summary(state: EndpointState) -> dict[str, Any]:
-    return {
-        "endpoint": state.endpoint,
-        **_urls(state),
-        "auth_mode": state.auth_mode,
-        "traffic": state.traffic,
-        "mirror_traffic": state.mirror_traffic,
-        "deployments": {n: {"pid": r.pid, "port": r.port} for n, r in state.deployments.items()},
-        "router": {"pid": state.router.pid, "port": state.router.port} if state.router else None,
-    }
+_urls = endpoint_urls
+_summary = endpoint_summary
 
 
 def _print_started(state: EndpointState) -> None:
@@ -102,6 +87,8 @@ def _print_started(state: EndpointState) -> None:
     _out.print(f"  scoring URI: {urls['scoring_uri']}", markup=False)
     _out.print(f"  swagger URI: {urls['swagger_uri']}", markup=False)
     _out.print(f"  traffic: {state.traffic}  mirror: {state.mirror_traffic or 'none'}", markup=False)
+    for name, store in sorted(state.data_collectors.items()):
+        _out.print(f"  data collector ({name}): {store}", markup=False)
     credential = "key" if state.auth_mode == "key" else "token"
     _out.print(f"  {credential}: endpoints get-credentials {state.endpoint}", markup=False)
     _out.print(f"  try: endpoints invoke {state.endpoint} --request-file <file.json>", markup=False)
@@ -139,11 +126,13 @@ def up(
     if not detach:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
+    before = supervisor.dir.load()
+    was_running = bool(before and before.alive_records())
     try:
         state = supervisor.up(port, foreground=not detach, ready_timeout_s=timeout_s)
     except LocalError as e:
-        if not detach:
-            stop_endpoint(supervisor.dir)
+        if not detach and not was_running:
+            stop_endpoint(supervisor.dir)  # a failed fresh start in the foreground leaves nothing behind
         raise _fail(str(e)) from None
     if as_json:
         typer.echo(json.dumps(_summary(state), indent=2))
@@ -196,43 +185,19 @@ def _pick(root: Path, endpoint: str | None) -> StateDir:
     raise _fail(f"several local endpoints ({', '.join(names)}); name one with --endpoint")
 
 
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def status(
     endpoint: Annotated[str | None, typer.Argument(help="Endpoint name (default: every local endpoint).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     state_dir: StateOption = None,
 ) -> None:
     """Show each local endpoint's router and deployments: running, ready, crashed or stopped."""
+    from endpoints.sdk import EndpointError, LocalEndpoints
+
     root = state_root(state_dir)
-    names = [endpoint] if endpoint else known_endpoints(root)
-    report = []
-    for name in names:
-        state = StateDir(root, name).load()
-        if state is None:
-            raise _fail(f"no local endpoint named {name!r} in {root}")
-        rows = []
-        for dname, record in state.deployments.items():
-            alive = record.alive()
-            rows.append(
-                {
-                    "deployment": dname,
-                    "state": ("ready" if _ready(record.port) else "starting") if alive else "crashed",
-                    "pid": record.pid,
-                    "port": record.port,
-                    "traffic": state.traffic.get(dname, 0),
-                    "mirror": state.mirror_traffic.get(dname, 0),
-                }
-            )
-        router_state = "stopped"
-        if state.router is not None:
-            router_state = "running" if state.router.alive() else "crashed"
-        report.append({**_summary(state), "router_state": router_state, "deployment_states": rows})
+    try:
+        report = LocalEndpoints(root).status(endpoint)
+    except EndpointError as e:
+        raise _fail(str(e)) from None
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -245,6 +210,8 @@ def status(
             table.add_row(*(str(row[k]) for k in ("deployment", "state", "pid", "port", "traffic", "mirror")))
         if item["deployment_states"]:
             _out.print(table)
+        for name, store in sorted(item.get("data_collectors", {}).items()):
+            _out.print(f"  data collector ({name}): {store}", markup=False)
         else:
             _out.print("  stopped (`endpoints local up` starts it again)", markup=False)
     if any(
@@ -275,17 +242,11 @@ def logs(
             typer.echo(text)
     if not follow:
         return
-    offsets = {n: dir_.log_file(n).stat().st_size for n in names}
+    from endpoints.sdk import LocalEndpoints
+
     try:
-        while True:
-            time.sleep(0.5)
-            for name in names:
-                with dir_.log_file(name).open("rb") as f:
-                    f.seek(offsets[name])
-                    chunk = f.read()
-                    offsets[name] = f.tell()
-                for line in chunk.decode(errors="replace").splitlines():
-                    typer.echo(f"{name} | {line}" if len(names) > 1 else line)
+        for name, line in LocalEndpoints(dir_.root).follow_logs(dir_.endpoint, deployment):
+            typer.echo(f"{name} | {line}" if len(names) > 1 else line)
     except KeyboardInterrupt:
         return
 
@@ -316,9 +277,21 @@ def _credential(dir_: StateDir, state: EndpointState) -> str:
 
 def get_credentials(
     endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
+    stack: Annotated[
+        str | None, typer.Option("--stack", help="Read the keys of a cluster stack's endpoint (its secret outputs).")
+    ] = None,
+    project: Annotated[Path | None, typer.Option("--project", help="Pulumi project folder (with --stack).")] = None,
     state_dir: StateOption = None,
 ) -> None:
-    """Print a local endpoint's keys (key auth) or a fresh 1-hour token (aml_token), as Azure's JSON."""
+    """Print an endpoint's keys (key auth) or a fresh 1-hour token (local aml_token), as Azure's JSON."""
+    if stack is not None:
+        from endpoints.sdk import EndpointError, Workspace
+
+        try:
+            typer.echo(json.dumps(Workspace(stack, project).credentials(endpoint)))
+        except EndpointError as e:
+            raise fail(str(e), as_json=True) from None
+        return
     dir_ = _pick(state_root(state_dir), endpoint)
     state = dir_.load()
     assert state is not None
@@ -332,40 +305,126 @@ def get_credentials(
         raise _fail(f"endpoint {endpoint} uses aad_token; get a token from your identity provider")
 
 
+def _multipart_files(specs: list[str]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """``NAME=PATH`` options as multipart parts (field name, (file name, bytes, content type))."""
+    parts = []
+    for spec in specs:
+        name, sep, path_text = spec.partition("=")
+        if not sep or not name or not path_text:
+            raise typer.BadParameter(f"got {spec!r}; write NAME=PATH, e.g. image=car.jpg", param_hint="--file")
+        path = Path(path_text)
+        if not path.is_file():
+            raise typer.BadParameter(f"got {spec!r}; {path_text}: no such file", param_hint="--file")
+        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        parts.append((name, (path.name, path.read_bytes(), kind)))
+    return parts
+
+
+def _invoke_client(
+    endpoint: str, token: str | None, stack: str | None, project: Path | None, state_dir: Path | None, timeout_s: float
+) -> Any:
+    from endpoints.sdk import OnlineEndpointClient, Workspace
+
+    if endpoint.startswith(("http://", "https://")):
+        return OnlineEndpointClient(endpoint, token=token, timeout=timeout_s)
+    if stack is not None:
+        workspace = Workspace(stack, project)
+        uri = workspace.show(endpoint).get("scoring_uri")
+        if not uri:
+            raise typer.BadParameter(f"stack {stack} exports no scoring URI for {endpoint!r}", param_hint="ENDPOINT")
+        credential = token or workspace.credentials(endpoint)["primaryKey"]
+        return OnlineEndpointClient(uri, token=credential, timeout=timeout_s)
+    if token is not None:
+        from endpoints.sdk.local import LocalEndpoints
+
+        uri, _ = LocalEndpoints(state_root(state_dir)).connection(endpoint)
+        return OnlineEndpointClient(uri, token=token, timeout=timeout_s)
+    return OnlineEndpointClient.local(endpoint, state_dir=state_root(state_dir), timeout=timeout_s)
+
+
 def invoke(
-    endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
-    request_file: Annotated[
-        Path, typer.Option("--request-file", exists=True, dir_okay=False, help="Request body (JSON or an image).")
+    endpoint: Annotated[
+        str, typer.Argument(help="Local endpoint name or folder, a scoring URI (http[s]://...), or a stack's endpoint.")
     ],
+    request_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--request-file",
+            exists=True,
+            dir_okay=False,
+            help="Request body sent as is: JSON (.json) or raw bytes (content type from --content-type, else the"
+            " file's extension).",
+        ),
+    ] = None,
+    files: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--file",
+            help="NAME=PATH: send PATH as the multipart/form-data part NAME (repeatable; instead of --request-file).",
+        ),
+    ] = None,
+    content_type: Annotated[
+        str | None, typer.Option("--content-type", help="Content type of --request-file (default from its extension).")
+    ] = None,
     deployment: Annotated[
         str | None, typer.Option("--deployment", help=f"Pin a deployment ({PIN_HEADER} header).")
     ] = None,
-    token: Annotated[str | None, typer.Option("--token", help="Credential to send instead of the local one.")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="ENDPOINTS_KEY", help="Key or token to send (default: the endpoint's own)."),
+    ] = None,
     timeout_s: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the answer.")] = 60.0,
+    stack: Annotated[str | None, typer.Option("--stack", help="Invoke a cluster stack's endpoint.")] = None,
+    project: Annotated[Path | None, typer.Option("--project", help="Pulumi project folder (with --stack).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print status, request id, deployment and body as JSON.")
+    ] = False,
     state_dir: StateOption = None,
 ) -> None:
-    """Send a request to a local endpoint's scoring URI and print the answer (exit 1 unless 2xx)."""
-    dir_ = _pick(state_root(state_dir), endpoint)
-    state = dir_.load()
-    assert state is not None
-    if state.router is None or not state.router.alive():
-        raise _fail(f"endpoint {endpoint} is not running; start it with `endpoints local up ENDPOINT_DIR`")
-    content_type = "application/json"
-    if request_file.suffix.lower() != ".json":
-        content_type = mimetypes.guess_type(request_file.name)[0] or "application/octet-stream"
-    headers = {"Content-Type": content_type, "Authorization": f"Bearer {token or _credential(dir_, state)}"}
-    if deployment:
-        headers[PIN_HEADER] = deployment
-    try:
-        response = httpx.post(
-            _urls(state)["scoring_uri"], content=request_file.read_bytes(), headers=headers, timeout=timeout_s
+    """Send a request to an endpoint's scoring URI and print the answer (exit 1 unless 2xx).
+
+    Answers 429/503 are retried after the server's Retry-After (3 times at most, 30 s in all).
+    """
+    from endpoints.sdk import EndpointError
+
+    if (request_file is None) == (not files):
+        raise typer.BadParameter("give either --request-file or one or more --file NAME=PATH", param_hint="--file")
+    if files and content_type:
+        raise typer.BadParameter(
+            f"got {content_type!r}; a multipart request's content type is set by --file", param_hint="--content-type"
         )
-    except httpx.HTTPError as e:
-        raise _fail(f"{_urls(state)['scoring_uri']}: {type(e).__name__}: {e}") from None
-    answered_by = response.headers.get(PIN_HEADER, "-")
-    _err.print(f"HTTP {response.status_code} from deployment {answered_by}", markup=False)
-    sys.stdout.write(response.text + ("\n" if not response.text.endswith("\n") else ""))
-    if not response.is_success:
+    parts = _multipart_files(files or [])
+    if request_file is not None and content_type is None:
+        content_type = "application/json"
+        if request_file.suffix.lower() != ".json":
+            content_type = mimetypes.guess_type(request_file.name)[0] or "application/octet-stream"
+    try:
+        client = _invoke_client(endpoint, token, stack, project, state_dir, timeout_s)
+        with client:
+            if request_file is not None:
+                result = client.invoke(data=request_file.read_bytes(), content_type=content_type, deployment=deployment)
+            else:  # httpx sets multipart/form-data with its boundary
+                result = client.invoke(files=parts, deployment=deployment)
+    except EndpointError as e:
+        raise fail(str(e), as_json) from None
+    if as_json:
+        try:
+            body: Any = result.json()
+        except EndpointError:
+            body = result.text
+        emit(
+            {
+                "status": result.status,
+                "request_id": result.request_id,
+                "deployment": result.deployment,
+                "attempts": result.attempts,
+                "body": body,
+            }
+        )
+    else:
+        _err.print(f"HTTP {result.status} from deployment {result.deployment or '-'}", markup=False)
+        sys.stdout.write(result.text + ("\n" if not result.text.endswith("\n") else ""))
+    if not result.ok:
         raise typer.Exit(code=1)
 
 

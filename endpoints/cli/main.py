@@ -16,7 +16,19 @@ import typer
 from endpoints import __version__
 
 # Order is the order of ``endpoints --help``.
-COMMAND_MODULES = ("validate", "serve", "token", "local", "batch", "plan", "promote")
+COMMAND_MODULES = (
+    "validate",
+    "serve",
+    "token",
+    "local",
+    "manage",
+    "batch",
+    "plan",
+    "promote",
+    "rollout",
+    "cluster",
+    "studio",
+)
 # Top-level command -> the module that registers it (a test keeps this equal to what the modules register).
 # ``endpoints plan ...`` then imports only the plan module: the others pull in httpx, the serving stack, JWT
 # and cryptography, about a second of start-up on a small machine.
@@ -27,9 +39,16 @@ COMMAND_OWNERS = {
     "local": "local",
     "invoke": "local",
     "get-credentials": "local",
+    "list": "manage",
+    "show": "manage",
+    "logs": "manage",
+    "regenerate-keys": "manage",
     "batch": "batch",
     "plan": "plan",
     "promote": "promote",
+    "rollout": "rollout",
+    "cluster": "cluster",
+    "studio": "studio",
 }
 
 

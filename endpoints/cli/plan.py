@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,14 +14,16 @@ from rich.table import Table
 from endpoints.errors import SpecError
 
 if TYPE_CHECKING:
-    from endpoints.plan import PlanDiff, StackPlan
+    from endpoints.app.plan import PlanDiff, StackPlan
 
 _MAX_CHANGES_SHOWN = 8
 
 
 def error_text(error: SpecError) -> str:
     """The problems of ``error``, one per line; messages that already name their file are printed as they are."""
-    return "\n".join(p.message if p.file is None and p.line is None and not p.path else str(p) for p in error.problems)
+    from endpoints.sdk.errors import spec_message
+
+    return spec_message(error)
 
 
 def find_repo_root(start: Path) -> Path:
@@ -52,15 +55,21 @@ def plan(
 
     Exits 1 when `pulumi up` would fail: a schema problem, or a violation in a stack whose enforcement is mandatory.
     """
-    # Imported here: the plan pulls in the builders and schema validators, which other commands do not need.
-    from endpoints.plan import diff_plans, plan_stack, write_manifests
-
     root = (project or find_repo_root(Path.cwd())).resolve()
     try:
+        # Imported here: the plan pulls in the builders and schema validators, which other commands do not need.
+        from endpoints.app.plan import diff_plans, plan_stack, write_manifests
+
         result = plan_stack(root, stack)
         base = plan_stack(root, diff_from, check=False) if diff_from else None
     except SpecError as e:
         Console(stderr=True, highlight=False, soft_wrap=True).print(error_text(e), markup=False)
+        raise typer.Exit(code=1) from None
+    except ImportError as e:
+        message = plan_extra_error(e, "plan")
+        if message is None:
+            raise
+        typer.echo(message, err=True)
         raise typer.Exit(code=1) from None
     diff = diff_plans(result, base) if base is not None else None
     written = write_manifests(result, out) if out is not None else []
@@ -76,6 +85,26 @@ def plan(
         _print_text(result, diff, out, len(written))
     if result.blocked:
         raise typer.Exit(code=1)
+
+
+# Top-level modules of the ``plan`` extra (pyproject.toml): the README's quick start installs only ``[ml]``.
+PLAN_EXTRA_MODULES = ("jsonschema", "kubernetes_validate", "referencing", "jsonschema_specifications")
+
+
+def plan_extra_error(e: ImportError, command: str) -> str | None:
+    """The one-line error for ``endpoints COMMAND`` when ``e`` is a missing module of the ``plan`` extra, else None
+    (any other import error is a bug and keeps its traceback)."""
+    name = e.name or ""
+    if not name:  # raised in a worker process and pickled back: the name is only in the message
+        found = re.search(r"module named '([^']+)'|import of (\S+) halted", str(e))
+        name = next((g for g in found.groups() if g), "") if found else ""
+    top = name.split(".")[0]
+    if top not in PLAN_EXTRA_MODULES:
+        return None
+    return (
+        f"error: endpoints {command} needs the 'plan' extra (module {top!r} is not installed): "
+        "pip install 'k8s-ml-endpoints[plan]' (in a checkout: pip install -e '.[plan]')"
+    )
 
 
 def _print_text(result: StackPlan, diff: PlanDiff | None, out: Path | None, written: int) -> None:
@@ -99,6 +128,8 @@ def _print_text(result: StackPlan, diff: PlanDiff | None, out: Path | None, writ
     console.print(f"violations: mandatory {levels['mandatory']}, advisory {levels['advisory']}", markup=False)
     for v in result.violations:
         console.print(f"  [{result.level}] {v.policy} {v.ref()}: {v.message}", markup=False)
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False)
     if diff is not None:
         console.print(
             f"diff from {diff.base}: {len(diff.added)} added, {len(diff.removed)} removed, {len(diff.changed)} changed",

@@ -42,8 +42,8 @@ def promote(
     """
     if traffic is not None and mirror is not None:
         raise typer.BadParameter("pick one of --traffic and --mirror; a deployment is mirrored first")
-    from endpoints.cli.plan import error_text, find_repo_root
-    from endpoints.promote import promote as compute
+    from endpoints.app.promote import promote as compute
+    from endpoints.cli.plan import error_text, find_repo_root, plan_extra_error
 
     root = (project or find_repo_root(Path.cwd())).resolve()
     try:
@@ -52,6 +52,12 @@ def promote(
         )
     except SpecError as e:
         Console(stderr=True, highlight=False, soft_wrap=True).print(f"promote refused: {error_text(e)}", markup=False)
+        raise typer.Exit(code=1) from None
+    except ImportError as e:
+        message = plan_extra_error(e, "promote")
+        if message is None:
+            raise
+        typer.echo(message, err=True)
         raise typer.Exit(code=1) from None
     written = bool(result.changes) and not dry_run
     if written:

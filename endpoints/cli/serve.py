@@ -14,7 +14,13 @@ def serve(
         typer.Option("--entry-script", help="Scoring script with init() and run(); omit to serve an MLflow model."),
     ] = None,
     model_dir: Annotated[
-        Path | None, typer.Option("--model-dir", help="Model folder, exported as AZUREML_MODEL_DIR.")
+        Path | None,
+        typer.Option(
+            "--model-dir",
+            help="Exported as is as AZUREML_MODEL_DIR (absolute). Azure puts a model under its own name in that"
+            " folder (model.path models/alice -> $AZUREML_MODEL_DIR/alice/...), and so do `endpoints local up` and"
+            " the images: to match, give the folder that holds the model folder, not the model folder itself.",
+        ),
     ] = None,
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port; 0 picks a free one.")] = 5001,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",

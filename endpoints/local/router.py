@@ -23,6 +23,8 @@ handled in the protocol callbacks themselves; the only timer is one sweeper for 
 - the hop to the deployments is ``endpoints.local.upstream`` (keep-alive pools of protocol connections).
 
 The routing table is read from a JSON file at start and again on ``SIGHUP`` (``endpoints local update``).
+With ``--metrics-port``, Prometheus metrics (requests by deployment, status and how they were routed, durations,
+mirror copies) are served there (``endpoints.local.router_metrics``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import logging
 import re
 import signal
 import sys
+import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -45,20 +48,30 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from contract import serving as _contract
+from contract.serving import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_BODY_BYTES
+from endpoints.local.router_metrics import RouterMetrics
+from endpoints.local.router_tracing import RouterTracing, router_tracing_from_env
 from endpoints.local.routing import PIN_HEADER, Router, RoutingTable
 from endpoints.local.upstream import UpstreamConnection, UpstreamError, UpstreamPool, UpstreamTimeout
+from serving import logformat
+from serving.logformat import TRACEPARENT
 
 logger = logging.getLogger("endpoints.local.router")
 
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 DEFAULT_TIMEOUT_S = 10.0
-DEFAULT_KEEPALIVE_TIMEOUT_S = 65.0
-DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_KEEPALIVE_TIMEOUT_S = float(_contract.DEFAULT_KEEPALIVE_TIMEOUT_S)
 DEFAULT_BODY_TIMEOUT_S = 30.0
 MIRROR_CONCURRENCY = 32
 REPLAY_MAX_BYTES = 256 * 1024  # a request up to this size is kept until answered, to replay on a stale connection
 BUFFER_MAX_BYTES = 256 * 1024  # body kept while the upstream connection opens; above it the client is paused
 SWEEP_INTERVAL_S = 0.25  # resolution of every timeout
+# Request-head limits (gunicorn's, as the serving process: serving.protocol): the request target, the number of header
+# fields, one field (name + value), and the bytes an incomplete head may hold (checked after each read).
+MAX_REQUEST_LINE = 4094
+MAX_HEADER_FIELDS = 100
+MAX_HEADER_FIELD_BYTES = 8190
+MAX_HEAD_BYTES = MAX_REQUEST_LINE + 2 + MAX_HEADER_FIELDS * (MAX_HEADER_FIELD_BYTES + 2) + 2
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 )
@@ -76,11 +89,12 @@ _PAUSE_UPSTREAM = 2  # the deployment's socket is full
 _PAUSE_BUFFER = 4  # the upstream connection is still opening and the body buffer is full
 
 # Request headers the router reads or drops (hop-by-hop ones, and Host, framing and Expect: the hop's own).
-_H_PIN, _H_ID, _H_LENGTH, _H_HOST, _H_CONNECTION, _H_CHUNKED, _H_EXPECT, _H_DROP = range(8)
+_H_PIN, _H_ID, _H_TRACE, _H_LENGTH, _H_HOST, _H_CONNECTION, _H_CHUNKED, _H_EXPECT, _H_DROP = range(9)
 _SPECIAL_REQUEST_HEADERS = {
     **dict.fromkeys(_HOP, _H_DROP),
     _PIN: _H_PIN,
     b"x-request-id": _H_ID,
+    b"traceparent": _H_TRACE,
     b"content-length": _H_LENGTH,
     b"host": _H_HOST,
     b"connection": _H_CONNECTION,
@@ -154,9 +168,9 @@ def _status_line(status: int) -> bytes:
     return _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
 
 
-def _error_response(status: int, message: str, close: bool) -> bytes:
+def _error_response(status: int, message: str, close: bool, fields: bytes = b"") -> bytes:
     body = json.dumps({"error": message}).encode()
-    head = [_status_line(status), b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)]
+    head = [_status_line(status), b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body), fields]
     if close:
         head.append(b"connection: close\r\n")
     head += [b"\r\n", body]
@@ -204,6 +218,9 @@ class _Forward:
     request_complete = False
     over = False  # the router is done with the upstream side (answered, failed or client gone)
     timeout = DEFAULT_TIMEOUT_S
+    request_id: bytes | None = None  # the client's x-request-id, or the one generated for the deployment
+    traceparent: bytes | None = None  # as the client sent it (passed on unchanged unless the router traces)
+    span: Any = None  # the router's own span (endpoints.local.router_tracing), when it traces
 
     def __init__(self, server: RouterServer, pool: UpstreamPool, target: str, head_only: bool) -> None:
         self.server = server
@@ -211,6 +228,15 @@ class _Forward:
         self.target = target
         self.head_only = head_only
         self.wire: list[bytes] = []
+
+    def log_ids(self) -> dict[str, Any]:
+        """``extra=`` of a log line about this request: its id, trace id and deployment (``serving.logformat``)."""
+        match = TRACEPARENT.fullmatch(self.traceparent) if self.traceparent is not None else None
+        return {
+            "request_id": self.request_id.decode("latin-1") if self.request_id else None,
+            "trace_id": match.group(1).decode() if match else None,
+            "deployment": self.target,
+        }
 
     def send(self, data: bytes) -> None:
         self.wire.append(data)
@@ -317,6 +343,10 @@ class _Exchange(_Forward):
     active = False
     response_started = False
     response_done = False
+    status = 0  # the answer's status code once its head is out (0: none yet; counted as 499 if the client leaves)
+    routed_by = "weight"
+    arrived = 0.0  # perf_counter() when the request head began (the loop's clock counts whole milliseconds)
+    counted = False
     resp_chunked = False
     discarding = False  # the rest of the request body is read and dropped
 
@@ -384,7 +414,7 @@ class _Exchange(_Forward):
         if self.chunked_in:
             self.send(b"0\r\n\r\n")
         if self.mirror_body is not None and self.mirror is not None:
-            self.server.start_mirror(self.mirror, self.mirror_start, self.method, b"".join(self.mirror_body))
+            self.server.start_mirror(self, b"".join(self.mirror_body))
             self.mirror_body = None
 
     def _attach(self, conn: UpstreamConnection, flush: bool) -> None:
@@ -401,15 +431,28 @@ class _Exchange(_Forward):
             self.client.close()
             return
         self.response_started = self.response_done = True
+        self.status = status
+        fields = self._correlation()
         if not self.request_complete and self.expect_continue:
             # The client waits for a 100 that was not sent before it sends its body: close instead of waiting.
-            self.client.write(_error_response(status, message, True))
+            self.client.write(_error_response(status, message, True, fields))
             self.client.close()
             return
         if not self.request_complete:
             self.discarding = True
-        self.client.write(_error_response(status, message, not self.keep_alive))
+        self.client.write(_error_response(status, message, not self.keep_alive, fields))
         self._maybe_finish()
+
+    def _correlation(self) -> bytes:
+        """Header lines that tie a router's own answer to its request, as the serving layer's answers do: the request
+        id (the client's, else the one the deployment got, else a new one) and a valid ``traceparent``."""
+        rid = self.request_id or self.server.new_request_id()
+        if len(rid) > 100 or b"\r" in rid or b"\n" in rid:  # the serving layer refuses such an id: not echoed
+            rid = self.server.new_request_id()
+        lines = [b"x-request-id: ", rid, b"\r\nx-ms-request-id: ", rid, b"\r\n"]
+        if self.traceparent is not None and TRACEPARENT.fullmatch(self.traceparent):
+            lines += [b"traceparent: ", self.traceparent, b"\r\n"]
+        return b"".join(lines)
 
     def _unpause_client(self) -> None:
         # The upstream side is over: whatever it paused on the client no longer applies (the rest of the body
@@ -432,6 +475,7 @@ class _Exchange(_Forward):
         framed = has_length or b"\ntransfer-encoding:" in lower
         if _HOP_LINE.search(lower) is not None:
             fields = _without_hop_by_hop(fields)  # rare: most answers have no hop-by-hop header to drop
+        self.status = status
         parts = [_status_line(status), fields]
         parts += [_PIN, b": ", self.target.encode(), b"\r\n"]
         if not has_length and not bodiless:
@@ -479,7 +523,7 @@ class _Exchange(_Forward):
             return
         if self.response_started:
             # The status line is out; all that is left is to cut the response short.
-            logger.warning("deployment %s broke off its response: %s", self.target, error)
+            logger.warning("deployment %s broke off its response: %s", self.target, error, extra=self.log_ids())
             self.over = True
             self._unpause_client()
             self.response_flush()
@@ -487,7 +531,7 @@ class _Exchange(_Forward):
         elif isinstance(error, UpstreamTimeout):
             self.answer(504, f"deployment {self.target!r} did not answer within {self.timeout:g} s")
         else:
-            logger.warning("deployment %s unreachable: %s", self.target, error)
+            logger.warning("deployment %s unreachable: %s", self.target, error, extra=self.log_ids())
             self.answer(502, f"deployment {self.target!r} is not reachable")
 
     def upstream_paused(self, paused: bool) -> None:
@@ -495,7 +539,10 @@ class _Exchange(_Forward):
 
 
 class _MirrorCopy(_Forward):
-    """A background copy of a live request; everything about its answer is dropped."""
+    """A background copy of a live request; everything about its answer is dropped (but counted)."""
+
+    failed = False
+    status = 0
 
     def __init__(self, server: RouterServer, pool: UpstreamPool, target: str, request: bytes, head_only: bool) -> None:
         super().__init__(server, pool, target, head_only)
@@ -504,8 +551,10 @@ class _MirrorCopy(_Forward):
         self.timeout = server.config.timeouts_s.get(target, DEFAULT_TIMEOUT_S)
 
     def response_head(self, status: int, fields: bytes, bodiless: bool) -> bool:
+        self.status = status
         if status >= 500:
-            logger.info("mirror %s answered %d (discarded)", self.target, status)
+            logger.info("mirror %s answered %d (discarded)", self.target, status, extra=self.log_ids())
+            self._failed()
         lower = b"\n" + fields.lower()
         return b"\ncontent-length:" in lower or b"\ntransfer-encoding:" in lower
 
@@ -515,13 +564,36 @@ class _MirrorCopy(_Forward):
     def response_end(self) -> None:
         self.upstream = None
         self.server.mirrors.discard(self)
+        self.end_span()
+
+    def end_span(self) -> None:
+        """End the copy's span (when the router traces), once."""
+        span, self.span = self.span, None
+        if span is not None and self.server.tracing is not None:
+            self.server.tracing.end(span, self.status, self.request_id)
 
     def upstream_failed(self, error: UpstreamError, stale: bool) -> None:
         self.upstream = None
         if stale and self.retry():
             return
-        logger.info("mirror %s failed (discarded): %s", self.target, type(error).__name__)
+        logger.info("mirror %s failed (discarded): %s", self.target, type(error).__name__, extra=self.log_ids())
+        self._failed()
         self.server.mirrors.discard(self)
+        self.status = 0
+        self.end_span()
+
+    def _failed(self) -> None:
+        if not self.failed:  # a 5xx that then breaks off is one failure
+            self.failed = True
+            RouterMetrics.bump(self.server.metrics.mirror_failed, self.target)
+
+
+class _HeadRejected(httptools.HttpParserError):
+    """Raised from a parser callback when the head passes a limit: parsing stops, the status is answered."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ClientConnection(asyncio.Protocol):
@@ -546,6 +618,10 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = self.now + server.keepalive_timeout
         self.paused = 0
         self.forwarded_for = b""
+        self.head_bytes = 0  # bytes read while the current head is incomplete
+        self.lingering = False  # a head was refused: input is dropped until the connection closes
+        self.began = 0.0  # perf_counter() when the current request head began
+        self.url_bytes = 0
 
     # --- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -556,7 +632,10 @@ class ClientConnection(asyncio.Protocol):
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
         self.now = self.loop.time()
+        in_head = self.phase == _HEAD
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -564,9 +643,22 @@ class ClientConnection(asyncio.Protocol):
             if self.queue:
                 self.queue[-1].keep_alive = False
             self.set_paused(_PAUSE_PIPELINE, True)
-        except httptools.HttpParserError as e:
-            self._bad_request(str(e))
+        except _HeadRejected as e:
+            self._bad_request(str(e), e.status)
             return
+        except httptools.HttpParserError as e:
+            cause = e.__cause__ or e.__context__
+            if isinstance(cause, _HeadRejected):  # raised in a callback, wrapped by httptools
+                self._bad_request(str(cause), cause.status)
+            else:
+                self._bad_request(f"invalid HTTP request: {e}")
+            return
+        if self.phase == _HEAD:
+            # The head is still incomplete: httptools holds its bytes; bound them (the timeout bounds its time).
+            self.head_bytes = (self.head_bytes if in_head else 0) + len(data)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self._bad_request(f"request head is over {MAX_HEAD_BYTES} bytes", 431)
+                return
         if self.queue:
             self.queue[0].flush_upstream()
 
@@ -579,11 +671,14 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.server.connections.discard(self)
+        server = self.server
+        server.connections.discard(self)
         for exchange in self.queue:
             exchange.client_gone()
+            server.count(exchange)
         if self.parsing is not None and self.parsing not in self.queue:
             self.parsing.client_gone()
+            server.count(self.parsing)
         self.queue.clear()
         self.parsing = None
 
@@ -598,16 +693,26 @@ class ClientConnection(asyncio.Protocol):
     # --- httptools callbacks
     def on_message_begin(self) -> None:
         self.url = b""
+        self.url_bytes = 0
         self.headers = []
         self.phase = _HEAD
+        self.began = time.perf_counter()
         self.deadline = self.now + self.server.header_timeout
         if self.queue:
             self.set_paused(_PAUSE_PIPELINE, True)  # answer in order: read on once the earlier ones are done
 
     def on_url(self, url: bytes) -> None:
+        self.url_bytes += len(url)
+        if self.url_bytes > MAX_REQUEST_LINE:
+            raise _HeadRejected(414, f"request target is over {MAX_REQUEST_LINE} bytes")
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self.headers) >= MAX_HEADER_FIELDS:
+            raise _HeadRejected(431, f"more than {MAX_HEADER_FIELDS} header fields")
+        if len(name) + len(value) > MAX_HEADER_FIELD_BYTES:
+            shown = name[:40].decode("latin-1")
+            raise _HeadRejected(431, f"header field {shown!r} is over {MAX_HEADER_FIELD_BYTES} bytes")
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -659,6 +764,7 @@ class ClientConnection(asyncio.Protocol):
         if not self.queue or self.queue[0] is not exchange:
             return
         self.queue.popleft()
+        self.server.count(exchange)
         if not exchange.keep_alive:
             self.close()
             return
@@ -672,7 +778,7 @@ class ClientConnection(asyncio.Protocol):
 
     def check(self, now: float) -> None:
         """Sweeper: enforce the client-side timeouts and the active request's upstream silence timeout."""
-        if self.closed:
+        if self.closed or self.lingering:
             return
         if self.queue:
             active = self.queue[0]
@@ -690,18 +796,35 @@ class ClientConnection(asyncio.Protocol):
             message = f"request body not received: nothing for {self.server.body_timeout:g} s"
         exchange = self.queue[0] if self.queue else None
         if exchange is None or (exchange is self.parsing and not exchange.response_started):
+            fields = b""
             if exchange is not None:
                 exchange.drop_upstream()
                 exchange.response_started = True
-            self.write(_error_response(408, message, True))
+                exchange.status = 408
+                fields = exchange._correlation()
+            else:
+                self.server.count_unrouted(408, self.began)
+            self.write(_error_response(408, message, True, fields))
         self.close()
 
-    def _bad_request(self, reason: str) -> None:
+    def _bad_request(self, message: str, status: int = 400) -> None:
         exchange = self.queue[0] if self.queue else None
         if exchange is not None:
             exchange.drop_upstream()
         if exchange is None or not exchange.response_started:
-            self.write(_error_response(400, f"invalid HTTP request: {reason}", True))
+            if exchange is None:
+                self.server.count_unrouted(status, self.began if self.phase == _HEAD else None)
+            else:
+                exchange.status = status
+            self.write(_error_response(status, message, True))
+        transport = self.transport
+        if status != 400 and transport is not None and not self.closed and transport.can_write_eof():
+            # A refused (over-limit) head: the answer, then our end of the stream; what the client still sends is
+            # dropped for a second before closing, so that the close does not reset the connection under the answer.
+            self.lingering = True
+            transport.write_eof()
+            self.loop.call_later(1.0, self.close)
+            return
         self.close()
 
 
@@ -714,6 +837,9 @@ class RouterServer:
         keepalive_timeout: Seconds an idle client connection stays open (default 65).
         header_timeout: Seconds a client has to send a whole request head (default 10).
         body_timeout: Seconds a request body may pause (default 30).
+
+    Attributes:
+        metrics: Counts of requests and mirror copies (served by ``serve_metrics``).
     """
 
     def __init__(
@@ -724,8 +850,10 @@ class RouterServer:
         keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT_S,
         header_timeout: float = DEFAULT_HEADER_TIMEOUT_S,
         body_timeout: float = DEFAULT_BODY_TIMEOUT_S,
+        tracing: RouterTracing | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
+        self.tracing = tracing
         self.config = config
         self.config_path = config_path
         self.router = Router(config.table)
@@ -734,8 +862,8 @@ class RouterServer:
         self.body_timeout = body_timeout
         self.connections: set[ClientConnection] = set()
         self.mirrors: set[_MirrorCopy] = set()
-        self.mirror_sent = 0
-        self.mirror_dropped = 0
+        self.metrics = RouterMetrics(mirror_in_flight=lambda: len(self.mirrors))
+        self._metrics_server: Any = None
         self._pools: dict[str, UpstreamPool] = {}
         self._mirror_pools: dict[str, UpstreamPool] = {}
         self._server: asyncio.Server | None = None
@@ -754,6 +882,29 @@ class RouterServer:
         self._server = await self.loop.create_server(lambda: ClientConnection(self), host, port, backlog=1024)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
 
+    def serve_metrics(self, host: str, port: int) -> None:
+        """Serve ``/metrics`` on ``host:port`` (its own thread; see ``endpoints.local.router_metrics``).
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        self._metrics_server = self.metrics.serve(host, port)
+
+    def count(self, exchange: _Exchange) -> None:
+        """Count a request once, when it is over (answered, or the client left: 499 if no answer began)."""
+        if not exchange.counted:
+            exchange.counted = True
+            status = exchange.status or 499
+            self.metrics.observe(exchange.target, status, exchange.routed_by, time.perf_counter() - exchange.arrived)
+            if exchange.span is not None and self.tracing is not None:
+                self.tracing.end(exchange.span, status, exchange.request_id)
+                exchange.span = None
+
+    def count_unrouted(self, status: int, began: float | None) -> None:
+        """Count a request the router answered before its head was whole (bad, too large or too slow); ``began``:
+        when its head began (None: it did not even begin as HTTP, duration 0)."""
+        self.metrics.observe("", status, "none", 0.0 if began is None else time.perf_counter() - began)
+
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop listening, let requests in progress finish within ``grace_s`` seconds, then close everything."""
         if self._server is not None:
@@ -771,9 +922,15 @@ class RouterServer:
                 conn.transport.abort()
         for mirror in list(self.mirrors):
             mirror.drop_upstream()
+            mirror.end_span()
         self.mirrors.clear()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)  # export the spans still batched
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._metrics_server is not None:
+            await asyncio.to_thread(self._metrics_server.shutdown)
+            self._metrics_server.server_close()
         for pools in (self._pools, self._mirror_pools):
             for pool in pools.values():
                 pool.close()
@@ -811,11 +968,12 @@ class RouterServer:
         parser = client.parser
         method = parser.get_method()
         keep_alive = parser.should_keep_alive() and not parser.should_upgrade()
-        pin = request_id = length = host = None
+        pin = request_id = traceparent = length = host = None
         chunked = expect = False
         tokens: set[bytes] | None = None
         kept: list[bytes] = []
         special = _SPECIAL_REQUEST_HEADERS
+        tracing = self.tracing
         for name, value in client.headers:
             lname = name.lower()
             kind = special.get(lname)
@@ -827,6 +985,10 @@ class RouterServer:
             elif kind == _H_ID:
                 request_id = value
                 kept += [name, b": ", value, b"\r\n"]
+            elif kind == _H_TRACE:
+                traceparent = value
+                if tracing is None:  # else the router's own span's traceparent is sent instead
+                    kept += [name, b": ", value, b"\r\n"]
             elif kind == _H_LENGTH:
                 length = value
             elif kind == _H_HOST:
@@ -840,10 +1002,11 @@ class RouterServer:
         if tokens:
             # Fields named by Connection are hop-by-hop too (rare: filter once more).
             kept = []
+            passed = (None, _H_PIN, _H_ID) if tracing is not None else (None, _H_PIN, _H_ID, _H_TRACE)
             for name, value in client.headers:
                 lname = name.lower()
                 kind = special.get(lname)
-                if lname not in tokens and kind in (None, _H_PIN, _H_ID):
+                if lname not in tokens and kind in passed:
                     kept += [name, b": ", value, b"\r\n"]
 
         decision = self.router.decide(pin)
@@ -852,25 +1015,40 @@ class RouterServer:
         if target is None:
             exchange = _Exchange(client, None, None, method, keep_alive, parser.get_http_version() == "1.1")
             exchange.error = (decision.status, decision.error or "not found")
+            exchange.arrived = client.began
+            exchange.request_id = request_id
+            exchange.traceparent = traceparent
+            if pin:
+                exchange.routed_by = "pin"
             return exchange
         pool = self.pool(target)
         exchange = _Exchange(client, pool, target, method, keep_alive, parser.get_http_version() == "1.1")
+        exchange.arrived = client.began
+        exchange.traceparent = traceparent
+        if pin:
+            exchange.routed_by = "pin"
         exchange.timeout = config.timeouts_s.get(target, DEFAULT_TIMEOUT_S)
         exchange.expect_continue = expect
         declared = int(length) if length is not None else None  # llhttp has checked that it is digits
         if declared is not None and declared > config.max_body_bytes:
             exchange.error = (413, f"request body is larger than {config.max_body_bytes} bytes")
             exchange.discarding = True
+            exchange.request_id = request_id
             return exchange
 
         if request_id is None:
-            self._ids += 1
-            kept += [b"x-request-id: ", self._id_prefix, b"%012x\r\n" % self._ids]
+            request_id = self.new_request_id()
+            kept += [b"x-request-id: ", request_id, b"\r\n"]
+        exchange.request_id = request_id
         kept.append(client.forwarded_for)
         if host is not None:
             kept += [b"x-forwarded-host: ", host, b"\r\n"]
         kept.append(b"x-forwarded-proto: http\r\n")
         fields = b"".join(kept)
+        own = b""
+        if tracing is not None:
+            exchange.span, span_traceparent = tracing.start(method, target, exchange.routed_by, traceparent)
+            own = b"traceparent: %s\r\n" % span_traceparent
         url = client.url
         if declared is not None:
             framing = b"content-length: %d\r\n" % declared
@@ -881,26 +1059,41 @@ class RouterServer:
             framing = b""
         else:
             framing = b"content-length: 0\r\n"
-        exchange.send(b"%s %s HTTP/1.1\r\nhost: %s\r\n%s%s\r\n" % (method, url, pool.host_header, fields, framing))
+        exchange.send(
+            b"%s %s HTTP/1.1\r\nhost: %s\r\n%s%s%s\r\n" % (method, url, pool.host_header, fields, own, framing)
+        )
         mirror = decision.mirror
         if mirror is not None and mirror in config.upstreams:
             exchange.mirror = mirror
             exchange.mirror_body = []
-            exchange.mirror_start = b"%s %s HTTP/1.1\r\n%s" % (method, url, fields)
+            # Copies are marked (x-endpoints-mirror) so that the deployment's logs and traces can tell them apart;
+            # traceparent and x-request-id pass unchanged: the copy belongs to the same trace and request.
+            exchange.mirror_start = b"%s %s HTTP/1.1\r\n%sx-endpoints-mirror: 1\r\n" % (method, url, fields)
         return exchange
 
-    def start_mirror(self, name: str, start: bytes, method: bytes, body: bytes) -> None:
-        """Send a copy in the background; dropped when ``MIRROR_CONCURRENCY`` copies are already in flight."""
+    def new_request_id(self) -> bytes:
+        """A generated request id (UUID-shaped: this process's random prefix and a counter)."""
+        self._ids += 1
+        return b"%s%012x" % (self._id_prefix, self._ids)
+
+    def start_mirror(self, live: _Exchange, body: bytes) -> None:
+        """Send a copy of ``live`` in the background; dropped when ``MIRROR_CONCURRENCY`` copies are in flight."""
+        name, start, method = live.mirror or "", live.mirror_start, live.method
         if len(self.mirrors) >= MIRROR_CONCURRENCY:
             # Mirror saturated (slow or hung): drop this copy rather than hold memory or slow anyone.
-            self.mirror_dropped += 1
+            RouterMetrics.bump(self.metrics.mirror_dropped, name)
             return
         pool = self.pool(name, mirror=True)
         framing = b"content-length: %d\r\n" % len(body) if body or method not in _NO_BODY_METHODS else b""
+        span = None
+        if self.tracing is not None and live.span is not None:
+            span, span_traceparent = self.tracing.start_mirror(live.span, method, name)
+            start += b"traceparent: %s\r\n" % span_traceparent
         request = b"".join([start, b"host: ", pool.host_header, b"\r\n", framing, b"\r\n", body])
         copy = _MirrorCopy(self, pool, name, request, method == b"HEAD")
+        copy.request_id, copy.traceparent, copy.span = live.request_id, live.traceparent, span
         self.mirrors.add(copy)
-        self.mirror_sent += 1
+        RouterMetrics.bump(self.metrics.mirror_sent, name)
         copy.acquire()
 
     def _sweep(self) -> None:
@@ -917,14 +1110,6 @@ class RouterServer:
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
 
 
-class _JsonFormatter(logging.Formatter):
-    """One JSON object per line, like the serving processes' logs."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = {"ts": self.formatTime(record), "level": record.levelname, "logger": record.name}
-        return json.dumps({**line, "msg": record.getMessage()})
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``python -m endpoints.local.router``."""
     parser = argparse.ArgumentParser(prog="python -m endpoints.local.router", description=__doc__.splitlines()[0])
@@ -935,6 +1120,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--keepalive-timeout", type=float, default=DEFAULT_KEEPALIVE_TIMEOUT_S, help="idle seconds (default 65)")
     add("--header-timeout", type=float, default=DEFAULT_HEADER_TIMEOUT_S, help="seconds per request head (default 10)")
     add("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT_S, help="seconds a body may pause (default 30)")
+    add("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port (default: none)")
     return parser
 
 
@@ -945,11 +1131,18 @@ async def _serve(config: RouterConfig, args: argparse.Namespace) -> int:
         keepalive_timeout=args.keepalive_timeout,
         header_timeout=args.header_timeout,
         body_timeout=args.body_timeout,
+        tracing=router_tracing_from_env(config.table.endpoint),
     )
+    # Metrics first: once the endpoint's port accepts connections (what `local up` waits for), both answer.
+    port = args.metrics_port
     try:
-        await server.start(args.host, args.port)
+        if port is not None:
+            server.serve_metrics(args.host, port)
+        port = args.port
+        await server.start(args.host, port)
     except OSError as e:
-        logger.error("cannot listen on %s:%d: %s", args.host, args.port, e.strerror or e)
+        logger.error("cannot listen on %s:%d: %s", args.host, port, e.strerror or e)
+        await server.stop(grace_s=0)
         return 1
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -964,14 +1157,13 @@ async def _serve(config: RouterConfig, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the router until SIGINT/SIGTERM; exit 2 on a bad config file, 1 when the port cannot be bound."""
     args = build_parser().parse_args(argv)
-    handler = logging.StreamHandler()
-    handler.setFormatter(_JsonFormatter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    handler = logformat.configure(logging.INFO)
     try:
         config = RouterConfig.load(args.config)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    handler.setFormatter(logformat.JsonFormatter(endpoint=config.table.endpoint))
     try:
         import uvloop  # about a third less CPU per request than the default loop here
     except ImportError:

@@ -106,12 +106,14 @@ class ProcessRecord:
         start_time: ``process_start_time(pid)`` when started.
         port: TCP port it listens on (127.0.0.1).
         fingerprint: Hash of what it runs (spec, code, model); a change restarts it.
+        metrics_port: The router's Prometheus ``/metrics`` port on 127.0.0.1 (None: none, or not the router).
     """
 
     pid: int
     start_time: int | None
     port: int
     fingerprint: str = ""
+    metrics_port: int | None = None
 
     def alive(self) -> bool:
         """Whether the process still runs and is the one we started."""
@@ -157,6 +159,11 @@ class EndpointState:
         deployments: Serving process per deployment.
         traffic: Live traffic last applied.
         mirror_traffic: Mirror share last applied.
+        starting: Serving processes started and not yet ready, recorded the moment they are spawned so that
+            ``local down`` (or the next ``up``) finds them whatever happens to the starting CLI.
+        scoring_paths: Scoring path per deployment (``/score``, a custom container's ``scoring_route.path``):
+            the printed ``scoring_uri`` ends in the primary deployment's, as on the cluster.
+        data_collectors: Where each deployment with a ``data_collector`` writes its JSON lines (folder or URL).
     """
 
     endpoint: str
@@ -167,6 +174,14 @@ class EndpointState:
     deployments: dict[str, ProcessRecord] = field(default_factory=dict)
     traffic: dict[str, int] = field(default_factory=dict)
     mirror_traffic: dict[str, int] = field(default_factory=dict)
+    starting: dict[str, ProcessRecord] = field(default_factory=dict)
+    scoring_paths: dict[str, str] = field(default_factory=dict)
+    data_collectors: dict[str, str] = field(default_factory=dict)
+
+    def alive_records(self) -> list[ProcessRecord]:
+        """Every recorded process still running: router, deployments and those starting."""
+        records = [*([self.router] if self.router else []), *self.deployments.values(), *self.starting.values()]
+        return [r for r in records if r.alive()]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -178,10 +193,12 @@ class EndpointState:
         data = dict(data)
         router = data.pop("router", None)
         deployments = data.pop("deployments", {})
+        starting = data.pop("starting", {})
         return cls(
             **data,
             router=ProcessRecord(**router) if router else None,
             deployments={k: ProcessRecord(**v) for k, v in deployments.items()},
+            starting={k: ProcessRecord(**v) for k, v in starting.items()},
         )
 
 

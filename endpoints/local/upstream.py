@@ -87,6 +87,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._interim = False
         self._keep_alive = False
         self._until_eof = False
+        self._early = False  # the answer began before the whole request was out: the connection is not reused
 
     # --- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -151,6 +152,10 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self._in_head = False
         self._head = b""
+        # An answer that begins while part of the request is still unsent (a 401 before the body, say) leaves the
+        # peer's reading of that request unknown: it may drop the rest or read it, so the connection is closed.
+        transport = self.transport
+        self._early = not self.request_complete or (transport is not None and transport.get_write_buffer_size() > 0)
         # Asked now: once the message is complete the parser resets and always answers False.
         self._keep_alive = self.parser.should_keep_alive()
         bodiless = self._head_only or status in (204, 304)
@@ -174,7 +179,7 @@ class UpstreamConnection(asyncio.Protocol):
         if sink is None:
             return
         self.waiting = False
-        if self._keep_alive and self.request_complete and not self._until_eof:
+        if self._keep_alive and self.request_complete and not self._until_eof and not self._early:
             self.pool.release(self)
         else:
             self.close()
@@ -190,6 +195,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head = b""
         self._interim = False
         self._until_eof = False
+        self._early = False
         self.request_complete = False
         self.waiting = False
 

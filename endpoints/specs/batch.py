@@ -14,6 +14,8 @@ from endpoints.specs.common import (
     ModelField,
     Name,
     Spec,
+    Tags,
+    environment_image_notes,
     lower_text,
 )
 
@@ -29,7 +31,7 @@ class BatchEndpoint(Spec):
 
     name: Name
     description: str | None = Field(default=None, description="Free text.")
-    tags: dict[str, str] = Field(default_factory=dict, description="Free-form tags.")
+    tags: Tags = Field(default_factory=dict, description="Free-form tags (scalar values, kept as text).")
     auth_mode: Annotated[AuthMode, BeforeValidator(lower_text)] = Field(
         default="aad_token", description="aad_token (Azure's default and only mode), key or aml_token."
     )
@@ -88,7 +90,7 @@ class BatchDeployment(Spec):
         default="model", description="model (pipeline deployments are not supported)."
     )
     description: str | None = Field(default=None, description="Free text.")
-    tags: dict[str, str] = Field(default_factory=dict, description="Free-form tags.")
+    tags: Tags = Field(default_factory=dict, description="Free-form tags (scalar values, kept as text).")
     model: ModelField | None = Field(default=None, description="Inline model or an azureml: reference.")
     code_configuration: CodeConfiguration | None = Field(default=None, description="Scoring code.")
     environment: EnvironmentField | None = Field(default=None, description="Inline environment or a reference.")
@@ -130,6 +132,10 @@ class BatchDeployment(Spec):
         if self.model is None and self.code_configuration is None:
             raise ValueError("model: missing; a batch deployment needs a model or scoring code")
         return self
+
+    def notes(self) -> list[str]:
+        """What the spec says that this toolkit accepts but acts on differently (``environment.image``)."""
+        return environment_image_notes(self.environment, batch=True)
 
     @property
     def compute_pool(self) -> str | None:

@@ -51,6 +51,21 @@ def _stringify_env(value: Any) -> Any:
 EnvironmentVariables = Annotated[dict[str, str], BeforeValidator(_stringify_env)]
 
 
+def _stringify_tags(value: Any) -> Any:
+    # Azure takes any value for a tag (the CLI sends it as text): numbers, booleans, dates, empty values.
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if isinstance(v, dict | list):
+                raise ValueError(f"{k}: got {v!r}; a tag value is a single value (text, number, boolean or empty)")
+            out[str(k)] = "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+        return out
+    return value
+
+
+Tags = Annotated[dict[str, str], BeforeValidator(_stringify_tags)]
+
+
 class Spec(BaseModel):
     """Base of every spec model: unknown keys are errors, `$schema` is accepted and ignored."""
 
@@ -75,7 +90,7 @@ class ModelAsset(Spec):
         default="custom_model", description="Azure ML model type (default custom_model)."
     )
     description: str | None = Field(default=None, description="Free text.")
-    tags: dict[str, str] = Field(default_factory=dict, description="Free-form tags.")
+    tags: Tags = Field(default_factory=dict, description="Free-form tags (scalar values, kept as text).")
 
     @field_validator("version", mode="before")
     @classmethod
@@ -120,9 +135,11 @@ class EnvironmentAsset(Spec):
     name: str | None = Field(default=None, description="Environment name.")
     version: str | None = Field(default=None, description="Environment version.")
     description: str | None = Field(default=None, description="Free text.")
-    tags: dict[str, str] = Field(default_factory=dict, description="Free-form tags.")
+    tags: Tags = Field(default_factory=dict, description="Free-form tags (scalar values, kept as text).")
     image: str | None = Field(default=None, min_length=1, description="Base image (or the whole custom container).")
-    conda_file: str | None = Field(default=None, description="Conda environment file, relative to the spec file.")
+    conda_file: str | dict[str, Any] | None = Field(
+        default=None, description="Conda environment file relative to the spec file, or the conda environment inline."
+    )
     build: BuildContext | None = Field(default=None, description="Docker build context instead of an image.")
     os_type: Literal["linux", "Linux"] = Field(default="linux", description="Only linux is supported.")
     inference_config: InferenceConfig | None = Field(
@@ -169,6 +186,26 @@ EnvironmentField = Annotated[
 UNION_TAGS = frozenset({"asset", "ref"})
 AuthMode = Literal["key", "aml_token", "aad_token"]
 EnabledDisabled = Literal["enabled", "disabled"]
+
+
+def environment_image_notes(env: Any, batch: bool) -> list[str]:
+    """What ``validate`` says about an ``environment.image`` that is not a custom container: on the cluster the
+    deployment image (and, for a batch deployment, the batch runner under it) is built on it, unless it is one of
+    Azure's curated images (the stack's default ``baseImageRedirects`` sends those to the serving image)."""
+    if env is None or isinstance(env, str) or not env.image or env.inference_config is not None:
+        return []
+    built = "the batch runner and the deployment image are" if batch else "the deployment image is"
+    if env.image.startswith("mcr.microsoft.com/azureml/"):
+        instead = "batch runner image" if batch else "serving image"
+        return [
+            f"environment.image: {env.image!r} is one of Azure's curated inference images; on the cluster the"
+            f" deployment image is built on the stack's {instead} instead (stack setting"
+            " ml-endpoints:baseImageRedirects); local mode runs in this machine's Python"
+        ]
+    return [
+        f"environment.image: {env.image!r}: on the cluster {built} built on it (it needs python3 >= 3.11 with"
+        " venv; ml-endpoints:baseImageRedirects may redirect it); local mode runs in this machine's Python"
+    ]
 
 
 def lower_text(value: Any) -> Any:

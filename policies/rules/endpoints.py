@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from contract.batch import SETTINGS_ENV
+from contract.serving import ENV_VARS
 from policies.rules.common import (
     GPU_RESOURCE,
     Context,
@@ -56,24 +59,8 @@ def looks_secret(name: str, *, key_files: bool = False) -> bool:
 # --- auth-enabled --------------------------------------------------------------------------------------------------
 
 
-# The serving front end's settings (shared contract): a container with any of them answers requests.
-FRONTEND_ENV = frozenset(
-    {
-        AUTH_MODE_ENV,
-        "ENDPOINTS_KEYS_DIR",
-        "ENDPOINTS_TOKEN_SIGNING_KEY_FILE",
-        "ENDPOINTS_ENDPOINT_NAME",
-        "ENDPOINTS_OIDC_ISSUER",
-        "ENDPOINTS_OIDC_AUDIENCE",
-        "ENDPOINTS_OIDC_JWKS_URL",
-        "ENDPOINTS_REQUEST_TIMEOUT_MS",
-        "ENDPOINTS_MAX_CONCURRENT_REQUESTS",
-        "ENDPOINTS_MAX_QUEUE_WAIT_MS",
-        "ENDPOINTS_MAX_BODY_BYTES",
-        "ENDPOINTS_DRAIN_TIMEOUT_S",
-        "ENDPOINTS_KEEPALIVE_TIMEOUT_S",
-    }
-)
+# The serving front end's settings (the serving contract): a container with any of them answers requests.
+FRONTEND_ENV = frozenset(ENV_VARS)
 
 
 def _is_serving(container: Mapping[str, Any]) -> bool:
@@ -278,17 +265,42 @@ def check_keys_not_plain(obj: Mapping[str, Any], ctx: Context) -> list[Violation
     if pod is None:
         return []
     for c in containers(pod):
-        for e in c.get("env") or ():
-            if has_key(e, "value") and looks_secret(str(e.get("name", ""))):
+        for name in plain_env_names(c):
+            if looks_secret(name):
                 out.append(
                     make_violation(
                         "keys-not-in-plain-config",
                         obj,
-                        f'container "{c.get("name")}" sets {e.get("name")} as a plain value; load it from a Secret '
+                        f'container "{c.get("name")}" sets {name} as a plain value; load it from a Secret '
                         "(valueFrom.secretKeyRef or a mounted file)",
                     )
                 )
     return out
+
+
+# The batch runner's settings variable (the contract's): a batch deployment's environment_variables travel inside
+# its JSON.
+BATCH_SETTINGS_ENV = SETTINGS_ENV
+
+
+def plain_env_names(container: Mapping[str, Any]) -> list[str]:
+    """Names of the variables a container gets as plain values: its ``env`` entries with a ``value``, and for a
+    batch runner the ``environment_variables`` its settings JSON hands to the scoring code (the same rule must hold
+    for online and batch deployments)."""
+    names: list[str] = []
+    for e in container.get("env") or ():
+        if not has_key(e, "value"):
+            continue
+        names.append(str(e.get("name", "")))
+        if e.get("name") == BATCH_SETTINGS_ENV:
+            try:
+                settings = json.loads(str(e.get("value")))
+            except ValueError:
+                continue  # not ours to judge: the runner refuses it at start, naming the variable
+            env = settings.get("environment_variables") if isinstance(settings, dict) else None
+            if isinstance(env, dict):
+                names.extend(str(k) for k in env)
+    return names
 
 
 AUTH_ENABLED = ResourceRule(

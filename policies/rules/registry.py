@@ -54,7 +54,7 @@ def context_from_config(config: Mapping[str, Any] | None) -> Context:
     environment = str(config.get("environment", "dev"))
     if environment not in ENVIRONMENTS:
         raise ValueError(f"policy config: environment: got {environment!r}; expected one of {', '.join(ENVIRONMENTS)}")
-    env: Environment = environment  # type: ignore[assignment]
+    env: Environment = environment
     gateways = config.get("privateGateways")
     return Context(
         environment=env,

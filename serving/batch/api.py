@@ -7,11 +7,15 @@ Routes (every one behind the production layer's auth, ``serving.frontend``; ``/`
 * ``GET /jobs/{id}`` -> the job: status (Queued, Running, Completed, Failed, Canceled), progress, counts.
 * ``GET /jobs`` -> ``{"jobs": [...]}``, newest first.
 * ``POST /jobs/{id}/cancel`` -> 202 with the job.
+* ``GET /jobs/{id}/outputs[/{name}]``, ``GET /jobs/{id}/logs``: the job's files (:mod:`serving.batch.job_files`).
+* ``POST /jobs/{id}/resume`` -> 202 with the job: a Failed or Canceled job's runners start again and skip what
+  their journal holds (local launcher; 409 otherwise). Re-posting the same submission (same ``job_id``) does the
+  same; reading a job never restarts it.
 
 Errors are ``{"error": "<message>"}``: 400 bad request body or settings, 404 unknown job or deployment,
 409 job id taken or job already finished.
 
-Run: ``python -m serving.batch.api --project DIR --state-dir D`` (local launcher) or
+Run: ``python -m endpoints.local.batch_api --project DIR --state-dir D`` (local launcher, which reads specs) or
 ``python -m serving.batch.api --launcher kubernetes --templates DIR --endpoint-name E --namespace NS``.
 """
 
@@ -22,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -33,9 +38,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from contract.batch import RunnerSettingsError, apply_overrides
+from contract.batch_settings import parse_settings
+from serving.batch import job_files
 from serving.batch.launchers import JobConflictError, JobNotFoundError, JobRequest, Launcher
-from serving.batch.settings import RunnerSettingsError, parse_settings
-from serving.batch.specmap import apply_overrides
 
 log = logging.getLogger("serving.batch.api")
 
@@ -50,7 +56,7 @@ class JobSubmission(BaseModel):
     input: str = Field(min_length=1, description="A file, folder or glob; a local path or an fsspec URI.")
     output: str | None = Field(default=None, description="Output folder; default <output root>/<job id>.")
     deployment: str | None = Field(default=None, description="Deployment; default the endpoint's default.")
-    settings: dict[str, Any] = Field(default_factory=dict, description="Per-job overrides (serving.batch.specmap).")
+    settings: dict[str, Any] = Field(default_factory=dict, description="Per-job overrides (contract.batch).")
     job_id: str | None = Field(default=None, pattern=JOB_ID_PATTERN, description="Job id; default batchjob-<hex>.")
 
 
@@ -69,6 +75,7 @@ class JobApi:
         default_deployment: str | None,
         output_root: str,
         resolve_paths: bool = False,
+        confine_outputs: bool = True,
     ) -> None:
         """Configure the API.
 
@@ -76,11 +83,14 @@ class JobApi:
             launcher: Where jobs run.
             endpoint: The batch endpoint's name.
             deployments: Deployment name -> its runner settings without input, output and job id (see
-                :func:`serving.batch.specmap.deployment_settings`; local runs add ``entry_script``/``model_dir``).
+                :func:`endpoints.batchmap.deployment_settings`; local runs add ``entry_script``/``model_dir``).
             default_deployment: Used when a job names none; with a single deployment, that one.
             output_root: Folder under which a job without ``output`` writes (``<root>/<job id>``).
             resolve_paths: Make relative local ``input``/``output`` absolute against this process's working folder
                 (local launcher: runners start in their job folder); default False.
+            confine_outputs: Refuse an ``output`` outside ``output_root`` (default True): on a shared volume a
+                caller of one endpoint must not write into another endpoint's outputs. Only the CLI's in-process
+                local mode (one user's own machine) turns it off.
         """
         self.launcher = launcher
         self.endpoint = endpoint
@@ -88,6 +98,7 @@ class JobApi:
         self.default = default_deployment or (next(iter(deployments)) if len(deployments) == 1 else None)
         self.output_root = output_root
         self.resolve_paths = resolve_paths
+        self.confine_outputs = confine_outputs
 
     def request_for(self, body: JobSubmission) -> JobRequest:
         """Build the launcher request: deployment, id, output, settings (validated by the runner's model).
@@ -108,7 +119,7 @@ class JobApi:
                 f"{', '.join(sorted(self.deployments)) or 'no deployments'}"
             )
         job_id = body.job_id or f"batchjob-{uuid.uuid4().hex[:12]}"
-        output = body.output or str(Path(self.output_root) / job_id)
+        output = str(Path(self.output_root) / job_id) if body.output is None else self._output(body.output)
         input_uri = body.input
         if self.resolve_paths:
             output = str(Path(output).resolve())
@@ -121,9 +132,35 @@ class JobApi:
         except RunnerSettingsError as e:
             raise BadRequestError(str(e)) from e
         return JobRequest(
-            id=job_id, endpoint=self.endpoint, deployment=name, input=input_uri, output=output,
+            id=job_id,
+            endpoint=self.endpoint,
+            deployment=name,
+            input=input_uri,
+            output=output,
             settings=settings.model_dump(),
-        )  # fmt: skip
+        )
+
+    def _output(self, output: str) -> str:
+        """The job's output folder: with ``confine_outputs``, inside ``output_root`` (relative paths are taken
+        relative to it; ``..`` and symbolic links leading out are refused).
+
+        Raises:
+            BadRequestError: the folder is outside this endpoint's output root (the message names both).
+        """
+        if not self.confine_outputs:
+            return output
+        if "://" in output:
+            raise BadRequestError(
+                f"output: got {output!r}; outputs are folders on the batch volume under {self.output_root}"
+            )
+        root = Path(os.path.realpath(self.output_root))
+        path = Path(os.path.realpath(root / output))  # an absolute output replaces root; links are followed
+        if path == root or root not in path.parents:
+            raise BadRequestError(
+                f"output: got {output!r}; outputs of endpoint {self.endpoint!r} must be folders under "
+                f"{self.output_root} (e.g. {self.output_root}/nightly-2024-06-01)"
+            )
+        return str(path)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -182,6 +219,19 @@ def build_app(api: JobApi, reconcile_interval: float = 1.0) -> Starlette:
         log.info("job %s canceled", info.id)
         return JSONResponse(info.model_dump(), status_code=202)
 
+    async def resume(request: Request) -> Response:
+        resume_job: Callable[[str], Any] | None = getattr(api.launcher, "resume", None)
+        if resume_job is None:
+            return _error(409, "this job API's launcher resumes jobs by itself (Kubernetes retries failed pods)")
+        try:
+            info = await asyncio.to_thread(resume_job, request.path_params["job_id"])
+        except JobNotFoundError as e:
+            return _error(404, str(e))
+        except JobConflictError as e:
+            return _error(409, str(e))
+        log.info("job %s resumed", info.id)
+        return JSONResponse(info.model_dump(), status_code=202)
+
     async def live(request: Request) -> Response:
         return JSONResponse({"status": "alive"})
 
@@ -213,45 +263,27 @@ def build_app(api: JobApi, reconcile_interval: float = 1.0) -> Starlette:
             Route("/jobs", list_jobs, methods=["GET"]),
             Route("/jobs/{job_id}", get_job, methods=["GET"]),
             Route("/jobs/{job_id}/cancel", cancel, methods=["POST"]),
+            *job_files.routes(api),
+            Route("/jobs/{job_id}/resume", resume, methods=["POST"]),
         ],
         lifespan=lifespan,
     )
 
 
-def local_api(project_dir: str, state_dir: str, max_running: int = 2) -> JobApi:
-    """A job API over an endpoint project folder with the local launcher.
-
-    Raises:
-        SpecError: the project is invalid (from ``endpoints.project``).
-        ValueError: the project is an online endpoint.
-    """
-    from endpoints.project import load_endpoint_project
-    from endpoints.specs import BatchDeployment, BatchEndpoint
-    from serving.batch.launchers.local import LocalLauncher
-    from serving.batch.specmap import deployment_settings, local_paths
-
-    project = load_endpoint_project(project_dir)
-    if not isinstance(project.endpoint, BatchEndpoint):
-        raise ValueError(f"{project.endpoint_file}: endpoint {project.endpoint.name!r} is not a batch endpoint")
-    deployments = {}
-    for name, spec in project.deployments.items():
-        assert isinstance(spec, BatchDeployment)
-        base = project.deployment_file(name).parent
-        deployments[name] = {**deployment_settings(spec), **local_paths(spec, base)}
-    launcher = LocalLauncher(state_dir, max_running=max_running)
-    return JobApi(
-        launcher, project.endpoint.name, deployments, project.endpoint.defaults.deployment_name,
-        str(Path(state_dir).resolve() / "outputs"), resolve_paths=True,
-    )  # fmt: skip
-
-
-def kubernetes_api(templates_dir: str, endpoint: str, default_deployment: str | None, namespace: str,
-                   output_root: str) -> JobApi:  # fmt: skip
-    """A job API that creates Indexed Jobs from the Job templates in ``templates_dir`` (``<deployment>.json``)."""
+def kubernetes_api(
+    templates_dir: str,
+    endpoint: str,
+    default_deployment: str | None,
+    namespace: str,
+    output_root: str,
+    owner_deployment: str | None = None,
+) -> JobApi:
+    """A job API that creates Indexed Jobs from the Job templates in ``templates_dir`` (``<deployment>.json``),
+    owned by the Deployment ``owner_deployment`` when given (see :class:`KubernetesLauncher`)."""
     from serving.batch.launchers.kubernetes import KubernetesLauncher, load_templates, template_settings
 
     templates = load_templates(templates_dir)
-    launcher = KubernetesLauncher(namespace, templates)
+    launcher = KubernetesLauncher(namespace, templates, owner_deployment=owner_deployment)
     deployments = {name: template_settings(t) for name, t in templates.items()}
     return JobApi(launcher, endpoint, deployments, default_deployment, output_root)
 
@@ -266,31 +298,65 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint-name", help="kubernetes: the batch endpoint's name")
     p.add_argument("--default-deployment", help="kubernetes: deployment of jobs that name none")
     p.add_argument("--namespace", default="ml-endpoints", help="kubernetes: namespace of the Jobs")
-    p.add_argument("--output-root", default="/mnt/batch/outputs", help="kubernetes: output root inside the pods")
+    p.add_argument(
+        "--owner-deployment",
+        help="kubernetes: the job API's own Deployment, made the owner of the Jobs (they go when it goes)",
+    )
+    p.add_argument(
+        "--output-root",
+        default="/mnt/batch/outputs",
+        help="kubernetes: this endpoint's output root inside the pods (jobs may write only under it)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: serve the job API with uvicorn, auth from ``ENDPOINTS_*`` env vars."""
+def main(argv: list[str] | None = None, local_api: Callable[[str, str, int], JobApi] | None = None) -> int:
+    """Command-line entry point: serve the job API with uvicorn, auth from ``ENDPOINTS_*`` env vars.
+
+    Args:
+        argv: The arguments (default ``sys.argv[1:]``).
+        local_api: Builds the job API of ``--launcher local`` from an endpoint project folder; it reads specs, so
+            it lives with them (``endpoints.local.batch_api``, whose ``python -m`` passes it). Default none: the
+            serving image runs ``--launcher kubernetes`` only.
+    """
     import uvicorn
 
     from serving.frontend import FrontendSettings, build_frontend
 
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from serving import logformat
+
+    logformat.configure(logging.INFO)
     if args.launcher == "local":
+        if local_api is None:
+            _parser().error("--launcher local reads an endpoint project: run python -m endpoints.local.batch_api")
         if not args.project:
             _parser().error("--project is required with --launcher local")
         api = local_api(args.project, args.state_dir, args.max_running)
     else:
         if not (args.templates and args.endpoint_name):
             _parser().error("--templates and --endpoint-name are required with --launcher kubernetes")
-        api = kubernetes_api(args.templates, args.endpoint_name, args.default_deployment, args.namespace,
-                             args.output_root)  # fmt: skip
+        api = kubernetes_api(
+            args.templates,
+            args.endpoint_name,
+            args.default_deployment,
+            args.namespace,
+            args.output_root,
+            args.owner_deployment,
+        )
     frontend = build_frontend(build_app(api), FrontendSettings.from_env(), lambda: True)  # type: ignore[arg-type]
-    uvicorn.run(frontend, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=10)
+    # The frontend writes the one access line per request; uvicorn's own lines go through the JSON root handler.
+    uvicorn.run(
+        frontend,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 

@@ -1,6 +1,6 @@
 """The runner's settings without pydantic: what ``python -m serving.batch.runner`` loads at start.
 
-:class:`serving.batch.settings.RunnerSettings` (pydantic) stays the one definition of the fields, their
+:class:`contract.batch_settings.RunnerSettings` (pydantic) stays the one definition of the fields, their
 defaults and their rules; the job API, the launchers and the spec mapping use it. Importing pydantic and
 building that model costs a runner process ~0.15-0.3 s, longer than scoring a few thousand small files, so the
 runner first tries :func:`fast_validate`: plain type and range checks that accept only input the model surely
@@ -11,89 +11,22 @@ and the value. ``tests/batch/test_runconfig.py`` holds the two paths to the same
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
 import re
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-SETTINGS_ENV = "ENDPOINTS_BATCH_SETTINGS"
-
-
-class RunnerSettingsError(ValueError):
-    """Settings given to the runner are invalid; the message names the source, the field and the value."""
-
-
-class JobSettings(Protocol):
-    """What the journal and the status readers need: met by :class:`RunConfig` and by ``RunnerSettings``."""
-
-    @property
-    def output_dir(self) -> str: ...
-
-    @property
-    def output_file_name(self) -> str: ...
-
-    @property
-    def output_action(self) -> str: ...
-
-    @property
-    def overwrite(self) -> bool: ...
-
-    @property
-    def mini_batch_size(self) -> int: ...
-
-    @property
-    def instance_count(self) -> int: ...
-
-    @property
-    def error_threshold(self) -> int: ...
-
-    def resolved_job_id(self) -> str:
-        """The job id, or a stable hash of the job's definition."""
-        ...
-
-    @property
-    def output_path(self) -> Path:
-        """The append_row output file."""
-        ...
-
-    @property
-    def summary_path(self) -> Path:
-        """The summary file."""
-        ...
-
-    @property
-    def state_dir(self) -> Path:
-        """Journal and job identity folder."""
-        ...
-
-
-# Fields left out of the job id hash: they change how a job runs, not which job it is.
-JOB_ID_EXCLUDE = frozenset({"job_id", "overwrite", "logging_level", "progress_interval"})
-
-
-def job_id_hash(values: dict[str, Any]) -> str:
-    """``job-<16 hex>`` from every field but :data:`JOB_ID_EXCLUDE` (the same for both settings classes)."""
-    payload = {k: v for k, v in values.items() if k not in JOB_ID_EXCLUDE}
-    return "job-" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def output_path(output_dir: str, output_file_name: str) -> Path:
-    """The append_row output file."""
-    return Path(output_dir) / output_file_name
-
-
-def summary_path(output_dir: str, output_file_name: str) -> Path:
-    """``<output stem>.summary.json`` next to the output."""
-    return Path(output_dir) / f"{Path(output_file_name).stem}.summary.json"
-
-
-def state_dir(output_dir: str, output_file_name: str) -> Path:
-    """``.<output file name>.batch`` next to the output, so that it survives the pod."""
-    return Path(output_dir) / f".{output_file_name}.batch"
-
+from contract.batch import (  # noqa: F401  (re-exported: the runner's names for its settings)
+    SETTINGS_ENV,
+    TERMINATION_LOG_ENV,
+    JobSettings,
+    RunnerSettingsError,
+    job_id_hash,
+    output_path,
+    read_settings_data,
+    state_dir,
+    summary_path,
+)
 
 # Field names and defaults, in RunnerSettings' order (tests/batch/test_runconfig.py holds them equal).
 DEFAULTS: dict[str, Any] = {
@@ -287,47 +220,9 @@ def validate(data: dict[str, Any], source: str) -> RunConfig:
     fast = fast_validate(data)
     if fast is not None:
         return fast
-    from serving.batch.settings import parse_settings  # pydantic: only for input the fast path does not vouch for
+    from contract.batch_settings import parse_settings  # pydantic: only for input the fast path does not vouch for
 
     return RunConfig(**parse_settings(data, source).model_dump())
-
-
-def read_settings_data(path: str | None, overrides: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """Merge ``ENDPOINTS_BATCH_SETTINGS``, the JSON file and the overrides, lowest precedence first.
-
-    Returns:
-        (the merged mapping, its sources for error messages, e.g. ``"settings.json + command line"``).
-
-    Raises:
-        RunnerSettingsError: unreadable file, or JSON that is not an object.
-    """
-    data: dict[str, Any] = {}
-    sources = []
-    env = os.environ.get(SETTINGS_ENV)
-    if env:
-        try:
-            loaded = json.loads(env)
-        except json.JSONDecodeError as e:
-            raise RunnerSettingsError(f"{SETTINGS_ENV}: not valid JSON: {e.msg} at position {e.pos}") from e
-        if not isinstance(loaded, dict):
-            raise RunnerSettingsError(f"{SETTINGS_ENV}: got {type(loaded).__name__}; expected a JSON object")
-        data.update(loaded)
-        sources.append(SETTINGS_ENV)
-    if path:
-        try:
-            loaded = json.loads(Path(path).read_text())
-        except OSError as e:
-            raise RunnerSettingsError(f"{path}: cannot read settings: {e.strerror}") from e
-        except json.JSONDecodeError as e:
-            raise RunnerSettingsError(f"{path}: not valid JSON: {e.msg} at line {e.lineno}") from e
-        if not isinstance(loaded, dict):
-            raise RunnerSettingsError(f"{path}: got {type(loaded).__name__}; expected a JSON object")
-        data.update(loaded)
-        sources.append(path)
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    if overrides:
-        sources.append("command line")
-    return data, " + ".join(sources) or "command line"
 
 
 def load_run_config(path: str | None, overrides: dict[str, Any]) -> RunConfig:

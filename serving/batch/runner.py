@@ -37,15 +37,23 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from contract.batch import EXIT_JOB_FAILED
+from serving import logformat
 from serving.batch.journal import Commit, Journal, OutputConflictError, atomic_write_json, read_journal
-from serving.batch.runconfig import JobSettings, RunConfig, RunnerSettingsError, load_run_config
+from serving.batch.runconfig import (
+    TERMINATION_LOG_ENV,
+    JobSettings,
+    RunConfig,
+    RunnerSettingsError,
+    load_run_config,
+)
 
 log = logging.getLogger("serving.batch.runner")
 
 EXIT_OK = 0
-EXIT_JOB_FAILED = 3
 EXIT_TERMINATED = 143
 START_METHOD_ENV = "ENDPOINTS_BATCH_START_METHOD"
+# Where the runner writes the reason of a failure (one line); the local launcher sets it per instance.
 COMMIT_INTERVAL_S = 0.05
 PREFETCH_SECONDS = 0.2
 MAX_PREFETCH = 128
@@ -170,6 +178,7 @@ class Runner:
         self._ctx = mp.get_context(os.environ.get(START_METHOD_ENV, _default_start_method()))
         self.workers: list[_Worker] = []
         self.failure: str | None = None
+        self._summary_error: str | None = None
         self._stopping = self._ctx.Event()  # set at SIGTERM: workers hand queued mini-batches back unstarted
         self._mb_seconds: float | None = None  # moving average of a mini-batch's run time
         self._skipped: list[int] = []  # handed back unstarted at shutdown
@@ -234,16 +243,18 @@ class Runner:
             try:
                 files = list_inputs(s.input)
             except InputError as e:
-                log.error("%s", e)
-                return EXIT_JOB_FAILED
+                return self._fail_early(str(e), summary=True)
             batches = split(files, s.mini_batch_size)
             try:
                 resumed = journal.open(self.job_id, files, len(batches))
             except OutputConflictError as e:
-                log.error("%s", e)
-                return EXIT_JOB_FAILED
+                # The folder's summary is the other job's: it is left alone; the reason goes to the termination log.
+                return self._fail_early(str(e), summary=False)
             journal.start_background_sync()
-            return self._run(journal, batches, resumed)
+            code = self._run(journal, batches, resumed)
+            if code == EXIT_JOB_FAILED:
+                write_termination_log(self.failure or self._summary_error or "the job failed")
+            return code
         finally:
             for w in self.workers:
                 self._kill(w)
@@ -257,14 +268,22 @@ class Runner:
         pending = collections.deque(i for i in mine if i not in state.records)
         log.info(
             "job %s instance %d/%d: %d files, %d mini-batches of %d, %d for this instance, %d to do%s",
-            self.job_id, self.index, s.instance_count, sum(map(len, batches)), len(batches), s.mini_batch_size,
-            len(mine), len(pending), " (resumed)" if resumed else "",
-        )  # fmt: skip
+            self.job_id,
+            self.index,
+            s.instance_count,
+            sum(map(len, batches)),
+            len(batches),
+            s.mini_batch_size,
+            len(mine),
+            len(pending),
+            " (resumed)" if resumed else "",
+        )
         attempts: dict[int, int] = collections.Counter()
         t0 = time.monotonic()
         rows_at_start = sum(r["rows"] for r in state.records.values())
         last_progress = t0
         threshold_hit = self._threshold_exceeded(state.failed_items)
+        shared_threshold = s.instance_count > 1 and s.error_threshold != -1
         stop_since: float | None = None
         commits: list[Commit] = []  # finished, not yet committed
         last_commit = time.monotonic()
@@ -281,9 +300,24 @@ class Runner:
                     state.failed_items + sum(c.failed_items for c in commits)
                 ):
                     threshold_hit = True
-                    log.error("error threshold exceeded: %d failed items > error_threshold %d; "
-                              "no new mini-batches start", state.failed_items + sum(c.failed_items for c in commits),
-                              s.error_threshold)  # fmt: skip
+                    log.error(
+                        "error threshold exceeded: %d failed items > error_threshold %d; no new mini-batches start",
+                        state.failed_items + sum(c.failed_items for c in commits),
+                        s.error_threshold,
+                    )
+                if (
+                    shared_threshold
+                    and not threshold_hit
+                    and pending
+                    and any(w.ready and w.task is None for w in self.workers)
+                ):
+                    # Another instance's failures count too: read them under the job's lock just before starting,
+                    # so no mini-batch starts after a commit that passed the threshold (exact across instances).
+                    with journal.locked():
+                        state = journal.refresh()
+                        threshold_hit = self._check_threshold(state.failed_items + sum(c.failed_items for c in commits))
+                        if not threshold_hit and not (self.stop_requested or self.failure):
+                            self._dispatch_idle(pending, attempts, batches)
                 dispatching = not (self.stop_requested or threshold_hit or self.failure)
                 want = min(s.max_concurrency_per_instance, len(pending)) if dispatching else 0
                 while len(self.workers) < want:
@@ -303,12 +337,18 @@ class Runner:
                     # the threshold before a queued mini-batch starts.
                     in_flight = self._in_flight(batches)
                     for i, w in enumerate(self.workers):
+                        if shared_threshold:
+                            break  # nothing queued ahead: its start could not be checked against other instances
                         depth = self._prefetch_depth(len(pending))
                         queued_bytes = sum(t.size for t in w.queued)
                         while (
-                            w.ready and w.task is not None and len(w.queued) < depth and pending
-                            and queued_bytes < MAX_QUEUED_BYTES and self._may_prefetch(failed_now, in_flight)
-                        ):  # fmt: skip
+                            w.ready
+                            and w.task is not None
+                            and len(w.queued) < depth
+                            and pending
+                            and queued_bytes < MAX_QUEUED_BYTES
+                            and self._may_prefetch(failed_now, in_flight)
+                        ):
                             mb = pending.popleft()
                             attempts[mb] += 1
                             size = sum(map(len, batches[mb])) + 16 * len(batches[mb])
@@ -335,8 +375,9 @@ class Runner:
                 if self.stop_requested and stop_since is None:
                     stop_since = time.monotonic()
                     self._stopping.set()
-                    log.warning("SIGTERM: no new mini-batches; %d running may finish within %.0fs",
-                                len(busy), s.drain_timeout)  # fmt: skip
+                    log.warning(
+                        "SIGTERM: no new mini-batches; %d running may finish within %.0fs", len(busy), s.drain_timeout
+                    )
                 now = time.monotonic()
                 timeout = max(0.0, min([w.task.deadline - now for w in busy if w.task], default=s.progress_interval))
                 timeout = min(timeout, s.progress_interval)
@@ -351,9 +392,13 @@ class Runner:
                         w.watched = True
                     # Only for short mini-batches: a slow one's reply is a rare wake-up, and an idle tick is not.
                     quiet = bool(
-                        dispatching and pending and w.ready and self._mb_seconds is not None
-                        and self._mb_seconds < 2 * TICK_S and len(w.queued) * self._mb_seconds >= 2 * TICK_S
-                    )  # fmt: skip
+                        dispatching
+                        and pending
+                        and w.ready
+                        and self._mb_seconds is not None
+                        and self._mb_seconds < 2 * TICK_S
+                        and len(w.queued) * self._mb_seconds >= 2 * TICK_S
+                    )
                     if quiet and w.conn_watched:
                         sel.unregister(w.conn)
                         w.conn_watched = False
@@ -409,8 +454,13 @@ class Runner:
                         continue
                     mb = task.mini_batch
                     if attempts[mb] <= s.max_retries:
-                        log.warning("mini-batch %d attempt %d/%d failed: %s; retrying",
-                                    mb, attempts[mb], s.max_retries + 1, reason)  # fmt: skip
+                        log.warning(
+                            "mini-batch %d attempt %d/%d failed: %s; retrying",
+                            mb,
+                            attempts[mb],
+                            s.max_retries + 1,
+                            reason,
+                        )
                         pending.appendleft(mb)
                     else:
                         log.error("mini-batch %d failed after %d attempts: %s", mb, attempts[mb], reason)
@@ -420,8 +470,7 @@ class Runner:
                     for w in list(self.workers):
                         abandoned = [*([w.task] if w.task else []), *w.queued]
                         for t in reversed(abandoned):
-                            log.warning("mini-batch %d abandoned at shutdown; it runs again on restart",
-                                        t.mini_batch)  # fmt: skip
+                            log.warning("mini-batch %d abandoned at shutdown; it runs again on restart", t.mini_batch)
                             pending.appendleft(t.mini_batch)
                         self._drop(w)
                 if time.monotonic() - last_progress >= s.progress_interval:
@@ -445,16 +494,31 @@ class Runner:
         with journal.locked():
             state = journal.refresh()
             summary = write_summary(
-                s, self.job_id, interrupted=self.stop_requested, failure=self.failure,
+                s,
+                self.job_id,
+                interrupted=self.stop_requested,
+                failure=self.failure,
                 known=(journal.job, list(state.records.values())),
-            )  # fmt: skip
+            )
         self._log_progress(state.records, len(batches), rows_at_start, t0)
+        self._summary_error = summary.get("error")
         log.info("summary: %s (%s)", summary["status"], s.summary_path)
         if self.failure or threshold_hit or summary["status"] == "Failed":
             return EXIT_JOB_FAILED
         if self.stop_requested:
             return EXIT_TERMINATED
         return EXIT_OK
+
+    def _fail_early(self, reason: str, summary: bool) -> int:
+        """The job fails before any mini-batch ran: log it, write the termination log and (when the output folder
+        is not another job's) the summary with the reason."""
+        log.error("%s", reason)
+        write_termination_log(reason)
+        if summary:
+            job, _ = read_journal(self.settings)
+            if job is None or job.get("job_id") == self.job_id:
+                write_summary(self.settings, self.job_id, interrupted=False, failure=reason, known=(job, []))
+        return EXIT_JOB_FAILED
 
     def _handle(
         self,
@@ -488,6 +552,28 @@ class Runner:
             task = w.task
             w.promote(msg[-1], self.settings.timeout)
             retry.append((w, task, msg[2], False))
+
+    def _check_threshold(self, failed: int) -> bool:
+        if self._threshold_exceeded(failed):
+            log.error(
+                "error threshold exceeded: %d failed items > error_threshold %d; no new mini-batches start",
+                failed,
+                self.settings.error_threshold,
+            )
+            return True
+        return False
+
+    def _dispatch_idle(
+        self, pending: collections.deque[int], attempts: dict[int, int], batches: list[list[str]]
+    ) -> None:
+        """Start a mini-batch on every idle worker (the caller holds the job's lock)."""
+        for w in self.workers:
+            if w.ready and w.task is None and pending:
+                mb = pending.popleft()
+                attempts[mb] += 1
+                now = time.monotonic()
+                w.task = _Task(mb, attempts[mb], now, now + self.settings.timeout)
+                w.conn.send([(mb, batches[mb])])
 
     def _drop(self, w: _Worker) -> None:
         self._kill(w)
@@ -529,8 +615,14 @@ class Runner:
         eta = "?" if p["eta_seconds"] is None else f"{p['eta_seconds']:.0f}s"
         log.info(
             "progress: %d/%d mini-batches (%.1f%%), %d rows, %d failed items, %.1f rows/s, ETA %s",
-            p["done"], p["total"], p["percent"], p["rows"], p["failed_items"], p["rows_per_second"], eta,
-        )  # fmt: skip
+            p["done"],
+            p["total"],
+            p["percent"],
+            p["rows"],
+            p["failed_items"],
+            p["rows_per_second"],
+            eta,
+        )
 
 
 def progress(records: dict[int, dict[str, Any]], total: int, rows_at_start: int, elapsed: float) -> dict[str, Any]:
@@ -563,6 +655,8 @@ def job_status(
     last commit); default None reads them from disk.
     """
     job, records = known if known is not None else read_journal(settings)
+    if job is not None and job.get("job_id") != settings.resolved_job_id():
+        job, records = None, []  # the folder holds another job's state: none of it is this job's progress
     by_mb = {r["mini_batch"]: r for r in records}
     total = job["mini_batches"] if job else 0
     failed_items = sum(r["failed_items"] for r in by_mb.values())
@@ -608,6 +702,17 @@ def job_status(
         },
         "output": str(settings.output_path) if settings.output_action == "append_row" else None,
     }
+
+
+def write_termination_log(reason: str) -> None:
+    """Write why the job failed to the file named by ``ENDPOINTS_BATCH_TERMINATION_LOG`` when set (Kubernetes'
+    ``terminationMessagePath`` idea: the launcher shows it as the job's error instead of pointing at a log).
+    Never raises: it is a courtesy."""
+    path = os.environ.get(TERMINATION_LOG_ENV)
+    if not path:
+        return
+    with contextlib.suppress(OSError):
+        Path(path).write_text(reason[:4096] + "\n")
 
 
 def write_summary(
@@ -662,14 +767,11 @@ def main(argv: list[str] | None = None) -> int:
             index = int(raw_index)
         except ValueError as e:
             raise RunnerSettingsError(f"JOB_COMPLETION_INDEX: got {raw_index!r}; expected an integer") from e
-        logging.basicConfig(
-            level=settings.logging_level.upper(),
-            format=f"%(asctime)s %(levelname)s [instance {index}] %(message)s",
-            stream=sys.stderr,
-        )
+        logformat.configure(settings.logging_level.upper(), fields={"instance": index})
         runner = Runner(settings, index)
     except RunnerSettingsError as e:
         print(f"error: {e}", file=sys.stderr)
+        write_termination_log(str(e))
         return EXIT_JOB_FAILED
     return runner.run()
 

@@ -28,6 +28,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
+from serving import logformat
 from serving.batch.scoring import load_scorer
 
 log = logging.getLogger("serving.batch.worker")
@@ -124,7 +125,7 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.environ.update(env)
-    logging.basicConfig(level=os.environ.get("ENDPOINTS_BATCH_LOG_LEVEL", "INFO").upper())
+    logformat.configure(os.environ.get("ENDPOINTS_BATCH_LOG_LEVEL", "INFO").upper())
     try:
         scorer = load_scorer(entry_script, model_dir)
         scorer.init()

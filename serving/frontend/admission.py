@@ -1,8 +1,9 @@
 """Admission control: at most N requests running, a bounded FIFO of waiters, each waiting a bounded time.
 
 Azure managed online endpoints semantics: ``max_concurrent_requests_per_instance`` running, a request that
-cannot start within ``max_queue_wait_ms`` (or finds the queue full) gets 429. The queue holds at most
-``2 x limit`` waiters so that a burst is rejected at once instead of piling up.
+cannot start within ``max_queue_wait_ms`` (or finds the queue full) gets 429. Azure rejects with 429 beyond
+``2 x max_concurrent_requests_per_instance x instance_count`` requests pending at once ("Too many pending requests"
+in its troubleshooting guide), running ones included: so per instance ``limit`` run and at most ``limit`` wait.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ class Admission:
     """
 
     def __init__(self, limit: int, max_waiting: int | None = None) -> None:
-        """Allow ``limit`` holders and ``max_waiting`` waiters (default ``2 * limit``)."""
+        """Allow ``limit`` holders and ``max_waiting`` waiters (default ``limit``: 2 x limit pending, as Azure)."""
         if limit < 1:
             raise ValueError(f"admission limit: got {limit}; must be >= 1")
         self.limit = limit
-        self.max_waiting = 2 * limit if max_waiting is None else max_waiting
+        self.max_waiting = limit if max_waiting is None else max_waiting
         self.running = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 

@@ -25,8 +25,11 @@ import orjson
 from serving.frontend.admission import Admission, Admit
 from serving.frontend.auth import Authenticator, build_authenticator, parse_bearer
 from serving.frontend.body import SUPPORTED_ENCODINGS, BadEncoding, BodyTooLarge, LimitedBody
+from serving.frontend.collector import DataCollector
 from serving.frontend.metrics import CONTENT_TYPE, OTHER_ROUTE, FrontendMetrics, multiprocess_dir
-from serving.frontend.settings import FrontendSettings
+from serving.frontend.settings import DataCollectorSettings, FrontendSettings
+from serving.frontend.tracing import Tracing, tracing_from_env
+from serving.logformat import TRACEPARENT, IsoTime, process_identity
 from serving.requestid import new_request_id
 
 Scope = dict[str, Any]
@@ -44,6 +47,7 @@ _JSON = (b"content-type", b"application/json")
 _HEALTH_ROUTES = ("/", "/ready", "/metrics")
 _KNOWN_ROUTES = frozenset(("/", "/ready", "/metrics", "/score", "/swagger.json"))
 _DISCONNECT: Message = {"type": "http.disconnect"}
+_QUIET_ROUTES = frozenset(("/ready", "/metrics"))
 _PLAIN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"))
 _CUT_SHORT = b'{"error":"the instance shut down before the request finished; retry"}'
 # How often deadlines are checked (408 at most this late) and how the metrics flush is paced.
@@ -51,9 +55,11 @@ TICK_S = 0.05
 # Access-log lines written at once when this many wait for the next tick (bounds the memory and the batch).
 LOG_BATCH_LINES = 256
 # One access-log line, less its closing brace (a "reason" may follow): see Frontend.__call__.
+# serving.logformat's fields (time, level, logger, endpoint, deployment, request_id, trace_id, message), then the
+# request's own: one format for every line of every process.
 _ACCESS_LINE = (
-    '{"ts":%d.%06d,"level":"info","logger":"serving.access","request_id":%s,"method":"%s","route":"%s",'
-    '"status":%d,"duration_ms":%d.%03d'
+    '{"time":"%s","level":"info","logger":"serving.access",%s"request_id":%s,"trace_id":%s,"message":"%s %s %d",'
+    '"method":"%s","route":"%s","status":%d,"duration_ms":%d.%03d'
 )
 
 
@@ -61,9 +67,25 @@ class _Exchange:
     """One request's response state, shared by the frontend and the app."""
 
     __slots__ = (
-        "body", "body_failed", "client_gone", "closed", "complete", "limit", "reason", "request_id", "send", "slot",
-        "started", "status", "timed_out",
-    )  # fmt: skip
+        "body",
+        "body_failed",
+        "buffered",
+        "captured",
+        "captured_room",
+        "client_gone",
+        "closed",
+        "complete",
+        "limit",
+        "reason",
+        "request_id",
+        "response_headers",
+        "send",
+        "slot",
+        "started",
+        "status",
+        "timed_out",
+        "traceparent",
+    )
 
     def __init__(self, send: Send, request_id: str) -> None:
         self.send = send
@@ -79,6 +101,37 @@ class _Exchange:
         self.client_gone = False
         self.slot = False  # holds an admission slot
         self.timed_out = False
+        self.buffered: bytes | None = None  # a /score body read whole before admission, handed to the app once
+        self.traceparent: bytes | None = None  # a valid W3C traceparent of the request: echoed in the answer
+        self.captured: list[bytes] | None = None  # the app's response chunks, kept for the data collector
+        self.captured_room = 0  # bytes the data collector's queue could still take of them
+        self.response_headers: Iterable[tuple[bytes, bytes]] = ()
+
+    async def read_body(self) -> bytes | None:
+        """Read the whole (size-limited, decoded) body; None when it cannot be had whole.
+
+        None means the client went away mid-body, or the body passed the limit or was corrupt (413/400 answered):
+        the app must not be called with what arrived so far.
+        """
+        chunks: list[bytes] = []
+        while True:
+            message = await self.app_receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def replay_receive(self) -> Message:
+        """The app's ``receive`` once the body was read: the body in one message, then the server's messages."""
+        body = self.buffered
+        if body is not None:
+            self.buffered = None
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await self.app_receive()
 
     async def app_send(self, message: Message) -> None:
         if self.closed:
@@ -87,8 +140,21 @@ class _Exchange:
         if kind == "http.response.start":
             self.started = True
             self.status = message["status"]
-        elif kind == "http.response.body" and not message.get("more_body", False):
-            self.complete = True
+            if self.captured is not None:
+                self.response_headers = message.get("headers", ())
+            if self.traceparent is not None:
+                message = {**message, "headers": [*message.get("headers", ()), (b"traceparent", self.traceparent)]}
+        elif kind == "http.response.body":
+            if self.captured is not None:
+                chunk = message.get("body", b"")
+                if chunk:
+                    self.captured_room -= len(chunk)
+                    if self.captured_room < 0:
+                        self.captured = None  # larger than the collector's queue can ever hold: not kept
+                    else:
+                        self.captured.append(chunk)
+            if not message.get("more_body", False):
+                self.complete = True
         await self.send(message)
 
     async def app_receive(self) -> Message:
@@ -131,19 +197,18 @@ class _Exchange:
         headers: Iterable[tuple[bytes, bytes]] = (),
         content_type: tuple[bytes, bytes] = _JSON,
     ) -> None:
-        """Send a whole response (after :meth:`claim`)."""
+        """Send a whole response (after :meth:`claim`), with the request id and trace context a scored answer has."""
         rid = self.request_id.encode()
-        await self.send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                content_type,
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", rid),
-                (b"x-ms-request-id", rid),
-                *headers,
-            ],
-        })  # fmt: skip
+        fields = [
+            content_type,
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", rid),
+            (b"x-ms-request-id", rid),
+            *headers,
+        ]
+        if self.traceparent is not None:
+            fields.append((b"traceparent", self.traceparent))
+        await self.send({"type": "http.response.start", "status": status, "headers": fields})
         await self.send({"type": "http.response.body", "body": body})
         self.complete = True
 
@@ -175,9 +240,12 @@ class Frontend:
         settings: FrontendSettings,
         is_ready: Callable[[], bool],
         authenticator: Authenticator | None,
+        tracing: Tracing | None = None,
+        collector: DataCollectorSettings | None = None,
     ) -> None:
         """Wrap ``app``; use :func:`build_frontend` rather than this constructor."""
         self.app = app
+        self.tracing = tracing
         self.settings = settings
         self.is_ready = is_ready
         self.auth = authenticator
@@ -185,9 +253,23 @@ class Frontend:
         self._check_now: Callable[[str], bool] | None = getattr(authenticator, "check_now", None)
         self.admission = Admission(settings.max_concurrent_requests)
         self.metrics = FrontendMetrics()
+        self.collector: DataCollector | None = None
+        if collector is not None:
+            written, dropped = self.metrics.collector_written, self.metrics.collector_dropped
+            self.collector = DataCollector(
+                collector,
+                *process_identity(),
+                on_written=lambda collection, n: written.labels(collection).inc(n),
+                on_dropped=lambda reason, n: dropped.labels(reason).inc(n),
+            )
         self.draining = False
         self._background: set[asyncio.Future[None]] = set()
         self._log_lines: list[str] = []
+        self._iso = IsoTime()
+        endpoint, deployment = process_identity()
+        self._identity = (
+            f'"endpoint":{orjson.dumps(endpoint).decode()},"deployment":{orjson.dumps(deployment).decode()},'
+        )
         self._deadlines: dict[_Exchange, tuple[float, asyncio.Task[Any]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeout_s = settings.request_timeout_ms / 1000
@@ -204,6 +286,13 @@ class Frontend:
             # stderr closed or gone: the responses were sent; the lines are dropped.
             with contextlib.suppress(OSError, ValueError):
                 sys.stderr.write("\n".join(lines))
+
+    def close(self) -> None:
+        """Write what is left: the access-log lines and the data collector's queue (bounded); the server calls
+        this when it stops."""
+        self.flush_log()
+        if self.collector is not None:
+            self.collector.close()
 
     def begin_drain(self) -> None:
         """Stop admitting scoring requests (503, connection closed); ``/`` and in-flight requests continue.
@@ -227,7 +316,7 @@ class Frontend:
             return
         start = time.perf_counter()
         task = self._current_task()  # also starts the ticker (deadlines, access log) on this loop
-        authorization = content_length = encoding = request_id = None
+        authorization = content_length = encoding = request_id = traceparent = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
@@ -237,17 +326,32 @@ class Frontend:
                 encoding = value
             elif name == b"x-request-id":
                 request_id = value
+            elif name == b"traceparent":
+                traceparent = value
         path = scope["path"]
         route = path if not self._prefix and path in _KNOWN_ROUTES else self._route(path)
-        if request_id is None:
+        if not request_id:
             rid = new_request_id()
-            # The app echoes x-request-id: give it ours so that its answer and our log line agree.
-            scope = {**scope, "headers": [*scope["headers"], (b"x-request-id", rid.encode())]}
+            # The app echoes x-request-id: give it ours so that its answer and our log line agree (an empty one is
+            # replaced, as if absent).
+            headers = scope["headers"]
+            if request_id is not None:
+                headers = [h for h in headers if h[0] != b"x-request-id"]
+                request_id = None
+            scope = {**scope, "headers": [*headers, (b"x-request-id", rid.encode())]}
         elif 0 < len(request_id) <= MAX_REQUEST_ID_CHARS:
             rid = request_id.decode("latin-1")
         else:
             rid = new_request_id()  # the app answers 431 for an over-long id; our own answers use a fresh one
         ex = _Exchange(send, rid)
+        trace = "null"
+        if traceparent is not None and TRACEPARENT.fullmatch(traceparent):
+            ex.traceparent = traceparent
+            trace = f'"{traceparent[3:35].decode()}"'
+        tracing = self.tracing
+        if tracing is not None and route in _HEALTH_ROUTES:
+            tracing = None  # probes and scrapes (every few seconds, all day) are not traced
+        span = None if tracing is None else tracing.start(scope["method"], route, ex.traceparent, scope["headers"])
         try:
             await self._handle(scope, receive, ex, task, route, authorization, content_length, encoding, start)
         except asyncio.CancelledError:
@@ -262,7 +366,12 @@ class Frontend:
             # 499 (nginx's "client closed request"): the client went away before it could get an answer.
             status = 499 if ex.client_gone or not ex.status else ex.status
             self.metrics.observe_request(route, status, duration, ex.reason)
-            if access_log.isEnabledFor(logging.INFO):
+            if tracing is not None:
+                tracing.end(span, status, rid, ex.reason)
+            if access_log.isEnabledFor(logging.INFO) and not (
+                # Probes and scrapes (every few seconds, all day) are counted in the metrics, logged at debug only.
+                route in _QUIET_ROUTES and status == 200 and not access_log.isEnabledFor(logging.DEBUG)
+            ):
                 # The JSON object written out by hand (field order as documented), with integer arithmetic rather
                 # than float formatting (half the cost of the line). Our own request ids are hex and dashes; a
                 # client's id (the only client-controlled text) goes through orjson, and so does a method that is
@@ -271,9 +380,21 @@ class Frontend:
                 if method not in _PLAIN_METHODS:
                     method = orjson.dumps(method).decode()[1:-1]
                 quoted = f'"{rid}"' if request_id is None else orjson.dumps(rid).decode()
-                seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
                 millis, frac = divmod(int(duration * 1_000_000), 1000)
-                line = _ACCESS_LINE % (seconds, micros, quoted, method, route, status, millis, frac)
+                line = _ACCESS_LINE % (
+                    self._iso(),
+                    self._identity,
+                    quoted,
+                    trace,
+                    method,
+                    route,
+                    status,
+                    method,
+                    route,
+                    status,
+                    millis,
+                    frac,
+                )
                 line = f'{line},"reason":"{ex.reason}"}}' if ex.reason else f"{line}}}"
                 handlers = access_log.handlers
                 if len(handlers) == 1 and type(handlers[0]) is _StderrHandler and not access_log.filters:
@@ -372,10 +493,6 @@ class Frontend:
             }
 
         deadline = start + self._timeout_s
-        if scoring:
-            if not (self.admission.try_acquire() or await self._admit(ex, deadline)):
-                return
-            ex.slot = True
         # Identity bodies with a Content-Length within the limit need no counting: the HTTP server frames the body
         # by that length.
         sized = coding == "identity" and content_length is not None and 0 <= declared <= limit
@@ -386,7 +503,41 @@ class Frontend:
             # deadline the 408 is sent and the slot freed by the ticker itself, so both happen on time even when
             # the app cannot be cancelled promptly (a synchronous run() in a thread that shields the await).
             self._deadlines[ex] = (deadline, task)
-            await self.app(scope, ex.app_receive, ex.app_send)
+            app_receive = ex.app_receive
+            request_body = b""
+            if scoring:
+                # The body is read whole before admission: a slow (or stalled) upload waits without a slot, bounded
+                # by the request deadline (408), so slow clients cannot starve the others; and run() is never
+                # called with a body that did not arrive whole (client gone, 413, corrupt encoding).
+                body = await ex.read_body()
+                if body is None:
+                    return
+                if not (self.admission.try_acquire() or await self._admit(ex, deadline)):
+                    return
+                ex.slot = True
+                ex.buffered = request_body = body
+                app_receive = ex.replay_receive
+            collector = self.collector
+            if scoring and collector is not None and collector.wants(ex.request_id):
+                ex.captured = []
+                ex.captured_room = collector.max_bytes - len(request_body)
+                await self.app(scope, app_receive, ex.app_send)
+                if ex.complete and not ex.closed and ex.captured is None:
+                    collector.drop("queue_full")
+                elif ex.complete and not ex.closed:
+                    collector.submit(
+                        ex.request_id,
+                        method,
+                        scope["path"],
+                        scope["headers"],
+                        request_body,
+                        ex.captured,
+                        ex.response_headers,
+                        ex.status,
+                        ex.traceparent,
+                    )
+            else:
+                await self.app(scope, app_receive, ex.app_send)
         except asyncio.CancelledError:
             if not ex.timed_out:
                 raise
@@ -485,14 +636,14 @@ class Frontend:
         task.cancel()
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time of the record (pytest and runners swap it)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.setFormatter(logging.Formatter("%(message)s"))
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 
@@ -513,23 +664,37 @@ def _configure_access_log() -> None:
     access_log.propagate = False
 
 
-def build_frontend(app: ASGIApp, settings: FrontendSettings, is_ready: Callable[[], bool]) -> Frontend:
-    """Wrap the ASGI scoring ``app`` with auth, admission, timeouts, body limits, readiness and metrics.
+def build_frontend(
+    app: ASGIApp,
+    settings: FrontendSettings,
+    is_ready: Callable[[], bool],
+    tracer_provider: Any = None,
+    collector: DataCollectorSettings | None = None,
+) -> Frontend:
+    """Wrap the ASGI scoring ``app`` with auth, admission, timeouts, body limits, readiness, metrics and traces.
 
     Args:
         app: Any ASGI app serving ``/``, ``/score`` and ``/swagger.json``.
         settings: Usually ``FrontendSettings.from_env()`` (for several workers, ``.for_worker(i, n)``).
         is_ready: Called per ``GET /ready``; True once the model's ``init()`` finished in this worker.
+        tracer_provider: An OpenTelemetry ``TracerProvider`` for a span per request (default None: OTLP export
+            when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, else no spans; ``serving.frontend.tracing``).
+        collector: Payload logging (default None: ``DataCollectorSettings.from_env()``, itself None unless
+            ``ENDPOINTS_DATA_COLLECTOR_PATH`` is set; ``serving.frontend.collector``).
 
     Raises:
-        FrontendSettingsError: Auth inputs (keys folder, signing key file) are missing or unusable.
+        FrontendSettingsError: Auth inputs (keys folder, signing key file) are missing or unusable, or OTLP
+            export is asked for without the OpenTelemetry SDK installed.
 
     Access-log lines (one JSON object per request, never the Authorization header) go to the
     ``serving.access`` logger; unless it already has a handler, they are written bare to stderr.
     """
-    frontend = Frontend(app, settings, is_ready, build_authenticator(settings))
+    tracing = Tracing(tracer_provider) if tracer_provider is not None else tracing_from_env()
+    if collector is None:
+        collector = DataCollectorSettings.from_env()
+    frontend = Frontend(app, settings, is_ready, build_authenticator(settings), tracing, collector)
     _configure_access_log()
     # Lines still waiting for the ticker when the process ends (hosts that do not call flush_log themselves).
-    flush = weakref.WeakMethod(frontend.flush_log)
+    flush = weakref.WeakMethod(frontend.close)
     atexit.register(lambda: (method := flush()) is not None and method())
     return frontend

@@ -138,7 +138,7 @@ class AmlTokenAuthenticator:
         import jwt
 
         try:
-            jwt.decode(
+            claims = jwt.decode(
                 credential,
                 key,
                 algorithms=list(AML_TOKEN_ALGORITHMS),
@@ -148,7 +148,7 @@ class AmlTokenAuthenticator:
             )
         except Exception:  # every failure, whatever its type, is the same 401
             return False
-        return True
+        return _numeric_dates(claims)
 
 
 @dataclass
@@ -205,7 +205,7 @@ class AadTokenAuthenticator:
             key = await self._key_for(kid)
             if key is None:
                 return False
-            jwt.decode(
+            claims = jwt.decode(
                 credential,
                 key,
                 algorithms=list(AAD_TOKEN_ALGORITHMS),
@@ -216,7 +216,19 @@ class AadTokenAuthenticator:
             )
         except Exception:  # every failure, whatever its type, is the same 401
             return False
-        return True
+        return _numeric_dates(claims)
+
+
+def _numeric_dates(claims: dict[str, Any]) -> bool:
+    """True when ``exp``, ``nbf`` and ``iat`` (where present) are JSON numbers, as RFC 7519 section 2 requires.
+
+    PyJWT converts them with ``int()``, so ``"exp": "9999999999"`` (a string) would pass its checks.
+    """
+    for name in ("exp", "nbf", "iat"):
+        value = claims.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return False
+    return True
 
 
 def build_authenticator(settings: FrontendSettings) -> Authenticator | None:

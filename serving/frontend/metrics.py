@@ -19,7 +19,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Route label values: a fixed set, so that scanners probing random paths cannot grow the series count.
 ROUTES = ("/", "/ready", "/metrics", "/score", "/swagger.json")
 OTHER_ROUTE = "other"
-_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 def multiprocess_dir() -> str | None:
@@ -74,7 +74,7 @@ class FrontendMetrics:
             "endpoints_request_duration_seconds",
             "Time from request arrival to the end of the response, by route.",
             ["route"],
-            buckets=_LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.in_flight = Gauge(
@@ -99,13 +99,25 @@ class FrontendMetrics:
         self.run_duration = Histogram(
             "endpoints_run_duration_seconds",
             "Time /score spent in the scoring app after admission (run() plus input parsing and output encoding).",
-            buckets=_LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.collector_written = Counter(
+            "endpoints_data_collector_records",
+            "Payload-logging lines written (data_collector), by collection.",
+            ["collection"],
+            registry=r,
+        )
+        self.collector_dropped = Counter(
+            "endpoints_data_collector_dropped",
+            "Payload-logging records dropped, by reason (queue_full, write_error, shutdown); requests are unaffected.",
+            ["reason"],
             registry=r,
         )
         self._pending_requests: dict[tuple[str, int], int] = {}
         self._pending_rejected: dict[str, int] = {}
-        self._pending_latency = {route: _LocalHistogram(_LATENCY_BUCKETS) for route in (*ROUTES, OTHER_ROUTE)}
-        self._pending_run = _LocalHistogram(_LATENCY_BUCKETS)
+        self._pending_latency = {route: _LocalHistogram(LATENCY_BUCKETS) for route in (*ROUTES, OTHER_ROUTE)}
+        self._pending_run = _LocalHistogram(LATENCY_BUCKETS)
 
     def observe_request(self, route: str, status: int, seconds: float, reason: str = "") -> None:
         """Count one answered request, its latency and, when the frontend answered it, why."""

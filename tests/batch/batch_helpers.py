@@ -109,8 +109,12 @@ class ApiProcess:
         keys.mkdir(exist_ok=True)
         (keys / "primary").write_text(KEY)
         (keys / "secondary").write_text("s" * 40)
-        self.env = {**os.environ, "ENDPOINTS_AUTH_MODE": "key", "ENDPOINTS_KEYS_DIR": str(keys),
-                    "ENDPOINTS_MAX_CONCURRENT_REQUESTS": "8"}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "ENDPOINTS_AUTH_MODE": "key",
+            "ENDPOINTS_KEYS_DIR": str(keys),
+            "ENDPOINTS_MAX_CONCURRENT_REQUESTS": "8",
+        }
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -118,10 +122,22 @@ class ApiProcess:
         self.port = free_port()
         self.log = open(self.tmp / f"api-{self.port}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.batch.api", "--project", str(PROJECT), "--state-dir", str(self.state),
-             "--port", str(self.port)],
-            cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "endpoints.local.batch_api",
+                "--project",
+                str(PROJECT),
+                "--state-dir",
+                str(self.state),
+                "--port",
+                str(self.port),
+            ],
+            cwd=REPO,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

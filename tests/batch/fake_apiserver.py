@@ -1,4 +1,5 @@
-"""A loopback HTTP server standing in for the Kubernetes API server (batch/v1 Jobs only); records requests."""
+"""A loopback HTTP server standing in for the Kubernetes API server (batch/v1 Jobs; v1 pods: list by label selector
+and read a pod's log); records requests."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def merge_patch(target: Any, patch: Any) -> Any:
 class FakeApiServer:
     def __init__(self) -> None:
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        # (namespace, pod) -> {"labels": {...}, "log": "<lines, each starting with an RFC 3339 timestamp>"}
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
         fake = self
 
@@ -70,6 +73,8 @@ class FakeApiServer:
                     }
                 )
                 parts = url.path.strip("/").split("/")
+                if parts[:3] == ["api", "v1", "namespaces"] and parts[4:5] == ["pods"]:
+                    return self._pods(parts, parse_qs(url.query))
                 # apis/batch/v1/namespaces/<ns>/jobs[/<name>]
                 if parts[:3] != ["apis", "batch", "v1"] or len(parts) < 5 or parts[3] != "namespaces":
                     return self._status(404, "NotFound", f"no route {url.path}")
@@ -100,6 +105,36 @@ class FakeApiServer:
                     fake.jobs[(ns, name)] = merge_patch(fake.jobs[(ns, name)], body)
                     return self._send(200, fake.jobs[(ns, name)])
                 return self._status(405, "MethodNotAllowed", method)
+
+            def _pods(self, parts: list[str], query: dict[str, list[str]]) -> None:
+                ns = parts[3]
+                if len(parts) == 5:  # api/v1/namespaces/<ns>/pods?labelSelector=k=v,k=v
+                    wanted = dict(p.split("=", 1) for p in query.get("labelSelector", [""])[0].split(",") if p)
+                    items = [
+                        {
+                            "metadata": {"name": name, "namespace": ns, "labels": pod["labels"]},
+                            "status": pod.get("status", {}),
+                        }
+                        for (n, name), pod in sorted(fake.pods.items())
+                        if n == ns and all(pod["labels"].get(k) == v for k, v in wanted.items())
+                    ]
+                    return self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
+                pod = fake.pods.get((ns, parts[5]))
+                if pod is None or parts[6:] != ["log"]:
+                    return self._status(404, "NotFound", f'pods "{parts[5]}" not found')
+                if "error" in pod:  # (code, message): the API server failing to reach the pod's kubelet
+                    return self._status(pod["error"][0], "InternalError", pod["error"][1])
+                lines = pod["log"].splitlines(keepends=True)
+                if "tailLines" in query:
+                    lines = lines[-int(query["tailLines"][0]) :]
+                if query.get("timestamps") != ["true"]:
+                    lines = [line.partition(" ")[2] for line in lines]
+                data = "".join(lines).encode()
+                self.send_response(200)
+                self.send_header("content-type", "text/plain")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_GET(self) -> None:
                 self._handle("GET")

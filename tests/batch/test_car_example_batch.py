@@ -21,7 +21,7 @@ CLI = [sys.executable, "-m", "endpoints.cli.main"]
 def trained() -> Path:
     """The online example's alice model (trained once, if this checkout has not yet: 10-35 s)."""
     if not (ONLINE / "models" / "alice" / ".trained").is_file():
-        subprocess.run([sys.executable, str(ONLINE / "train.py")], check=True, timeout=240)
+        subprocess.run([sys.executable, str(ONLINE / "train.py")], check=True, timeout=900)  # a loaded CI machine
     return ONLINE / "models" / "alice"
 
 
@@ -38,23 +38,50 @@ def test_the_batch_code_is_the_online_examples_folder() -> None:
 
 def test_the_example_validates() -> None:
     result = subprocess.run([*CLI, "validate", str(EXAMPLE)], capture_output=True, text=True, timeout=60)
-    assert (result.returncode, result.stdout.strip()) == (0, f"ok: {EXAMPLE}"), result.stderr
+    # Its environment.image is one of Azure's curated images: validate says what the cluster builds on instead.
+    note = (
+        f"note: {EXAMPLE}/deployments/nightly.yml: environment.image:"
+        " 'mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest' is one of Azure's curated inference images; on"
+        " the cluster the deployment image is built on the stack's batch runner image instead (stack setting"
+        " ml-endpoints:baseImageRedirects); local mode runs in this machine's Python"
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, f"{note}\nok: {EXAMPLE}"), result.stderr
 
 
 def test_batch_invoke_scores_the_sample_photos_locally(trained: Path, tmp_path: Path) -> None:
     samples = ONLINE / "samples"
     result = subprocess.run(
         # One instance with one worker: the fewest processes (each imports scikit-learn) on a shared machine.
-        [*CLI, "batch", "invoke", str(EXAMPLE), "--input", str(samples), "--wait", "--json",
-         "--state-dir", str(tmp_path / "state"), "--job-id", "cars-1",
-         "--set", "instance_count=1", "--set", "max_concurrency_per_instance=1"],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        [
+            *CLI,
+            "batch",
+            "invoke",
+            str(EXAMPLE),
+            "--input",
+            str(samples),
+            "--wait",
+            "--json",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--job-id",
+            "cars-1",
+            "--set",
+            "instance_count=1",
+            "--set",
+            "max_concurrency_per_instance=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     job = json.loads(result.stdout)
     assert (job["id"], job["status"], job["deployment"], job["endpoint"]) == (
-        "cars-1", "Completed", "nightly", "car-classifier-batch"
-    )  # fmt: skip
+        "cars-1",
+        "Completed",
+        "nightly",
+        "car-classifier-batch",
+    )
     files = sorted(p.name for p in samples.iterdir())
     assert len(files) == 9  # 8 photos and request.json
     # mini_batch_size 2: 5 mini-batches, every one done (a bad file is a row, not a failed mini-batch).

@@ -26,8 +26,20 @@ def flat(text: str) -> str:
 def test_invoke_local_folder_and_wait(tmp_path):
     make_inputs(tmp_path / "in", 30)
     state = str(tmp_path / "state")
-    result = cli("invoke", str(PROJECT), "--input", str(tmp_path / "in"), "--wait", "--json", "--state-dir", state,
-                 "--set", "mini_batch_size=10", "--job-id", "cli-1")  # fmt: skip
+    result = cli(
+        "invoke",
+        str(PROJECT),
+        "--input",
+        str(tmp_path / "in"),
+        "--wait",
+        "--json",
+        "--state-dir",
+        state,
+        "--set",
+        "mini_batch_size=10",
+        "--job-id",
+        "cli-1",
+    )
     assert result.exit_code == 0, result.output
     job = json.loads(result.stdout)
     assert job["status"] == "Completed"
@@ -54,8 +66,18 @@ def test_bad_endpoint_and_bad_set(tmp_path):
 
 def test_invoke_url_and_follow(api_process, tmp_path):
     make_inputs(tmp_path / "in", 20)
-    result = cli("invoke", api_process.url, "--input", str(tmp_path / "in"), "--key", KEY, "--job-id", "url-1",
-                 "--wait", "--json")  # fmt: skip
+    result = cli(
+        "invoke",
+        api_process.url,
+        "--input",
+        str(tmp_path / "in"),
+        "--key",
+        KEY,
+        "--job-id",
+        "url-1",
+        "--wait",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["status"] == "Completed"
     result = cli("status", api_process.url, "url-1", "--key", KEY, "--json")

@@ -17,8 +17,8 @@ from test_kubernetes import IMAGE, SETTINGS, cpu, deployment, endpoint
 
 from components.batch_deployment import BatchDeployment, BatchDeploymentArgs
 from components.batch_endpoint import BatchEndpoint, BatchEndpointArgs
-from components.builders.image import ImageBuild
 from components.k8s_schema import validate_object
+from endpoints.images import ImageBuild
 
 
 def test_batch_endpoint_component():
@@ -53,9 +53,9 @@ def test_batch_endpoint_component():
     assert sorted((r.typ, r.name) for r in run.resources) == sorted(
         [
             ("endpoints:batch_endpoint:BatchEndpoint", "cars-batch"),
-            ("random:index/randomPassword:RandomPassword", "cars-batch-primary-key"),
-            ("random:index/randomPassword:RandomPassword", "cars-batch-secondary-key"),
-            ("random:index/randomPassword:RandomPassword", "cars-batch-signing-key"),
+            ("pulumi-python:dynamic:Resource", "cars-batch-primary-key"),
+            ("pulumi-python:dynamic:Resource", "cars-batch-secondary-key"),
+            ("pulumi-python:dynamic:Resource", "cars-batch-signing-key"),
             ("kubernetes:core/v1:Secret", "cars-batch-keys"),
             ("kubernetes:core/v1:ServiceAccount", "cars-batch-sa"),
             ("kubernetes:rbac.authorization.k8s.io/v1:Role", "cars-batch-role"),
@@ -64,6 +64,8 @@ def test_batch_endpoint_component():
             ("kubernetes:core/v1:Service", "cars-batch-svc"),
             ("kubernetes:policy/v1:PodDisruptionBudget", "cars-batch-pdb"),
             ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "cars-batch-ingress"),
+            ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "cars-batch-api-egress"),
+            ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "cars-batch-runner-egress"),
             ("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "cars-batch-route"),
             ("kubernetes:core/v1:PersistentVolumeClaim", "cars-batch-data"),
             ("kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue", "cars-batch-queue"),
@@ -74,8 +76,10 @@ def test_batch_endpoint_component():
             assert validate_object(as_object(r)) == [], run.urn(r)
         assert not [s for s in plain_strings(r.inputs) if SECRET_SENTINEL in s], f"{run.urn(r)}: key in plain text"
     assert as_object(run.named("cars-batch-keys"))["stringData"] == {
-        "primary": "[secret]", "secondary": "[secret]", "token-signing-key": "[secret]",
-    }  # fmt: skip
+        "primary": "[secret]",
+        "secondary": "[secret]",
+        "token-signing-key": "[secret]",
+    }
     claim = as_object(run.named("cars-batch-data"))
     assert claim["spec"] == {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "100Gi"}}}
     role = as_object(run.named("cars-batch-role"))
@@ -118,8 +122,12 @@ def test_batch_deployment_component_with_pinned_image():
 def test_batch_deployment_component_builds_its_image():
     ep = endpoint()
     dep = deployment()
-    build = ImageBuild(context="/project", dockerfile="/repo/serving/Dockerfile.batch",
-                       args={"BASE_IMAGE": "base"}, repository="registry.example.com/ml/cars-batch-alice")  # fmt: skip
+    build = ImageBuild(
+        context=Path("/project"),
+        dockerfile=Path("/repo/serving/Dockerfile.batch"),
+        args={"BASE_IMAGE": "base"},
+        repository="registry.example.com/ml/cars-batch-alice",
+    )
 
     def program() -> Any:
         BatchDeployment("cars-batch-alice", BatchDeploymentArgs(ep, dep, cpu(), SETTINGS, build=build))

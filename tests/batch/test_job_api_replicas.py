@@ -18,7 +18,8 @@ import pytest
 from fake_apiserver import FakeApiServer
 from kubernetes import client
 
-from components.builders.stack import load_stack_config, render_stack, settings_from_config
+from components.builders.stack import render_stack
+from components.builders.stack_config import load_stack_config, settings_from_config
 from serving.batch.api import JobApi, build_app
 from serving.batch.launchers.kubernetes import KubernetesLauncher, load_templates, template_settings
 
@@ -86,8 +87,11 @@ def test_any_replica_answers_for_a_job_another_submitted(replicas) -> None:
     seen = b.get("/jobs/photos-1")
     assert seen.status_code == 200
     assert {k: seen.json()[k] for k in ("id", "status", "input", "output")} == {
-        "id": "photos-1", "status": "Queued", "input": "/mnt/batch/inputs/photos", "output": "/mnt/batch/outputs/photos-1",
-    }  # fmt: skip
+        "id": "photos-1",
+        "status": "Queued",
+        "input": "/mnt/batch/inputs/photos",
+        "output": "/mnt/batch/outputs/photos-1",
+    }
     assert [j["id"] for j in b.get("/jobs").json()["jobs"]] == ["photos-1"]
 
     again = b.post("/jobs", json={"input": "/mnt/batch/inputs/other", "job_id": "photos-1"})

@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contract.batch_settings import RunnerSettings
 from serving.batch.journal import Commit, Journal
-from serving.batch.settings import RunnerSettings
 
 FILES = [f"/in/f{i:03d}" for i in range(40)]
 

@@ -28,7 +28,7 @@ from components.k8s_schema import validate_object, validate_objects
 from endpoints.catalog import InstanceCatalog
 from endpoints.errors import SpecError
 from endpoints.specs import BatchDeployment, BatchEndpoint
-from serving.batch.api import JobApi, JobSubmission
+from serving.batch.api import BadRequestError, JobApi, JobSubmission
 from serving.batch.launchers import JobConflictError, JobNotFoundError
 from serving.batch.launchers.kubernetes import KubernetesLauncher, build_job, job_info, template_settings
 
@@ -96,9 +96,14 @@ def test_job_template_is_an_indexed_kueue_job_with_failure_policy():
     assert pod["securityContext"]["runAsNonRoot"] is True
     container = pod["containers"][0]
     assert container["command"] == ["python", "-m", "serving.batch.runner"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["ENDPOINTS_BATCH_TERMINATION_LOG"] == container["terminationMessagePath"] == "/dev/termination-log"
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert container["resources"] == cpu().kubernetes_resources()
+    expected = cpu().kubernetes_resources()
+    expected["requests"]["ephemeral-storage"], expected["limits"]["ephemeral-storage"] = "1Gi", "20Gi"
+    assert container["resources"] == expected
     assert template_settings(job) == {
         "drain_timeout": 20.0,
         "entry_script": "/var/azureml-app/batch_score.py",
@@ -137,9 +142,14 @@ def test_remote_model_is_fetched_by_an_init_container():
     assert validate_object(job) == []
     init = job["spec"]["template"]["spec"]["initContainers"][0]
     assert init["command"] == [
-        "python", "-m", "serving.fetch_model", "--uri", "s3://models/cars/3",
-        "--dest", "/var/azureml-app/azureml-models/cars/3",
-    ]  # fmt: skip
+        "python",
+        "-m",
+        "serving.fetch_model",
+        "--uri",
+        "s3://models/cars/3",
+        "--dest",
+        "/var/azureml-app/azureml-models/cars/3",
+    ]
 
 
 def test_bad_priority_tag_names_deployment_and_value():
@@ -175,8 +185,10 @@ def test_job_api_objects_validate_and_role_is_limited_to_jobs():
     ]
     role = objs[1]
     assert role["rules"][0] == {
-        "apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "patch", "delete"],
-    }  # fmt: skip
+        "apiGroups": ["batch"],
+        "resources": ["jobs"],
+        "verbs": ["create", "get", "list", "watch", "patch", "delete"],
+    }
     pod = objs[3]["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["args"][-2:] == ["--default-deployment", "alice"]
@@ -218,9 +230,10 @@ def launcher(apiserver):
     api_client.close()
 
 
-def make_api(launcher):
-    return JobApi(launcher, "cars-batch", {"alice": template_settings(launcher.templates["alice"])}, "alice",
-                  "/mnt/batch/outputs")  # fmt: skip
+def make_api(launcher, output_root: str = "/mnt/batch/outputs/cars-batch"):
+    return JobApi(
+        launcher, "cars-batch", {"alice": template_settings(launcher.templates["alice"])}, "alice", output_root
+    )
 
 
 def test_submit_creates_a_valid_indexed_job_with_the_job_settings(apiserver, launcher):
@@ -231,7 +244,7 @@ def test_submit_creates_a_valid_indexed_job_with_the_job_settings(apiserver, lau
     info = launcher.submit(request)
     assert info.status == "Queued"
     assert info.id == "job-7"
-    assert info.output == "/mnt/batch/outputs/job-7"
+    assert info.output == "/mnt/batch/outputs/cars-batch/job-7"
     [post] = [r for r in apiserver.requests if r["method"] == "POST"]
     assert post["path"] == "/apis/batch/v1/namespaces/ml/jobs"
     job = post["body"]
@@ -243,7 +256,7 @@ def test_submit_creates_a_valid_indexed_job_with_the_job_settings(apiserver, lau
     env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     settings = json.loads(env["ENDPOINTS_BATCH_SETTINGS"])
     assert settings["input"] == "s3://cars/images/"
-    assert settings["output_dir"] == "/mnt/batch/outputs/job-7"
+    assert settings["output_dir"] == "/mnt/batch/outputs/cars-batch/job-7"
     assert settings["job_id"] == "job-7"
     assert settings["mini_batch_size"] == 5
     assert settings["max_retries"] == 2
@@ -259,9 +272,11 @@ def test_state_is_read_back_from_the_job(apiserver, launcher):
     assert info.status == "Running"
     assert info.counts["active"] == 3
     job["status"] = {
-        "succeeded": 3, "completedIndexes": "0-2", "completionTime": "2026-11-23T12:10:00Z",
+        "succeeded": 3,
+        "completedIndexes": "0-2",
+        "completionTime": "2026-11-23T12:10:00Z",
         "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": "2026-11-23T12:10:00Z"}],
-    }  # fmt: skip
+    }
     info = launcher.get("job-1")
     assert info.status == "Completed"
     assert info.progress == {"instances_done": 3, "instances": 3, "percent": 100.0}
@@ -277,15 +292,65 @@ def test_failed_job_reports_the_condition():
     job = {
         "metadata": {"name": "j", "creationTimestamp": "2026-11-23T12:00:00Z"},
         "spec": {"completions": 2, "template": {"spec": {"containers": [{"name": "runner", "env": []}]}}},
-        "status": {"failed": 1, "conditions": [
-            {"type": "Failed", "status": "True", "reason": "PodFailurePolicy",
-             "message": "Container runner for pod ml/j-0 failed with exit code 3 matching FailJob rule at index 0"},
-        ]},
-    }  # fmt: skip
+        "status": {
+            "failed": 1,
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "PodFailurePolicy",
+                    "message": "Container runner for pod ml/j-0 failed with exit code 3 matching FailJob rule at index 0",
+                },
+            ],
+        },
+    }
     info = job_info(job)
     assert info.status == "Failed"
     assert info.error == (
         "PodFailurePolicy: Container runner for pod ml/j-0 failed with exit code 3 matching FailJob rule at index 0"
+    )
+
+
+def test_failed_job_reports_the_runners_own_reason_from_its_pods(apiserver, launcher):
+    """Issue 13 item 11 on Kubernetes: the reason the runner wrote to its termination log reaches the job's error."""
+    api = make_api(launcher)
+    launcher.submit(api.request_for(JobSubmission(input="/mnt/batch/missing", job_id="job-5")))
+    apiserver.jobs[("ml", "job-5")]["status"] = {
+        "failed": 1,
+        "conditions": [
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "PodFailurePolicy",
+                "message": "Container runner for pod ml/job-5-0-x failed with exit code 3 matching FailJob rule at index 0",
+            },
+        ],
+    }
+    reason = "input: /mnt/batch/missing: no such file or folder"
+    terminated = {"terminated": {"exitCode": 3, "message": reason}}
+    labels = {"ml-endpoints.io/batch-job": "job-5"}
+    apiserver.pods[("ml", "job-5-0-x")] = {
+        "labels": labels,
+        "log": "",
+        "status": {"containerStatuses": [{"name": "runner", "state": terminated}]},
+    }
+    apiserver.pods[("ml", "job-5-1-y")] = {
+        "labels": labels,
+        "log": "",
+        "status": {"containerStatuses": [{"name": "runner", "state": terminated}]},
+    }
+    apiserver.pods[("ml", "job-5-2-z")] = {
+        "labels": labels,
+        "log": "",
+        "status": {
+            "containerStatuses": [{"name": "runner", "state": {"terminated": {"exitCode": 0, "message": "fine"}}}]
+        },
+    }
+    info = launcher.get("job-5")
+    assert info.status == "Failed"
+    assert info.error == (
+        "PodFailurePolicy: Container runner for pod ml/job-5-0-x failed with exit code 3 matching FailJob rule at"
+        f" index 0; runner: {reason}"
     )
 
 
@@ -330,18 +395,21 @@ def test_row_counts_come_from_the_shared_output_volume(apiserver, launcher, tmp_
     from batch_helpers import REPO, SCORE, make_inputs
 
     make_inputs(tmp_path / "in", 12)
-    api = make_api(launcher)
+    api = make_api(launcher, output_root=str(tmp_path / "outputs"))  # the shared volume, here a local folder
     request = api.request_for(
-        JobSubmission(
-            input=str(tmp_path / "in"), output=str(tmp_path / "out"), job_id="job-9", settings={"instance_count": 1}
-        )
+        JobSubmission(input=str(tmp_path / "in"), output="out", job_id="job-9", settings={"instance_count": 1})
     )
     launcher.submit(request)
     # The runner pod (here: a local process with the same settings) writes to the volume the API also mounts.
     settings = {**request.settings, "entry_script": str(SCORE), "model_dir": None, "environment_variables": {}}
     (tmp_path / "s.json").write_text(json.dumps(settings))
-    proc = subprocess.run([sys.executable, "-m", "serving.batch.runner", "--settings", str(tmp_path / "s.json")],
-                          capture_output=True, text=True, timeout=60, cwd=REPO)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "serving.batch.runner", "--settings", str(tmp_path / "s.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr
     info = launcher.get("job-9")
     assert info.status == "Queued"  # the stand-in API server never started the Job
@@ -349,3 +417,36 @@ def test_row_counts_come_from_the_shared_output_volume(apiserver, launcher, tmp_
     assert info.counts["mini_batches"] == {"total": 1, "done": 1, "failed": 0}
     assert info.progress["done"] == 1
     assert info.progress["instances"] == 1
+
+
+def test_logs_read_each_pod_of_the_job(apiserver, launcher):
+    api = make_api(launcher)
+    launcher.submit(api.request_for(JobSubmission(input="/in", job_id="job-9")))
+    stamp = "2026-11-23T12:00:0{}Z "
+    apiserver.pods[("ml", "job-9-0-abcde")] = {
+        "labels": {"ml-endpoints.io/batch-job": "job-9"},
+        "log": "".join(stamp.format(i) + f"runner 0 line {i}\n" for i in range(5)),
+    }
+    apiserver.pods[("ml", "job-9-1-fghij")] = {"labels": {"ml-endpoints.io/batch-job": "job-9"}, "log": ""}
+    apiserver.pods[("ml", "other-0-xyz")] = {"labels": {"ml-endpoints.io/batch-job": "other"}, "log": "no\n"}
+    assert launcher.logs("job-9", 2) == {"job-9-0-abcde": "runner 0 line 3\nrunner 0 line 4\n", "job-9-1-fghij": ""}
+    listing = next(r for r in apiserver.requests if r["path"] == "/api/v1/namespaces/ml/pods")
+    assert listing["query"] == {"labelSelector": ["ml-endpoints.io/batch-job=job-9"]}
+    with pytest.raises(JobNotFoundError, match="no batch job 'nope'"):
+        launcher.logs("nope", 10)
+
+
+def test_outputs_of_another_endpoint_on_the_shared_volume_are_refused(apiserver, launcher):
+    """Issue 13 item 8: the job API confines outputs to its endpoint's root on the shared volume."""
+    api = make_api(launcher)
+    for output in ("/mnt/batch/outputs/vans-batch/nightly", "../vans-batch/nightly", "/mnt/batch/outputs"):
+        with pytest.raises(BadRequestError) as e:
+            api.request_for(
+                JobSubmission(input="s3://cars/", output=output, job_id="job-x", settings={"overwrite": True})
+            )
+        assert str(e.value) == (
+            f"output: got {output!r}; outputs of endpoint 'cars-batch' must be folders under "
+            "/mnt/batch/outputs/cars-batch (e.g. /mnt/batch/outputs/cars-batch/nightly-2024-06-01)"
+        )
+    own = api.request_for(JobSubmission(input="s3://cars/", output="nightly", job_id="job-y"))
+    assert own.output == "/mnt/batch/outputs/cars-batch/nightly"

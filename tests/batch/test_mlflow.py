@@ -42,10 +42,24 @@ def test_csv_and_parquet_files_get_predictions_with_their_file_name(model_dir, t
     pd.DataFrame({"a": [0.5], "b": [2.0]}).to_parquet(inputs / "two.parquet")
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "serving.batch.runner", "--input", str(inputs), "--output-dir", str(out),
-         "--model-dir", str(model_dir), "--mini-batch-size", "1"],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "serving.batch.runner",
+            "--input",
+            str(inputs),
+            "--output-dir",
+            str(out),
+            "--model-dir",
+            str(model_dir),
+            "--mini-batch-size",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr
     result = pd.read_csv(out / "predictions.csv")
     assert list(result.columns) == ["file", "prediction"]
@@ -62,10 +76,24 @@ def test_unsupported_file_type_fails_the_mini_batch_with_a_reason(model_dir, tmp
     (inputs / "notes.txt").write_text("x")
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "serving.batch.runner", "--input", str(inputs), "--output-dir", str(out),
-         "--model-dir", str(model_dir), "--max-retries", "0"],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "serving.batch.runner",
+            "--input",
+            str(inputs),
+            "--output-dir",
+            str(out),
+            "--model-dir",
+            str(model_dir),
+            "--max-retries",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "predictions.summary.json").read_text())
     assert summary["failures"] == [

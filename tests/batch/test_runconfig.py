@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contract.batch_settings import RunnerSettings, parse_settings
 from serving.batch.runconfig import DEFAULTS, RunConfig, RunnerSettingsError, fast_validate, validate
-from serving.batch.settings import RunnerSettings, parse_settings
 
 BASE = {"input": "/in", "output_dir": "/out"}
 
@@ -28,8 +28,13 @@ ANY = st.one_of(
     st.lists(st.integers(), max_size=2),
 )
 FIELDS = list(DEFAULTS)
-INTS = {"mini_batch_size": (1, 1_000_000), "max_concurrency_per_instance": (1, 256), "instance_count": (1, 10_000),
-        "max_retries": (0, 100), "error_threshold": (-1, 2**40)}  # fmt: skip
+INTS = {
+    "mini_batch_size": (1, 1_000_000),
+    "max_concurrency_per_instance": (1, 256),
+    "instance_count": (1, 10_000),
+    "max_retries": (0, 100),
+    "error_threshold": (-1, 2**40),
+}
 FLOATS = {"timeout": (0, 86_400), "progress_interval": (0, 3600), "drain_timeout": (0, 3600)}
 # Mostly values near each field's own rules, sometimes anything.
 NEAR = {

@@ -115,9 +115,13 @@ def test_hung_mini_batch_behind_a_deep_queue_is_timed_from_its_own_start(job_fac
     # The hung one must still be killed one timeout after it started (not earlier, counting from a reply read late),
     # and what was queued behind it runs once elsewhere.
     job = job_factory(
-        n_files=400, mini_batch_size=1, max_retries=0, timeout=1.0, max_concurrency_per_instance=2,
+        n_files=400,
+        mini_batch_size=1,
+        max_retries=0,
+        timeout=1.0,
+        max_concurrency_per_instance=2,
         env={"HANG_ON": "00300-f00300.txt", "SLEEP": "0.01"},
-    )  # fmt: skip
+    )
     proc = job.run(timeout=120)
     assert proc.returncode == 0, proc.stderr
     calls = [c[1] for c in job.calls()]
@@ -407,6 +411,30 @@ def test_instances_finishing_together_leave_a_completed_summary(tmp_path):
         codes = _run_instances(job, 2, timeout=60)
         assert codes == [0, 0]
         assert job.summary()["status"] == "Completed", attempt
+
+
+def test_error_threshold_is_exact_across_instances(job_factory):
+    """Issue 13 item 12: instance 1 used to start one more mini-batch after instance 0 had committed the failure
+    that passed the threshold (it read the other instance's failures only every 50 ms, after dispatching)."""
+    job = job_factory(
+        n_files=8,
+        bad={0},
+        mini_batch_size=1,
+        instance_count=2,
+        error_threshold=0,
+        env={
+            "BAD_PREFIX": "bad",
+            "WAIT_FOR_CALL": "00000-bad00000.txt>00001-f00001.txt",
+            "WAIT_FOR_FAILURE_ON": "00001-f00001.txt",
+        },
+    )
+    codes = _run_instances(job, 2, timeout=120)
+    assert codes == [3, 3]
+    # Mini-batch 0 (instance 0) fails only once mini-batch 1 (instance 1) runs, and mini-batch 1 ends only once that
+    # failure is committed: after it, no mini-batch may start on either instance.
+    assert sorted(c[1] for c in job.calls()) == ["00000-bad00000.txt", "00001-f00001.txt"]
+    summary = job.summary()
+    assert (summary["status"], summary["error"]) == ("Failed", "1 failed items exceed error_threshold 0")
 
 
 def test_job_completion_index_env_selects_the_share(job_factory):

@@ -1,6 +1,6 @@
 """Run components and the whole Pulumi program in-process under ``pulumi.runtime.set_mocks``.
 
-The mocks answer like the real providers would (per type token): pulumi-random returns a password, pulumi-docker
+The mocks answer like the real providers would (per type token): the endpoint key provider returns a password, pulumi-docker
 a pushed repository digest, pulumi-kubernetes the object with server-filled metadata and a status. Every
 registration is recorded so tests can look at the exact inputs the engine would have received.
 """
@@ -28,10 +28,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "ml-endpoints"
 # Every generated key/password starts with this, so tests can look for it anywhere it must not be.
 SECRET_SENTINEL = "MOCKSECRET"
+KEY_TYPE = "pulumi-python:dynamic:Resource"
 
 
 def mock_password(name: str) -> str:
-    """The password the random provider mock returns for resource ``name`` (deterministic, alphanumeric)."""
+    """The key the key provider mock returns for resource ``name`` (deterministic, alphanumeric)."""
     return SECRET_SENTINEL + hashlib.sha256(name.encode()).hexdigest()[:38]
 
 
@@ -69,9 +70,8 @@ def _k8s_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
 def mock_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
     """Realistic provider outputs for one registration, by type token."""
     typ = args.typ
-    if typ == "random:index/randomPassword:RandomPassword":
-        result = mock_password(args.name)
-        return {**args.inputs, "result": result, "bcryptHash": "$2a$10$" + result[-22:]}
+    if typ == KEY_TYPE:  # components.endpoint_keys.EndpointKey (a dynamic resource)
+        return {**args.inputs, "result": mock_password(args.name)}
     if typ == "docker:index/image:Image":
         name = args.inputs["imageName"]
         digest = hashlib.sha256(json.dumps(args.inputs, sort_keys=True, default=str).encode()).hexdigest()

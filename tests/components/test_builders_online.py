@@ -19,7 +19,6 @@ from components.builders.online import (
     build_ingress_policy,
     build_keys_secret,
     build_pdb,
-    build_service,
     check_unique_names,
     drain_timeout_s,
     scoring_uri,
@@ -239,8 +238,8 @@ def test_deployment_resources_from_instance_type() -> None:
     c = _container(build_deployment(endpoint(), deployment(), instance("Standard_DS3_v2"), SETTINGS, DIGEST))
     # 4 vCPU / 14 GiB: requests 85 %, limits the full VM
     assert c["resources"] == {
-        "requests": {"cpu": "3400m", "memory": "12185Mi"},
-        "limits": {"cpu": "4000m", "memory": "14336Mi"},
+        "requests": {"cpu": "3400m", "memory": "12185Mi", "ephemeral-storage": "1Gi"},
+        "limits": {"cpu": "4000m", "memory": "14336Mi", "ephemeral-storage": "20Gi"},
     }
 
 
@@ -248,8 +247,8 @@ def test_deployment_resources_field_wins_and_limits_are_filled() -> None:
     dep = deployment(type="kubernetes", resources={"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": 1}})
     c = _container(build_deployment(endpoint(), dep, instance("Standard_DS3_v2"), SETTINGS, DIGEST))
     assert c["resources"] == {
-        "requests": {"cpu": "500m", "memory": "1Gi"},
-        "limits": {"cpu": "1", "memory": "1Gi"},
+        "requests": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "1Gi"},
+        "limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "20Gi"},
     }
 
 
@@ -316,11 +315,6 @@ def test_env_is_exactly_the_production_layer_contract_plus_azure_variables() -> 
         "MY_FLAG": "on",
     }
     assert {k for k in env if k.startswith("ENDPOINTS_")} <= set(ENDPOINTS_ENV_VARS)
-
-
-def test_endpoints_env_names_match_the_serving_process() -> None:
-    settings_module = pytest.importorskip("serving.frontend.settings")
-    assert set(ENDPOINTS_ENV_VARS) == set(settings_module.ENV_VARS)
 
 
 def test_aad_token_env_needs_stack_oidc_settings() -> None:
@@ -406,26 +400,6 @@ def test_remote_model_is_fetched_by_an_init_container() -> None:
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
     baked = build_deployment(endpoint(), deployment(), instance("Standard_DS3_v2"), SETTINGS, DIGEST)
     assert "initContainers" not in baked["spec"]["template"]["spec"]
-
-
-def test_custom_container_uses_its_routes() -> None:
-    dep = custom_deployment()
-    obj = build_deployment(
-        endpoint(), dep, instance("Standard_NC4as_T4_v3"), SETTINGS, "nvcr.io/nvidia/tritonserver:24.08-py3"
-    )
-    c = _container(obj)
-    assert c["ports"] == [
-        {"name": "http", "containerPort": 8000, "protocol": "TCP"},
-        {"name": "p8002", "containerPort": 8002, "protocol": "TCP"},
-    ]
-    assert c["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http", "scheme": "HTTP"}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "p8002", "scheme": "HTTP"}
-    assert "args" not in c  # the image's own entrypoint
-    assert c["env"] == []
-    svc = build_service(endpoint(), dep, SETTINGS)
-    assert svc["spec"]["ports"] == [
-        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}
-    ]
 
 
 def test_fixed_scale_sets_replicas_and_no_autoscaler() -> None:
@@ -580,3 +554,19 @@ def test_private_registry_and_service_account() -> None:
     plain = build_deployment(endpoint(), deployment(), instance("Standard_DS3_v2"), SETTINGS, DIGEST)
     assert "imagePullSecrets" not in plain["spec"]["template"]["spec"]
     assert "serviceAccountName" not in plain["spec"]["template"]["spec"]
+
+
+def test_monitoring_setting_adds_pod_monitor_rule_and_dashboard():
+    from components.builders.common import ClusterSettings
+    from components.builders.online import build_endpoint_objects
+    from components.builders.stack_config import settings_from_config
+
+    ep, dep = endpoint(), deployment()
+    off = build_endpoint_objects(ep, [dep], ClusterSettings())
+    assert [o["kind"] for o in off] == ["Secret", "HTTPRoute", "NetworkPolicy"]
+    on = build_endpoint_objects(ep, [dep], settings_from_config({"monitoring": True}).cluster())
+    assert [(o["kind"], o["metadata"]["name"]) for o in on[3:]] == [
+        ("PodMonitor", "cars-metrics"),
+        ("PrometheusRule", "cars-slo"),
+        ("ConfigMap", "cars-dashboard"),
+    ]

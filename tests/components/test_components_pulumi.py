@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
+import yaml
 from pulumi_harness import (
     REPO_ROOT,
     SECRET_SENTINEL,
@@ -30,15 +34,19 @@ from pulumi_harness import (
 from specs_factory import DIGEST, SETTINGS, deployment, endpoint, instance
 
 from components.builders.image import image_build_args
-from components.builders.stack import KeyRotation
+from components.builders.stack_config import KeyRotation
 from components.compute_pool import ComputePool, ComputePoolArgs
 from components.k8s_schema import validate_object
 from components.online_deployment import OnlineDeployment, OnlineDeploymentArgs
 from components.online_endpoint import OnlineEndpoint, OnlineEndpointArgs
+from endpoints.app.promote import promote
 
 STACKS = ["dev", "staging", "prod"]
-DOMAINS = {"dev": "dev.endpoints.example.com", "staging": "staging.endpoints.example.com",
-           "prod": "endpoints.internal.example.com"}  # fmt: skip
+DOMAINS = {
+    "dev": "dev.endpoints.example.com",
+    "staging": "staging.endpoints.example.com",
+    "prod": "endpoints.internal.example.com",
+}
 EXAMPLE = REPO_ROOT / "examples" / "car-classifier"
 
 
@@ -92,15 +100,16 @@ def test_online_endpoint_component() -> None:
     assert sorted((r.typ, r.name) for r in run.resources) == sorted(
         [
             ("endpoints:online_endpoint:OnlineEndpoint", "cars"),
-            ("random:index/randomPassword:RandomPassword", "cars-primary-key"),
-            ("random:index/randomPassword:RandomPassword", "cars-secondary-key"),
-            ("random:index/randomPassword:RandomPassword", "cars-signing-key"),
+            ("pulumi-python:dynamic:Resource", "cars-primary-key"),
+            ("pulumi-python:dynamic:Resource", "cars-secondary-key"),
+            ("pulumi-python:dynamic:Resource", "cars-signing-key"),
             ("kubernetes:core/v1:Secret", "cars-keys"),
             ("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "cars-route"),
             ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "cars-ingress"),
         ]
     )
-    assert run.named("cars-primary-key").inputs == {"keepers": {"rotation": "0"}, "length": 48, "special": False}
+    inputs = run.named("cars-primary-key").inputs
+    assert {k: v for k, v in inputs.items() if k != "__provider"} == {"rotation": "0", "length": 48}
     assert run.named("cars-signing-key").inputs["length"] == 64
     secret = as_object(run.named("cars-keys"))
     assert secret["stringData"] == {"primary": "[secret]", "secondary": "[secret]", "token-signing-key": "[secret]"}
@@ -169,10 +178,40 @@ def test_online_deployment_component_builds_its_image() -> None:
     assert image.typ == "docker:index/image:Image"
     assert image.inputs["imageName"] == "reg.example.com/ml/car-classifier-alice:pulumi"
     assert image.inputs["build"]["args"] == build.args
-    assert image.inputs["build"]["context"] == build.context
+    assert image.inputs["build"]["context"] == str(build.context)
     assert image.inputs["skipPush"] is False
     container = as_object(run.named("car-classifier-alice-deploy"))["spec"]["template"]["spec"]["containers"][0]
     assert container["image"].startswith("reg.example.com/ml/car-classifier-alice@sha256:")
+
+
+def test_online_deployment_builds_the_serving_layer_on_environment_image_first() -> None:
+    from dataclasses import replace
+
+    from components.builders.image import custom_base_build
+    from endpoints.project import load_endpoint_project
+
+    ep = endpoint(name="car-classifier", traffic={"alice": 100})
+    dep_file = EXAMPLE / "deployments" / "alice.yml"
+    spec = load_endpoint_project(EXAMPLE).deployments["alice"]
+    base = custom_base_build(REPO_ROOT, "reg.example.com/py:3.12", "car-classifier", "alice", "reg.example.com/ml")
+    build = image_build_args(
+        REPO_ROOT, EXAMPLE, dep_file, spec, "car-classifier", "<custom-base>", "reg.example.com/ml"
+    )
+    build = replace(build, base=base)
+
+    def program() -> Any:
+        return OnlineDeployment(
+            "car-classifier-alice",
+            OnlineDeploymentArgs(ep, spec, instance("Standard_DS3_v2"), SETTINGS, build=build),  # type: ignore[arg-type]
+        ).urn
+
+    run = run_pulumi(program)
+    layer = run.named("car-classifier-alice-image-base")
+    assert layer.inputs["imageName"] == "reg.example.com/ml/car-classifier-alice-base:pulumi"
+    assert layer.inputs["build"]["dockerfile"] == str((REPO_ROOT / "serving" / "Dockerfile.custom-base").resolve())
+    assert layer.inputs["build"]["args"] == {"BASE_IMAGE": "reg.example.com/py:3.12"}
+    image = run.named("car-classifier-alice-image")
+    assert image.inputs["build"]["args"] == {**build.args, "BASE_IMAGE": mock_state_digest(run, layer.name)}
 
 
 def test_compute_pool_component() -> None:
@@ -244,16 +283,45 @@ def test_program_of_each_stack(stack: str, caplog: pytest.LogCaptureFixture, cap
         "car-classifier.scoringUri": False,
         "car-classifier.secondaryKey": True,
         "car-classifier.swaggerUri": False,
+        "car-classifier.alice.image": False,
+        "car-classifier.bob.image": False,
+        "car-classifier-batch.nightly.image": False,
     }
+    # Each deployment's image as its pods run it: the pinned override, or (dev) the digest the build pushed.
+    for name, deploy in (
+        ("car-classifier.alice", "car-classifier-alice-deploy"),
+        ("car-classifier.bob", "car-classifier-bob-deploy"),
+    ):
+        pod = as_object(run.named(deploy))["spec"]["template"]["spec"]
+        assert run.exports[f"{name}.image"] == pod["containers"][0]["image"], name
+    nightly = run.exports["car-classifier-batch.nightly.image"]
+    if stack == "dev":
+        assert all("@sha256:" in run.exports[f"car-classifier.{d}.image"] for d in ("alice", "bob"))
+        assert nightly.startswith("registry.example.com/ml-dev/") and "@sha256:" in nightly
+    else:
+        pinned = stack_config(stack)["overrides"]
+        for d in ("alice", "bob"):
+            assert run.exports[f"car-classifier.{d}.image"] == pinned["car-classifier"]["deployments"][d]["image"]
+        assert nightly == pinned["car-classifier-batch"]["deployments"]["nightly"]["image"]
     assert run.exports["car-classifier-batch.jobsUri"] == f"https://car-classifier-batch.{DOMAINS[stack]}/jobs"
     # The batch objects of the stack: once per stack (platform, pool flavor) and once per endpoint/deployment.
     batch_kinds = sorted(
         (o["kind"], o["metadata"]["name"])
         for o in objects
-        if o["kind"] in ("ClusterQueue", "ResourceFlavor", "PriorityClass", "PersistentVolumeClaim", "LocalQueue",
-                         "ConfigMap", "Role", "RoleBinding", "ServiceAccount")
+        if o["kind"]
+        in (
+            "ClusterQueue",
+            "ResourceFlavor",
+            "PriorityClass",
+            "PersistentVolumeClaim",
+            "LocalQueue",
+            "ConfigMap",
+            "Role",
+            "RoleBinding",
+            "ServiceAccount",
+        )
         or "batch" in o["metadata"]["name"]
-    )  # fmt: skip
+    )
     ns = f"ml-{stack}"
     assert batch_kinds == sorted(
         [
@@ -272,6 +340,8 @@ def test_program_of_each_stack(stack: str, caplog: pytest.LogCaptureFixture, cap
             ("PodDisruptionBudget", "car-classifier-batch-jobs"),
             ("HTTPRoute", "car-classifier-batch"),
             ("NetworkPolicy", "car-classifier-batch-jobs-ingress"),
+            ("NetworkPolicy", "car-classifier-batch-jobs-egress"),
+            ("NetworkPolicy", "car-classifier-batch-runners-egress"),
             ("LocalQueue", "car-classifier-batch-batch"),
         ]
     )
@@ -293,6 +363,42 @@ def test_prod_program_is_private_with_three_instances() -> None:
     hpa = as_object(run.named("car-classifier-alice-hpa"))
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 10)
     assert run.exports["car-classifier.scoringUri"] == "https://car-classifier.endpoints.internal.example.com/score"
+
+
+def _workflow_digest_script() -> str:
+    """The Python one-liner promote.yml pipes `pulumi stack output --json` into, as the workflow has it."""
+    workflow = yaml.safe_load((REPO_ROOT / "examples" / "ci" / "promote.yml").read_text(encoding="utf-8"))
+    step = next(
+        s for s in workflow["jobs"]["promote"]["steps"] if s.get("name") == "Image digest from the source stack"
+    )
+    match = re.search(r'python -c "(.+?)"\)', step["run"])
+    assert match, step["run"]
+    return match.group(1)
+
+
+def test_promote_workflow_reads_the_built_digest_from_dev_outputs(tmp_path: Path) -> None:
+    run = run_program("dev")
+    # `pulumi stack output --json` prints secret outputs as "[secret]"; the rest as exported.
+    outputs = {k: "[secret]" if run.export_secret[k] else v for k, v in run.exports.items()}
+    proc = subprocess.run(
+        [sys.executable, "-c", _workflow_digest_script()],
+        input=json.dumps(outputs),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DEPLOYMENT": "bob"},
+        timeout=60,
+        check=True,
+    )
+    image = proc.stdout.strip()
+    bob = as_object(run.named("car-classifier-bob-deploy"))["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == bob
+    assert re.fullmatch(r"registry\.example\.com/ml-dev/car-classifier-bob@sha256:[0-9a-f]{64}", image), image
+    # ... and `endpoints promote --image "$IMAGE"` takes it: staging then pins exactly that digest.
+    promotion = promote(REPO_ROOT, "bob", "dev", "staging", image=image, check=False)
+    assert promotion.changes[0] == (
+        "ml-endpoints:overrides.car-classifier.deployments.bob.image: "
+        f"{stack_config('staging')['overrides']['car-classifier']['deployments']['bob']['image']} -> {image}"
+    )
 
 
 def _inputs_by_name(run: Run) -> dict[str, Any]:
@@ -324,7 +430,7 @@ def test_key_rotation_regenerates_only_that_key() -> None:
         a, b = _inputs_by_name(base), _inputs_by_name(rotated)
         differing = sorted(name for name in a if a[name] != b[name])
         assert differing == [f"{ep}-primary-key"]
-        assert b[f"{ep}-primary-key"][1]["keepers"] == {"rotation": "2"}
+        assert b[f"{ep}-primary-key"][1]["rotation"] == "2"
 
 
 def test_two_endpoints_in_one_stack_do_not_collide(tmp_path: Path) -> None:
@@ -332,7 +438,9 @@ def test_two_endpoints_in_one_stack_do_not_collide(tmp_path: Path) -> None:
     shutil.copytree(EXAMPLE, other, ignore=shutil.ignore_patterns("samples", "train.py", "carsynth.py", "__pycache__"))
     for path in [other / "endpoint.yml", *(other / "deployments").glob("*.yml")]:
         path.write_text(path.read_text(encoding="utf-8").replace("car-classifier", "vans"), encoding="utf-8")
-    run = run_program("dev", {"endpoints": ["examples/car-classifier", str(other)]})
+    # The dev stack's overrides name its batch endpoint, which this stack does not deploy: only the online ones.
+    overrides = {k: v for k, v in stack_config("dev")["overrides"].items() if k == "car-classifier"}
+    run = run_program("dev", {"endpoints": ["examples/car-classifier", str(other)], "overrides": overrides})
     names = [r.name for r in run.resources]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
     objects = [as_object(r) for r in _k8s(run)]
@@ -347,53 +455,7 @@ def test_rotation_defaults_match_key_rotation_model() -> None:
     assert KeyRotation() == KeyRotation(primary="0", secondary="0", token_signing="0")
 
 
-@pytest.mark.pulumi_cli
-@pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_pulumi_preview_with_the_cli(stack: str, tmp_path: Path) -> None:
-    """``pulumi preview --policy-pack policies`` of a stack, against a throwaway local backend, in a copy of the
-    repository (``pulumi stack init`` writes an encryption salt into the stack file).
-
-    Staging and prod use pinned images (dev builds images, which needs a Docker daemon too).
-    """
-    import os
-
-    cli = shutil.which("pulumi")
-    if cli is None:
-        pytest.skip(
-            "the Pulumi CLI is not installed (no package registry here ships it); install it from"
-            " https://www.pulumi.com/docs/install/ to run `pulumi preview` against a cluster"
-        )
-    kubeconfig = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-    if not Path(kubeconfig.split(os.pathsep)[0]).is_file():
-        pytest.skip(f"no Kubernetes cluster configured ({kubeconfig} missing): pulumi-kubernetes previews need one")
-    env = {
-        **os.environ,
-        "PULUMI_BACKEND_URL": (tmp_path / "backend").as_uri(),
-        "PULUMI_CONFIG_PASSPHRASE": "preview-only",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-    }
-    (tmp_path / "backend").mkdir()
-    work = tmp_path / "repo"
-    shutil.copytree(
-        REPO_ROOT, work, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", ".hypothesis", "bench", "tests")
-    )
-    (work / ".venv").symlink_to(REPO_ROOT / ".venv")
-
-    def pulumi_cmd(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [cli, *args, "--non-interactive"],
-            cwd=work,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-
-    init = pulumi_cmd("stack", "init", stack)
-    assert init.returncode == 0, init.stdout[-2000:] + init.stderr[-2000:]
-    result = pulumi_cmd("preview", "--stack", stack, "--policy-pack", "policies")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+# `pulumi preview --policy-pack policies` of every stack against a real API server: tests/cluster/test_e2e.py.
 
 
 def _future(coro: Any) -> Any:
@@ -426,7 +488,8 @@ def test_endpoint_namespace_component() -> None:
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_program_creates_exactly_what_the_offline_plan_renders(stack: str) -> None:
-    from components.builders.stack import load_stack_config, render_stack, settings_from_config
+    from components.builders.stack import render_stack
+    from components.builders.stack_config import load_stack_config, settings_from_config
 
     def normalised(obj: dict[str, Any]) -> dict[str, Any]:
         def ints(v: Any) -> Any:
@@ -529,6 +592,31 @@ def test_dev_program_builds_job_api_and_runner_images_and_chains_the_runner() ->
     pulled = json.loads(template["data"]["nightly.json"])["spec"]["template"]["spec"]["containers"][0]["image"]
     assert pulled == mock_state_digest(run, "car-classifier-batch-nightly-image")
     _assert_no_plain_secrets(run)
+
+
+def test_program_builds_a_batch_deployment_on_its_environment_image() -> None:
+    """Redirects that keep Azure's curated image: the stack's program builds the serving layer on it, the runner on
+    that, the deployment on the runner (each FROM the previous one's pushed digest), and no stack runner image."""
+    mirror = {"mcr.microsoft.com/": "registry.internal/mcr/"}
+    run = run_program("dev", {"baseImageRedirects": mirror})
+    images = {r.name: r.inputs for r in run.by_type("docker:index/image:Image")}
+    assert "batch-runner-image" not in images  # no batch deployment builds on the stack's runner
+    layer = images["car-classifier-batch-nightly-image-base-base"]
+    runner = images["car-classifier-batch-nightly-image-base"]
+    nightly = images["car-classifier-batch-nightly-image"]
+    assert layer["imageName"] == "registry.example.com/ml-dev/car-classifier-batch-nightly-base:pulumi"
+    assert layer["build"]["dockerfile"] == str((REPO_ROOT / "serving" / "Dockerfile.custom-base").resolve())
+    assert layer["build"]["args"] == {"BASE_IMAGE": "registry.internal/mcr/azureml/openmpi4.1.0-ubuntu20.04:latest"}
+    assert runner["imageName"] == "registry.example.com/ml-dev/car-classifier-batch-nightly-runner:pulumi"
+    assert (runner["build"]["dockerfile"], runner["build"]["target"], runner["build"]["args"]) == (
+        str((REPO_ROOT / "serving" / "Dockerfile.batch").resolve()),
+        "runner",
+        {"BASE_IMAGE": mock_state_digest(run, "car-classifier-batch-nightly-image-base-base")},
+    )
+    assert nightly["build"]["args"]["BASE_IMAGE"] == mock_state_digest(run, "car-classifier-batch-nightly-image-base")
+    template = as_object(run.named("car-classifier-batch-nightly-template"))
+    pulled = json.loads(template["data"]["nightly.json"])["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert pulled == mock_state_digest(run, "car-classifier-batch-nightly-image")
 
 
 def mock_state_digest(run: Run, name: str) -> str:

@@ -10,21 +10,20 @@ import pytest
 import yaml
 
 from components.builders.image import image_build_args
-from components.builders.stack import (
-    CONFIG_KEYS,
-    load_stack_config,
-    render_stack,
-    resolve_stack,
-    settings_from_config,
-)
+from components.builders.stack import render_stack
+from components.builders.stack_config import CONFIG_KEYS, load_stack_config, settings_from_config
+from components.builders.stack_resolve import resolve_stack
 from components.k8s_schema import validate_objects
 from endpoints.errors import SpecError
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "car-classifier"
 STACKS = ["dev", "staging", "prod"]
-DOMAINS = {"dev": "dev.endpoints.example.com", "staging": "staging.endpoints.example.com",
-           "prod": "endpoints.internal.example.com"}  # fmt: skip
+DOMAINS = {
+    "dev": "dev.endpoints.example.com",
+    "staging": "staging.endpoints.example.com",
+    "prod": "endpoints.internal.example.com",
+}
 DIGEST = "registry.example.com/ml/x@sha256:" + "cd" * 32
 
 
@@ -126,8 +125,18 @@ def test_stacks_differ_in_domain_instances_and_isolation() -> None:
     routes = {s: next(o for o in r.objects if o["kind"] == "HTTPRoute") for s, r in out.items()}
     assert routes["prod"]["spec"]["parentRefs"][0]["name"] == "internal"
     assert routes["dev"]["spec"]["parentRefs"][0]["name"] == "public"
-    prod_egress = [o for o in out["prod"].objects if o["kind"] == "NetworkPolicy" and "egress" in o["metadata"]["name"]]
-    assert len(prod_egress) == 2
+    prod_egress = [
+        o["metadata"]["name"]
+        for o in out["prod"].objects
+        if o["kind"] == "NetworkPolicy" and "egress" in o["metadata"]["name"]
+    ]
+    # One per online deployment (egress_public_network_access disabled in prod), two of the batch endpoint.
+    assert sorted(prod_egress) == [
+        "car-classifier-alice-egress",
+        "car-classifier-batch-jobs-egress",
+        "car-classifier-batch-runners-egress",
+        "car-classifier-bob-egress",
+    ]
     images = {
         s: sorted(
             o["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -168,6 +177,17 @@ def test_override_of_unknown_deployment_is_refused() -> None:
     )
 
 
+def test_override_of_unknown_endpoint_is_refused() -> None:
+    """Issue 13 item 15: a typo in an endpoint name under overrides used to be ignored silently."""
+    settings = _settings("dev", overrides={"car-clasifier": {"deployments": {"alice": {"instanceCount": 2}}}})
+    with pytest.raises(SpecError) as e:
+        resolve_stack(settings, REPO)
+    assert str(e.value) == (
+        "<spec>: ml-endpoints:overrides.car-clasifier: no such endpoint in this stack; known: ['car-classifier',"
+        " 'car-classifier-batch']"
+    )
+
+
 def test_deployment_without_image_is_refused() -> None:
     settings = _settings("dev", buildImages=False)
     with pytest.raises(SpecError) as e:
@@ -182,8 +202,8 @@ def test_image_build_args_for_the_example() -> None:
     resolved = resolve_stack(_settings("dev"), REPO)
     alice = resolved.online[0].deployments[0]
     assert alice.build is not None
-    assert alice.build.context == str(EXAMPLE.resolve())
-    assert alice.build.dockerfile == str((REPO / "serving" / "Dockerfile.deployment").resolve())
+    assert alice.build.context == EXAMPLE.resolve()
+    assert alice.build.dockerfile == (REPO / "serving" / "Dockerfile.deployment").resolve()
     assert alice.build.repository == "registry.example.com/ml-dev/car-classifier-alice"
     assert alice.build.args == {
         "BASE_IMAGE": "registry.example.com/ml/endpoints-serving:0.1.0",
@@ -191,6 +211,7 @@ def test_image_build_args_for_the_example() -> None:
         "SCORING_SCRIPT": "score_alice.py",
         "CONDA_FILE": "environment/conda-alice.yaml",
         "MODEL_PATH": "models/alice",
+        "MODEL_NAME": "alice",  # Azure's layout: $AZUREML_MODEL_DIR/alice/...
         "MODEL_DIR": "/var/azureml-app/azureml-models/model/1",
     }
 
@@ -222,7 +243,9 @@ def test_image_paths_outside_the_project_are_refused(tmp_path: Path) -> None:
 
 def test_two_endpoints_in_one_stack_do_not_collide(tmp_path: Path) -> None:
     other = _copy_example(tmp_path, "vans")
-    settings = _settings("dev", endpoints=["examples/car-classifier", str(other)])
+    # The dev stack's overrides name its batch endpoint, which this stack does not deploy: only the online ones.
+    overrides = {k: v for k, v in load_stack_config(REPO, "dev")["overrides"].items() if k == "car-classifier"}
+    settings = _settings("dev", endpoints=["examples/car-classifier", str(other)], overrides=overrides)
     rendered = render_stack(settings, REPO)
     assert validate_objects(rendered.objects) == []
     names = [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in rendered.objects]
@@ -252,3 +275,62 @@ def test_builder_errors_name_the_deployment_file(tmp_path: Path) -> None:
         f"{alice}: environment_variables.ENDPOINTS_AUTH_MODE: set by the platform from the spec; change the"
         " corresponding spec field instead"
     )
+
+
+def _with_image(project: Path, image: str) -> None:
+    alice = project / "deployments" / "alice.yml"
+    text = alice.read_text(encoding="utf-8")
+    assert "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest" in text
+    alice.write_text(text.replace("mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest", image), encoding="utf-8")
+
+
+def test_environment_image_is_built_on_with_the_serving_layer_on_top(tmp_path: Path) -> None:
+    project = _copy_example(tmp_path, "vans")
+    _with_image(project, "docker.io/library/python:3.12-slim")
+    settings = _settings("dev", endpoints=[str(project)], overrides={})
+    alice = resolve_stack(settings, REPO).online[0].deployments[0]
+    assert alice.build is not None and alice.build.base is not None
+    base = alice.build.base
+    assert base.dockerfile == (REPO / "serving" / "Dockerfile.custom-base").resolve()
+    assert base.context == REPO.resolve()
+    assert base.args == {"BASE_IMAGE": "docker.io/library/python:3.12-slim"}
+    assert base.repository == "registry.example.com/ml-dev/vans-alice-base"
+    # The deployment image is the usual recipe; BASE_IMAGE is the base build's output (components/image_build.py).
+    assert alice.build.dockerfile == (REPO / "serving" / "Dockerfile.deployment").resolve()
+    assert alice.build.args["BASE_IMAGE"] == "<custom-base>"
+    assert alice.build.args["CONDA_FILE"] == "environment/conda-alice.yaml"
+    assert render_stack(settings, REPO).notes[0] == (
+        "vans/alice: environment.image 'docker.io/library/python:3.12-slim': the deployment image is built on it"
+        " (serving layer added; python3 >= 3.11)"
+    )
+
+
+def test_base_image_redirects_for_an_air_gapped_registry(tmp_path: Path) -> None:
+    project = _copy_example(tmp_path, "vans")
+    _with_image(project, "docker.io/library/python:3.12-slim")
+    redirects = {"docker.io/": "registry.internal/hub/", "docker.io/library/": "registry.internal/official/"}
+    settings = _settings("dev", endpoints=[str(project)], overrides={}, baseImageRedirects=redirects)
+    alice = resolve_stack(settings, REPO).online[0].deployments[0]
+    assert alice.build is not None and alice.build.base is not None
+    assert alice.build.base.args == {"BASE_IMAGE": "registry.internal/official/python:3.12-slim"}  # longest prefix
+    assert render_stack(settings, REPO).notes[0] == (
+        "vans/alice: environment.image 'docker.io/library/python:3.12-slim': redirected to"
+        " 'registry.internal/official/python:3.12-slim' (ml-endpoints:baseImageRedirects 'docker.io/library/');"
+        " the deployment image is built on it"
+    )
+
+
+def test_azure_curated_images_build_on_the_serving_image_unless_redirects_say_otherwise(tmp_path: Path) -> None:
+    settings = _settings("dev", overrides={}, endpoints=["examples/car-classifier"])
+    alice = resolve_stack(settings, REPO).online[0].deployments[0]
+    assert alice.build is not None and alice.build.base is None
+    assert alice.build.args["BASE_IMAGE"] == "registry.example.com/ml/endpoints-serving:0.1.0"
+    assert render_stack(settings, REPO).notes[0] == (
+        "car-classifier/alice: environment.image 'mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest': built"
+        " on the stack's serving image instead (ml-endpoints:baseImageRedirects maps 'mcr.microsoft.com/azureml/' to"
+        " 'serving')"
+    )
+    honoured = _settings("dev", overrides={}, endpoints=["examples/car-classifier"], baseImageRedirects={})
+    alice = resolve_stack(honoured, REPO).online[0].deployments[0]
+    assert alice.build is not None and alice.build.base is not None
+    assert alice.build.base.args == {"BASE_IMAGE": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest"}

@@ -9,13 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from components.builders.stack import (
-    RUNNER_IMAGE_PLACEHOLDER,
-    load_stack_config,
-    render_stack,
-    resolve_stack,
-    settings_from_config,
-)
+from components.builders.stack import check_names, render_stack
+from components.builders.stack_config import load_stack_config, settings_from_config
+from components.builders.stack_resolve import RUNNER_IMAGE_PLACEHOLDER, resolve_stack
 from components.k8s_schema import validate_objects
 from endpoints.errors import SpecError
 from endpoints.images import batch_image_build, deployment_image_build
@@ -60,7 +56,11 @@ def test_each_stack_renders_the_batch_endpoint(stack: str) -> None:
     assert validate_objects([template]) == []
     pod = template["spec"]["template"]["spec"]
     # compute: azureml:cpu and no instance_type: the stack's default batch instance type, pinned to its pool.
-    assert pod["containers"][0]["resources"]["requests"] == {"cpu": "3400m", "memory": "12185Mi"}
+    assert pod["containers"][0]["resources"]["requests"] == {
+        "cpu": "3400m",
+        "memory": "12185Mi",
+        "ephemeral-storage": "1Gi",
+    }
     assert pod["nodeSelector"] == {"ml-endpoints.io/pool": "cpu"}
     assert template["spec"]["parallelism"] == {"dev": 1, "staging": 2, "prod": 4}[stack]
     assert template["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "car-classifier-batch-batch"
@@ -95,11 +95,16 @@ def test_cluster_objects_are_created_once_per_stack(tmp_path: Path) -> None:
         {
             "coveredResources": ["cpu", "memory"],
             "flavors": [
-                {"name": "ml-dev-cpu", "resources": [{"name": "cpu", "nominalQuota": "6800m"},
-                                                     {"name": "memory", "nominalQuota": "24370Mi"}]}
+                {
+                    "name": "ml-dev-cpu",
+                    "resources": [
+                        {"name": "cpu", "nominalQuota": "6800m"},
+                        {"name": "memory", "nominalQuota": "24370Mi"},
+                    ],
+                }
             ],
         }
-    ]  # fmt: skip
+    ]
     assert queue["spec"]["namespaceSelector"]["matchExpressions"][0]["values"] == ["ml-dev"]
     assert _objects(rendered, "ResourceFlavor")["ml-dev-cpu"]["spec"] == {"nodeLabels": {"ml-endpoints.io/pool": "cpu"}}
 
@@ -130,13 +135,16 @@ def test_online_and_batch_objects_never_share_a_name(tmp_path: Path) -> None:
     bob = (online / "deployments" / "bob.yml").read_text(encoding="utf-8")
     (online / "deployments" / "batch-jobs.yml").write_text(bob.replace("name: bob", "name: batch-jobs"), "utf-8")
     settings = _settings("dev", endpoints=[str(online), "examples/car-classifier-batch"])
-    with pytest.raises(SpecError) as e:
-        resolve_stack(settings, REPO)
-    assert str(e.value) == (
-        "<spec>: ml-endpoints:endpoints: Deployment ml-dev/car-classifier-batch-jobs would be created by both online"
-        f" endpoint 'car-classifier' ({online}) and batch endpoint 'car-classifier-batch'"
-        " (examples/car-classifier-batch); rename one of the endpoints or deployments"
-    )
+    resolved = resolve_stack(settings, REPO)
+    # The program's check (stacks/__main__.py calls it before creating anything) and the offline plan's alike.
+    for refuse in (lambda: check_names(settings, resolved), lambda: render_stack(settings, REPO)):
+        with pytest.raises(SpecError) as e:
+            refuse()
+        assert str(e.value) == (
+            "<spec>: ml-endpoints:endpoints: Deployment ml-dev/car-classifier-batch-jobs would be created by both"
+            f" online endpoint 'car-classifier' ({online}) and batch endpoint 'car-classifier-batch'"
+            " (examples/car-classifier-batch); rename one of the endpoints or deployments"
+        )
 
 
 def test_dev_builds_the_batch_images_from_the_shared_recipes() -> None:
@@ -147,8 +155,8 @@ def test_dev_builds_the_batch_images_from_the_shared_recipes() -> None:
     for build, target in ((api, "job-api"), (runner, "runner")):
         recipe = batch_image_build(target, serving, REPO)  # the one source of truth (tests/images build it)
         assert (build.dockerfile, build.context, build.target) == (
-            str(recipe.dockerfile.resolve()),
-            str(recipe.context.resolve()),
+            recipe.dockerfile.resolve(),
+            recipe.context.resolve(),
             target,
         )
         assert build.args == {"BASE_IMAGE": serving} == recipe.args
@@ -157,9 +165,11 @@ def test_dev_builds_the_batch_images_from_the_shared_recipes() -> None:
     nightly = resolved.batch[0].deployments[0]
     assert nightly.image is None and nightly.build is not None
     recipe = deployment_image_build(
-        nightly.spec, nightly.deployment_file, RUNNER_IMAGE_PLACEHOLDER,
+        nightly.spec,
+        nightly.deployment_file,
+        RUNNER_IMAGE_PLACEHOLDER,
         model_dir="/var/azureml-app/azureml-models/car-classifier-alice/1",
-    )  # fmt: skip
+    )
     assert recipe is not None
     assert (
         nightly.build.args
@@ -170,11 +180,12 @@ def test_dev_builds_the_batch_images_from_the_shared_recipes() -> None:
             "SCORING_SCRIPT": "score_batch.py",
             "CONDA_FILE": "car-classifier/environment/conda-alice.yaml",
             "MODEL_PATH": "car-classifier/models/alice",  # reused from the online example, not copied
+            "MODEL_NAME": "alice",
             "MODEL_DIR": "/var/azureml-app/azureml-models/car-classifier-alice/1",
         }
     )
-    assert nightly.build.context == str((REPO / "examples").resolve())
-    assert nightly.build.dockerfile == str((REPO / "serving" / "Dockerfile.deployment").resolve())
+    assert nightly.build.context == (REPO / "examples").resolve()
+    assert nightly.build.dockerfile == (REPO / "serving" / "Dockerfile.deployment").resolve()
     rendered = render_stack(_settings("dev"), REPO)
     api_pod = _objects(rendered, "Deployment")["car-classifier-batch-jobs"]["spec"]["template"]["spec"]
     assert api_pod["containers"][0]["image"] == "registry.example.com/ml-dev/endpoints-batch-job-api:built-by-pulumi"
@@ -286,10 +297,15 @@ def test_instance_type_default_and_overrides() -> None:
     [group] = queue["spec"]["resourceGroups"]
     assert group["coveredResources"] == ["cpu", "memory", "nvidia.com/gpu"]
     assert group["flavors"] == [
-        {"name": "ml-prod-gpu-t4", "resources": [{"name": "cpu", "nominalQuota": "13600m"},
-                                                 {"name": "memory", "nominalQuota": "97484Mi"},
-                                                 {"name": "nvidia.com/gpu", "nominalQuota": "4"}]},
-    ]  # fmt: skip
+        {
+            "name": "ml-prod-gpu-t4",
+            "resources": [
+                {"name": "cpu", "nominalQuota": "13600m"},
+                {"name": "memory", "nominalQuota": "97484Mi"},
+                {"name": "nvidia.com/gpu", "nominalQuota": "4"},
+            ],
+        },
+    ]
     assert sorted(_objects(rendered, "ResourceQuota")) == ["gpu-t4-gpu-quota"]
 
 
@@ -321,3 +337,130 @@ def test_a_changed_template_rolls_the_job_api() -> None:
     assert len(old_hash) == 16 and old_hash != new_hash
     del api["spec"]["template"]["metadata"]["annotations"], new_api["spec"]["template"]["metadata"]["annotations"]
     assert api == new_api  # nothing else of the job API changes
+
+
+def _with_batch_image(tmp_path: Path, image: str) -> Path:
+    """The batch example (beside a copy of the online one) with ``environment.image`` set to ``image``."""
+    batch = _copy_pair(tmp_path, "vans-batch")
+    nightly = batch / "deployments" / "nightly.yml"
+    text = nightly.read_text(encoding="utf-8")
+    nightly.write_text(text.replace("mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest", image), "utf-8")
+    return batch
+
+
+def test_batch_environment_image_builds_the_runner_on_it(tmp_path: Path) -> None:
+    """serving layer on the user's image -> the runner target on that -> the deployment image on the runner, each
+    build the base of the next (components/image_build.py builds them in that order)."""
+    batch = _with_batch_image(tmp_path, "docker.io/library/python:3.12-slim")
+    settings = _settings("dev", endpoints=[str(batch)], overrides={})
+    resolved = resolve_stack(settings, REPO)
+    [nightly] = resolved.batch[0].deployments
+    build = nightly.build
+    assert build is not None and build.base is not None and build.base.base is not None
+    runner, layer = build.base, build.base.base
+    assert layer.base is None
+    assert (layer.dockerfile, layer.context, layer.target) == (
+        (REPO / "serving" / "Dockerfile.custom-base").resolve(),
+        REPO.resolve(),
+        None,
+    )
+    assert layer.args == {"BASE_IMAGE": "docker.io/library/python:3.12-slim"}
+    assert layer.repository == "registry.example.com/ml-dev/vans-batch-nightly-base"
+    assert (runner.dockerfile, runner.context, runner.target) == (
+        (REPO / "serving" / "Dockerfile.batch").resolve(),
+        REPO.resolve(),
+        "runner",
+    )
+    assert runner.args == {"BASE_IMAGE": "<custom-base>"}  # replaced by the layer's digest
+    assert runner.repository == "registry.example.com/ml-dev/vans-batch-nightly-runner"
+    assert build.dockerfile == (REPO / "serving" / "Dockerfile.deployment").resolve()
+    assert build.args == {
+        "BASE_IMAGE": "<custom-runner>",  # replaced by the runner's digest
+        "CODE_DIR": "car-classifier/code",
+        "SCORING_SCRIPT": "score_batch.py",
+        "CONDA_FILE": "car-classifier/environment/conda-alice.yaml",
+        "MODEL_PATH": "car-classifier/models/alice",
+        "MODEL_NAME": "alice",
+        "MODEL_DIR": "/var/azureml-app/azureml-models/car-classifier-alice/1",
+    }
+    assert build.repository == "registry.example.com/ml-dev/vans-batch-nightly"
+    # No deployment builds on the stack's runner image: it is not built.
+    assert (resolved.runner_build, resolved.runner_image) == (None, None)
+    assert resolved.job_api_build is not None
+    rendered = render_stack(settings, REPO)
+    assert validate_objects(rendered.objects) == []
+    cm = _objects(rendered, "ConfigMap")["vans-batch-nightly-batch-template"]
+    pod = json.loads(cm["data"]["nightly.json"])["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == "registry.example.com/ml-dev/vans-batch-nightly:built-by-pulumi"
+    assert rendered.notes == [
+        "vans-batch/nightly: environment.image 'docker.io/library/python:3.12-slim': the batch runner and the"
+        " deployment image are built on it (serving layer added; python3 >= 3.11)"
+    ]
+
+
+def test_batch_environment_image_redirects() -> None:
+    # The example names Azure's curated image: redirected to `serving` by default, the stack's runner as before.
+    settings = _settings("dev", endpoints=["examples/car-classifier-batch"], overrides={})
+    resolved = resolve_stack(settings, REPO)
+    [nightly] = resolved.batch[0].deployments
+    assert nightly.build is not None and nightly.build.base is None
+    assert nightly.build.args["BASE_IMAGE"] == RUNNER_IMAGE_PLACEHOLDER
+    assert resolved.runner_build is not None
+    assert render_stack(settings, REPO).notes == [
+        "car-classifier-batch/nightly: environment.image 'mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest':"
+        " built on the stack's batch runner image instead (ml-endpoints:baseImageRedirects maps"
+        " 'mcr.microsoft.com/azureml/' to 'serving')"
+    ]
+    mirror = {"mcr.microsoft.com/": "registry.internal/mcr/"}
+    settings = _settings("dev", endpoints=["examples/car-classifier-batch"], overrides={}, baseImageRedirects=mirror)
+    resolved = resolve_stack(settings, REPO)
+    [nightly] = resolved.batch[0].deployments
+    assert nightly.build is not None and nightly.build.base is not None and nightly.build.base.base is not None
+    assert nightly.build.base.base.args == {
+        "BASE_IMAGE": "registry.internal/mcr/azureml/openmpi4.1.0-ubuntu20.04:latest"
+    }
+    assert resolved.runner_build is None
+    assert render_stack(settings, REPO).notes == [
+        "car-classifier-batch/nightly: environment.image 'mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest':"
+        " redirected to 'registry.internal/mcr/azureml/openmpi4.1.0-ubuntu20.04:latest'"
+        " (ml-endpoints:baseImageRedirects 'mcr.microsoft.com/'); the batch runner and the deployment image are"
+        " built on it"
+    ]
+
+
+def test_a_pinned_batch_image_wins_over_environment_image(tmp_path: Path) -> None:
+    batch = _with_batch_image(tmp_path, "docker.io/library/python:3.12-slim")
+    pinned = {"vans-batch": {"deployments": {"nightly": {"image": NIGHTLY}}}}
+    settings = _settings("dev", endpoints=[str(batch)], overrides=pinned)
+    resolved = resolve_stack(settings, REPO)
+    [nightly] = resolved.batch[0].deployments
+    assert (nightly.image, nightly.build) == (NIGHTLY, None)
+    assert render_stack(settings, REPO).notes == []
+
+
+def test_offline_plan_notes_the_batch_base_image(tmp_path: Path) -> None:
+    """``endpoints plan --stack S`` (the CLI) prints what the stack does with a batch deployment's image."""
+    from typer.testing import CliRunner
+
+    from endpoints.cli.main import build_app
+
+    root = tmp_path / "project"
+    (root / "stacks").mkdir(parents=True)
+    shutil.copy(REPO / "Pulumi.yaml", root / "Pulumi.yaml")
+    batch = _with_batch_image(root, "docker.io/library/python:3.12-slim")
+    (root / "stacks" / "Pulumi.dev.yaml").write_text(
+        "config:\n"
+        "  ml-endpoints:namespace: ml-dev\n"
+        f"  ml-endpoints:endpoints: [{batch.name}]\n"
+        "  ml-endpoints:buildImages: true\n"
+        "  ml-endpoints:servingImage: registry.example.com/ml/endpoints-serving:0.1.0\n"
+        "  ml-endpoints:baseImageRedirects: {'docker.io/': 'registry.internal/hub/'}\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(build_app(), ["plan", "--stack", "dev", "--project", str(root)])
+    assert result.exit_code == 0, result.output
+    assert (
+        "note: vans-batch/nightly: environment.image 'docker.io/library/python:3.12-slim': redirected to"
+        " 'registry.internal/hub/library/python:3.12-slim' (ml-endpoints:baseImageRedirects 'docker.io/'); the batch"
+        " runner and the deployment image are built on it"
+    ) in " ".join(result.output.split())

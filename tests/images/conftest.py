@@ -78,7 +78,7 @@ def job_api_image(serving_image: str) -> str:
 def alice_image(serving_image: str) -> str:
     """The car-classifier example's "alice" deployment image (models trained first when missing)."""
     if not (EXAMPLE / "models" / "alice" / "model.joblib").is_file():
-        subprocess.run([sys.executable, str(EXAMPLE / "train.py")], check=True, timeout=300, capture_output=True)
+        subprocess.run([sys.executable, str(EXAMPLE / "train.py")], check=True, timeout=900, capture_output=True)
     return build_deployment(EXAMPLE, "alice", serving_image, "localhost/car-classifier-alice:test")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from endpoints.images import ImageBuild, deployment_image_build
+from endpoints.local.container import RESTRICTED  # the cluster's restricted pod runtime, one list
 from endpoints.project import load_endpoint_project
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -25,18 +26,6 @@ EXAMPLE = REPO_ROOT / "examples" / "car-classifier"
 SERVING_TAG = "localhost/endpoints-serving:test"
 RUNNER_TAG = "localhost/endpoints-batch-runner:test"
 JOB_API_TAG = "localhost/endpoints-job-api:test"
-# The restricted runtime every container here runs with (what the Kubernetes pod security asks for).
-RESTRICTED = [
-    "--read-only",
-    "--tmpfs",
-    "/tmp:rw,size=256m",
-    "--user",
-    "10001",
-    "--cap-drop",
-    "ALL",
-    "--network",
-    "host",
-]
 
 
 def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:

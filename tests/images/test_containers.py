@@ -38,8 +38,24 @@ def _write(path: Path, text: str) -> None:
 
 def _in_image(image: str, script: str) -> str:
     """Run a Python snippet in ``image`` under the restricted runtime; return its stdout."""
-    proc = podman("run", "--rm", "--read-only", "--tmpfs", "/tmp", "--user", "10001", "--cap-drop", "ALL",
-                  "--network", "host", "--entrypoint", "python", image, "-c", script)  # fmt: skip
+    proc = podman(
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--user",
+        "10001",
+        "--cap-drop",
+        "ALL",
+        "--network",
+        "host",
+        "--entrypoint",
+        "python",
+        image,
+        "-c",
+        script,
+    )
     return proc.stdout
 
 
@@ -53,8 +69,13 @@ def test_serving_image_config_and_contents(serving_image: str) -> None:
     assert config["Cmd"] == ["--host", "0.0.0.0", "--port", "5001"]
     assert "Healthcheck" not in config
     env = dict(item.split("=", 1) for item in config["Env"])
-    for name, value in {"HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1",
-                        "MPLCONFIGDIR": "/tmp/.config/matplotlib", "AML_APP_ROOT": "/var/azureml-app"}.items():  # fmt: skip
+    for name, value in {
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "MPLCONFIGDIR": "/tmp/.config/matplotlib",
+        "AML_APP_ROOT": "/var/azureml-app",
+    }.items():
         assert env[name] == value, name
     out = _in_image(
         serving_image,
@@ -63,7 +84,8 @@ def test_serving_image_config_and_contents(serving_image: str) -> None:
         "'uid': os.getuid(), 'user': pwd.getpwuid(os.getuid()).pw_name,"
         "'missing': [m for m in ('pulumi', 'pulumi_kubernetes', 'pip', 'setuptools') if u.find_spec(m)],"
         "'tools': [t for t in ('gcc', 'cc', 'make', 'g++', 'pip', 'pip3') if shutil.which(t)],"
-        "'present': [m for m in ('serving', 'endpoints', 'uvicorn', 'numpy', 'pandas') if u.find_spec(m)],"
+        "'present': [m for m in ('serving', 'endpoints', 'uvicorn', 'numpy', 'pandas', 'opentelemetry.sdk',"
+        " 'opentelemetry.exporter.otlp.proto.http') if u.find_spec(m)],"
         "'python': sys.version_info[:2]}))",
     )
     assert json.loads(out) == {
@@ -71,7 +93,16 @@ def test_serving_image_config_and_contents(serving_image: str) -> None:
         "user": "app",
         "missing": [],
         "tools": [],
-        "present": ["serving", "endpoints", "uvicorn", "numpy", "pandas"],
+        # The tracing extra: OTLP export of the serving layer's spans works in the cluster image.
+        "present": [
+            "serving",
+            "endpoints",
+            "uvicorn",
+            "numpy",
+            "pandas",
+            "opentelemetry.sdk",
+            "opentelemetry.exporter.otlp.proto.http",
+        ],
         "python": [3, 11],
     }
 
@@ -110,11 +141,14 @@ def test_deployment_image_has_its_environment_and_no_installer(alice_image: str)
 def test_car_classifier_scores_photos_with_a_key(alice_image: str, keys_dir: Path) -> None:
     with run_container(
         alice_image,
-        "--host", "127.0.0.1", "--port", str(port := free_port()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port := free_port()),
         # Two pre-forked workers: their shared metrics files must also live under the writable /tmp.
         options=("-v", f"{keys_dir}:/etc/endpoints/keys:ro", "-e", "WORKER_COUNT=2", *KEY_OPTIONS),
         port=port,
-    ) as c:  # fmt: skip
+    ) as c:
         c.wait_ready()
         with httpx.Client(base_url=c.url, timeout=30) as client:
             assert client.get("/").status_code == 200
@@ -173,8 +207,14 @@ def slow_image(serving_image: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def test_sigterm_finishes_in_flight_requests_then_exits_0(slow_image: str) -> None:
     port = free_port()
-    env = ("-e", "ENDPOINTS_MAX_CONCURRENT_REQUESTS=8", "-e", "ENDPOINTS_REQUEST_TIMEOUT_MS=10000",
-           "-e", "ENDPOINTS_DRAIN_TIMEOUT_S=20")  # fmt: skip
+    env = (
+        "-e",
+        "ENDPOINTS_MAX_CONCURRENT_REQUESTS=8",
+        "-e",
+        "ENDPOINTS_REQUEST_TIMEOUT_MS=10000",
+        "-e",
+        "ENDPOINTS_DRAIN_TIMEOUT_S=20",
+    )
     with run_container(slow_image, "--host", "127.0.0.1", "--port", str(port), options=env, port=port) as c:
         c.wait_ready()
         results: dict[int, tuple[int, object]] = {}
@@ -276,14 +316,37 @@ def test_batch_runner_image_scores_a_folder(runner_image: str, batch_project: Pa
         expected[f"part-{i:03d}.bin"] = (str(len(data)), hashlib.sha256(data).hexdigest()[:16])
     os.chmod(inputs, 0o755)
     proc = podman(
-        "run", "--rm", "--read-only", "--tmpfs", "/tmp", "--user", "10001", "--cap-drop", "ALL", "--network", "host",
-        "-v", f"{inputs}:/data/in:ro", "-v", f"{outputs}:/data/out",
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--user",
+        "10001",
+        "--cap-drop",
+        "ALL",
+        "--network",
+        "host",
+        "-v",
+        f"{inputs}:/data/in:ro",
+        "-v",
+        f"{outputs}:/data/out",
         image,
-        "--job-id", "job-1", "--input", "/data/in", "--output-dir", "/data/out",
-        "--entry-script", "/var/azureml-app/batch_score.py", "--mini-batch-size", "10",
-        "--max-concurrency-per-instance", "2",
-        timeout=300, check=False,
-    )  # fmt: skip
+        "--job-id",
+        "job-1",
+        "--input",
+        "/data/in",
+        "--output-dir",
+        "/data/out",
+        "--entry-script",
+        "/var/azureml-app/batch_score.py",
+        "--mini-batch-size",
+        "10",
+        "--max-concurrency-per-instance",
+        "2",
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     with (outputs / "predictions.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
@@ -298,38 +361,47 @@ def test_batch_runner_image_scores_a_folder(runner_image: str, batch_project: Pa
     )
 
 
-def test_job_api_image_runs_a_job_with_the_local_launcher(
-    job_api_image: str, batch_project: Path, keys_dir: Path, tmp_path: Path
+def test_job_api_image_serves_the_kubernetes_launcher_only(job_api_image: str) -> None:
+    """The image runs the job API of a cluster (``--launcher kubernetes``; the cluster tests drive it against a real
+    API server). The local launcher reads endpoint specs, which the image does not hold: asking for it names the
+    command that serves it instead of failing later on a missing module."""
+    proc = podman("run", "--rm", job_api_image, "--launcher", "local", "--project", "/project", check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--launcher local reads an endpoint project: run python -m endpoints.local.batch_api" in proc.stderr
+    proc = podman("run", "--rm", job_api_image, "--launcher", "kubernetes", check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--templates and --endpoint-name are required with --launcher kubernetes" in proc.stderr
+
+
+# --- model layout --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("model_path", "opened"), [("../weights", "weights/w.txt"), ("../model.bin", "model.bin")])
+def test_image_lays_the_model_out_as_local_mode_does(
+    serving_image: str, tmp_path: Path, model_path: str, opened: str
 ) -> None:
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    for i in range(12):
-        (inputs / f"f-{i:02d}.txt").write_text("x" * i)
-    os.chmod(inputs, 0o755)
-    port = free_port()
-    with run_container(
-        job_api_image,
-        "--launcher", "local", "--project", "/project", "--state-dir", "/tmp/state",
-        "--host", "127.0.0.1", "--port", str(port),
-        options=("-v", f"{keys_dir}:/etc/endpoints/keys:ro", "-v", f"{batch_project}:/project:ro",
-                 "-v", f"{inputs}:/data/in:ro", *KEY_OPTIONS),
-        port=port,
-    ) as c:  # fmt: skip
-        c.wait_ready()
-        auth = {"Authorization": "Bearer primary-key-0123456789"}
-        with httpx.Client(base_url=c.url, timeout=10) as client:
-            r = client.post("/jobs", json={"input": "/data/in"})
-            assert (r.status_code, r.json()) == (401, {"error": "missing or invalid credentials"})
-            r = client.post("/jobs", json={"input": "/data/in", "job_id": "job-1"}, headers=auth)
-            assert r.status_code == 202, r.text
-            assert r.headers["location"] == "/jobs/job-1"
-            deadline = time.monotonic() + 120
-            job = r.json()
-            while job["status"] not in ("Completed", "Failed", "Canceled") and time.monotonic() < deadline:
-                time.sleep(0.5)
-                job = client.get("/jobs/job-1", headers=auth).json()
-        assert job["status"] == "Completed", (job, c.logs()[-3000:])
-        assert job["deployment"] == "stats"
-        out = podman("exec", c.name, "cat", "/tmp/state/outputs/job-1/predictions.csv").stdout
-        rows = list(csv.DictReader(out.splitlines()))
-        assert sorted((r["file"], r["bytes"]) for r in rows) == [(f"f-{i:02d}.txt", str(i)) for i in range(12)]
+    """The script local mode runs (tests/local/test_model_layout.py) finds its model in the image the same way."""
+    root = tmp_path / "layout"
+    _write(root / "endpoint.yml", "name: layout\nauth_mode: key\ntraffic: {one: 100}\n")
+    _write(
+        root / "deployments" / "one.yml",
+        f"""
+        name: one
+        endpoint_name: layout
+        instance_type: Standard_DS3_v2
+        model: {{path: {model_path}}}
+        code_configuration: {{code: ../code, scoring_script: score.py}}
+        environment: {{image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest}}
+        """,
+    )
+    _write(root / "weights" / "w.txt", "folder-model")
+    _write(root / "model.bin", "file-model")
+    _write(root / "code" / "score.py", "def init():\n    pass\n\n\ndef run(raw):\n    return {}\n")
+    tag = build_deployment(root, "one", serving_image, f"localhost/layout-one:{Path(opened).stem}")
+    script = (
+        "import glob, os; base = os.environ['AZUREML_MODEL_DIR'];"
+        f" print(open(os.path.join(base, {opened!r})).read());"
+        " print(sorted(os.path.relpath(p, base) for p in glob.glob(os.path.join(base, '*', '*.txt'))))"
+    )
+    expected = "folder-model\n['weights/w.txt']\n" if opened.startswith("weights") else "file-model\n[]\n"
+    assert _in_image(tag, script) == expected

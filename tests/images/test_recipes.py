@@ -15,17 +15,25 @@ from endpoints.images import (
     azureml_model_dir,
     batch_image_build,
     conda_requirements,
+    custom_base_image_build,
     deployment_image_build,
     environment_build,
     main,
+    redirect_base_image,
     serving_image_build,
+    user_base_image,
 )
 from endpoints.project import load_endpoint_project
 from endpoints.specs import BatchDeployment, OnlineDeployment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "examples" / "car-classifier"
-DOCKERFILES = ["serving/Dockerfile", "serving/Dockerfile.deployment", "serving/Dockerfile.batch"]
+DOCKERFILES = [
+    "serving/Dockerfile",
+    "serving/Dockerfile.deployment",
+    "serving/Dockerfile.batch",
+    "serving/Dockerfile.custom-base",
+]
 
 
 def _write(path: Path, text: str) -> Path:
@@ -148,6 +156,7 @@ def test_car_classifier_recipe() -> None:
             "SCORING_SCRIPT": "score_alice.py",
             "CONDA_FILE": "environment/conda-alice.yaml",
             "MODEL_PATH": "models/alice",
+            "MODEL_NAME": "alice",
             "MODEL_DIR": "/var/azureml-app/azureml-models/model/1",
         },
         env={
@@ -168,6 +177,8 @@ def test_car_classifier_recipe() -> None:
         "--build-arg",
         "MODEL_DIR=/var/azureml-app/azureml-models/model/1",
         "--build-arg",
+        "MODEL_NAME=alice",
+        "--build-arg",
         "MODEL_PATH=models/alice",
         "--build-arg",
         "SCORING_SCRIPT=score_alice.py",
@@ -182,10 +193,11 @@ def test_components_use_the_same_recipe() -> None:
     project = load_endpoint_project(EXAMPLE)
     for name, spec in project.deployments.items():
         ours = deployment_image_build(spec, project.deployment_file(name), "serving:1", project.root)
-        theirs = image_build_args(REPO_ROOT, project.root, project.deployment_file(name), spec, "car-classifier",
-                                  "serving:1")  # fmt: skip
+        theirs = image_build_args(
+            REPO_ROOT, project.root, project.deployment_file(name), spec, "car-classifier", "serving:1"
+        )
         assert ours is not None
-        assert (theirs.args, theirs.context, theirs.dockerfile) == (ours.args, str(ours.context), str(ours.dockerfile))
+        assert (theirs.args, theirs.context, theirs.dockerfile) == (ours.args, ours.context, ours.dockerfile)
 
 
 def test_context_defaults_to_common_folder_of_all_paths(tmp_path: Path) -> None:
@@ -204,6 +216,7 @@ def test_context_defaults_to_common_folder_of_all_paths(tmp_path: Path) -> None:
         "SCORING_SCRIPT": "pkg/score.py",
         "CONDA_FILE": "endpoint/env/conda.yml",
         "MODEL_PATH": "endpoint/model.pkl",
+        "MODEL_NAME": "model.pkl",  # a file model sits directly in AZUREML_MODEL_DIR
         "MODEL_DIR": "/var/azureml-app/azureml-models/cars/3",
     }
 
@@ -315,8 +328,127 @@ def test_dockerfile_rules(name: str) -> None:
     assert re.search(r"^USER 10001:10001$", text, re.M)
 
 
+@pytest.mark.parametrize("name", ["serving/Dockerfile", "serving/Dockerfile.custom-base"])
+def test_serving_images_install_the_tracing_extra(name: str, tmp_path: Path) -> None:
+    """The Dockerfile's own requirements step, run here on pyproject.toml: the core dependencies plus the `tracing`
+    extra (OTLP export in the cluster), never pulumi."""
+    import os
+    import subprocess
+    import sys
+    import tomllib
+
+    text = (REPO_ROOT / name).read_text()
+    assert re.search(r"^ARG EXTRAS=tracing$", text, re.M)
+    command = re.search(r'^RUN python3 -c "(.+?)" \\$', text, re.M)
+    assert command is not None, f"{name}: no requirements step"
+    code = command.group(1).replace("/src/pyproject.toml", str(REPO_ROOT / "pyproject.toml"))
+    code = code.replace("/tmp/endpoints-src/pyproject.toml", str(REPO_ROOT / "pyproject.toml"))
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+
+    def requirements(extras: str) -> list[str]:
+        env = {**os.environ, "EXTRAS": extras}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        return out.stdout.splitlines()
+
+    assert requirements("tracing") == project["dependencies"] + project["optional-dependencies"]["tracing"]
+    assert any(r.startswith("opentelemetry-exporter-otlp-proto-http") for r in requirements("tracing"))
+    assert requirements("") == project["dependencies"]  # --build-arg EXTRAS= : the core alone
+    assert not any(r.startswith("pulumi") for r in requirements("tracing"))
+
+
 def test_serving_dockerfile_defaults_to_official_slim_image() -> None:
     text = (REPO_ROOT / "serving" / "Dockerfile").read_text()
     assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim-bookworm$", text, re.M)
     assert text.rstrip().endswith('CMD ["--host", "0.0.0.0", "--port", "5001"]')
     assert 'ENTRYPOINT ["python", "-m", "serving"]' in text
+
+
+def test_mlflow_no_code_image_gets_the_models_own_requirements(tmp_path: Path) -> None:
+    # Azure's no-code deployment: no environment; the image installs what MLflow saved with the model.
+    model = tmp_path / "models" / "iris"
+    _write(model / "MLmodel", "flavors: {}\n")
+    _write(model / "requirements.txt", "mlflow==2.16.0\nscikit-learn==1.5.1\n")
+    spec = _online(code_configuration=None, environment=None, model={"path": "../models/iris", "type": "mlflow_model"})
+    recipe = deployment_image_build(spec, tmp_path / "deployments" / "blue.yml", "serving:1")
+    assert recipe is not None
+    assert (recipe.args["CONDA_FILE"], recipe.args["MODEL_PATH"], recipe.args["MODEL_NAME"]) == (
+        "models/iris/requirements.txt",
+        "models/iris",
+        "iris",
+    )
+    assert "EXTRA_REQUIREMENTS" not in recipe.args  # the model's requirements name mlflow already
+    (model / "requirements.txt").unlink()
+    _write(model / "conda.yaml", "dependencies:\n  - python=3.11\n  - pip:\n    - scikit-learn==1.5.1\n")
+    recipe = deployment_image_build(spec, tmp_path / "deployments" / "blue.yml", "serving:1")
+    assert recipe is not None
+    assert recipe.args["CONDA_FILE"] == "models/iris/conda.yaml"
+    assert recipe.args["EXTRA_REQUIREMENTS"] == "mlflow-skinny>=2.12,<4"
+
+
+# --- environment.image: the serving layer on the user's image -----------------------------------------------
+
+
+def test_custom_base_recipe_and_which_image_it_starts_from() -> None:
+    build = custom_base_image_build("registry.internal/team/py312:7")
+    assert build == ImageBuild(
+        context=REPO_ROOT,
+        dockerfile=REPO_ROOT / "serving" / "Dockerfile.custom-base",
+        args={"BASE_IMAGE": "registry.internal/team/py312:7"},
+    )
+    assert user_base_image(_online(environment={"image": "python:3.12"})) == "python:3.12"
+    routes = {"port": 8000, "path": "/"}
+    byoc = _online(
+        environment={
+            "image": "my/server:1",
+            "inference_config": {"liveness_route": routes, "readiness_route": routes, "scoring_route": routes},
+        }
+    )
+    assert user_base_image(byoc) is None  # a custom container runs as is, never built on
+    assert user_base_image(_online(environment="azureml:env:1")) is None
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        pytest.param(
+            "docker.io/library/python:3.12",
+            ("registry.internal/lib/python:3.12", "docker.io/library/"),
+            id="longest-prefix",
+        ),
+        pytest.param("docker.io/acme/x:1", ("registry.internal/hub/acme/x:1", "docker.io/"), id="shorter-prefix"),
+        pytest.param("mcr.microsoft.com/azureml/minimal:1", (None, "mcr.microsoft.com/azureml/"), id="to-serving"),
+        pytest.param("quay.io/x/y:2", ("quay.io/x/y:2", None), id="no-match"),
+    ],
+)
+def test_base_image_redirects(image: str, expected: tuple[str | None, str | None]) -> None:
+    redirects = {
+        "docker.io/": "registry.internal/hub/",
+        "docker.io/library/": "registry.internal/lib/",
+        "mcr.microsoft.com/azureml/": "serving",
+    }
+    assert redirect_base_image(image, redirects) == expected
+
+
+def test_custom_base_dockerfile_installs_nothing_with_a_package_manager() -> None:
+    # Air-gapped user images: no apt/yum/apk; python3 >= 3.11 is checked with a message naming the field.
+    text = (REPO_ROOT / "serving" / "Dockerfile.custom-base").read_text()
+    assert not re.search(r"\b(apt-get|apt|yum|dnf|apk|microdnf)\b\s+(install|add|update)", text)
+    assert "environment.image: python3 is $(python3 -V 2>&1); the serving layer needs python3 >= 3.11" in text
+    assert "python3 -m venv --system-site-packages /opt/endpoints-venv" in text
+
+
+def test_inline_conda_file_becomes_extra_requirements(tmp_path: Path) -> None:
+    # Azure's environment schema takes conda_file as a string (a file) or an object (the environment inline).
+    inline = {"dependencies": ["python=3.11", "scikit-learn=1.5", {"pip": ["joblib>=1.3", "azureml-defaults"]}]}
+    dep = _online(environment={"image": "python:3.12", "conda_file": inline})
+    build = deployment_image_build(dep, tmp_path / "deployments" / "d.yml", "serving:1", project_root=tmp_path)
+    assert build is not None
+    assert build.args["CONDA_FILE"] == ""
+    assert build.args["EXTRA_REQUIREMENTS"] == "scikit-learn==1.5.* joblib>=1.3"
+    bad = _online(environment={"image": "python:3.12", "conda_file": {"dependencies": [{"conda": ["x"]}]}})
+    with pytest.raises(SpecError) as e:
+        deployment_image_build(bad, tmp_path / "deployments" / "d.yml", "serving:1", project_root=tmp_path)
+    assert str(e.value) == (
+        f"{tmp_path / 'deployments' / 'd.yml'}: environment.conda_file.dependencies[0]: got {{'conda': ['x']}};"
+        " expected a package spec or a `pip:` list"
+    )

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -221,6 +222,7 @@ class RawUpstream:
     def __init__(self, behaviour: str, max_connections: int = 20) -> None:
         self.behaviour = behaviour
         self.requests: list[bytes] = []
+        self.carried: list[bytes] = []  # ``early``: what each connection carried, once it is closed
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -251,6 +253,17 @@ class RawUpstream:
                     if not chunk:
                         break
                     data += chunk
+                if self.behaviour != "early":
+                    # The whole body is read before answering: closing with unread bytes would send a reset, not
+                    # the end of the stream, and the router would rightly see a cut-off answer.
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    length = re.search(rb"\r\ncontent-length: *(\d+)", head, re.I)
+                    while length is not None and len(body) < int(length.group(1)):
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        body += chunk
+                        data += chunk
                 self.requests.append(data)
                 if self.behaviour == "half-head":
                     conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-le")
@@ -269,9 +282,11 @@ class RawUpstream:
                     )
                 elif self.behaviour == "early":
                     conn.sendall(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 4\r\n\r\nnope")
+                    carried = [data]
                     with contextlib.suppress(OSError):
-                        while conn.recv(65536):
-                            pass
+                        while chunk := conn.recv(65536):
+                            carried.append(chunk)
+                    self.carried.append(b"".join(carried))
                 elif self.behaviour == "until-close":
                     conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n")
                     for part in (b"no ", b"length ", b"here"):

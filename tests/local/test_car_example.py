@@ -66,7 +66,7 @@ def test_samples_are_small_and_request_is_base64_of_red_sedan():
 @pytest.fixture(scope="module")
 def trained():
     if not all((EXAMPLE / "models" / name / ".trained").is_file() for name in ("alice", "bob")):
-        subprocess.run([sys.executable, str(EXAMPLE / "train.py")], check=True, timeout=240)
+        subprocess.run([sys.executable, str(EXAMPLE / "train.py")], check=True, timeout=900)
     return EXAMPLE / "models"
 
 

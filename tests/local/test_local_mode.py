@@ -23,6 +23,9 @@ SCORE = textwrap.dedent(
     import json, os
 
     def init():
+        if os.environ.get("INIT_SLEEP"):
+            import time
+            time.sleep(float(os.environ["INIT_SLEEP"]))
         if os.environ.get("FAIL_INIT"):
             raise RuntimeError("init failed on purpose")
 
@@ -312,3 +315,86 @@ def test_bad_folder_and_bad_spec(cli, tmp_path, project):
     bad = cli("local", "up", str(project), "--detach", check=False)
     assert bad.returncode == 1
     assert "traffic: got 90+20=110; live traffic must sum to 0 or 100" in bad.stderr
+
+
+def _listener() -> tuple[object, int]:
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock, sock.getsockname()[1]
+
+
+def test_up_onto_a_busy_port_keeps_the_running_endpoint(project, cli):
+    """Issue 13 item 14: `up --port BUSY` used to stop the healthy router (and, in the foreground, everything)."""
+    summary = json.loads(cli("local", "up", str(project), "--detach", "--port", "0", "--json").stdout)
+    before = _state(cli)
+    sock, busy = _listener()
+    try:
+        for detach in ([], ["--detach"]):
+            up = cli("local", "up", str(project), "--port", str(busy), *detach, check=False)
+            assert up.returncode == 1, up.stdout + up.stderr
+            assert up.stderr.strip() == (
+                f"error: port {busy} is in use; choose another with --port (0 picks a free one); nothing was changed"
+            )
+    finally:
+        sock.close()
+    after = _state(cli)
+    assert after["router"] == before["router"] and after["deployments"] == before["deployments"]
+    assert all(_pid_alive(r["pid"]) for r in [after["router"], *after["deployments"].values()])
+    ready = httpx.get(summary["scoring_uri"].replace("/score", "/ready"), timeout=10)
+    assert ready.status_code == 200
+
+
+def test_fresh_up_onto_a_busy_port_starts_nothing(project, cli):
+    sock, busy = _listener()
+    try:
+        up = cli("local", "up", str(project), "--detach", "--port", str(busy), check=False)
+    finally:
+        sock.close()
+    assert up.returncode == 1
+    assert f"error: port {busy} is in use" in up.stderr
+    assert not (cli.state / "shop" / "logs" / "blue.log").exists()  # no serving process was started
+
+
+def _serving_pids(code_dir: Path) -> list[int]:
+    """Processes whose working folder is the project's code folder (the serving processes of this test)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if os.readlink(proc / "cwd") == str(code_dir) and _pid_alive(int(proc.name)):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_processes_of_an_interrupted_start_are_found_by_down(project, cli):
+    """Every serving process is recorded when it is spawned: killing `up` mid-start leaves nothing `down` misses."""
+    for name in ("blue", "green"):
+        (project / "deployments" / f"{name}.yml").write_text(
+            deployment_yaml(name, name).replace(f"  COLOR: {name}\n", f"  COLOR: {name}\n  INIT_SLEEP: '30'\n")
+        )
+    up = subprocess.Popen(
+        [sys.executable, "-m", "endpoints.cli.main", "local", "up", str(project), "--detach", "--port", "0"],
+        cwd=project.parent,
+        env=cli.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    code_dir = (project / "code").resolve()
+    try:
+        deadline = time.monotonic() + 60
+        while len(_serving_pids(code_dir)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_serving_pids(code_dir)) >= 2
+    finally:
+        up.kill()  # SIGKILL: no cleanup of its own
+        up.wait(10)
+    cli("local", "down")
+    deadline = time.monotonic() + 30
+    while _serving_pids(code_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _serving_pids(code_dir) == []

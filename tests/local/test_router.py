@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
+from pathlib import Path
 
 from local_helpers import Upstream, router_config
 
@@ -55,6 +57,9 @@ def test_10_percent_mirror_gets_10_percent_and_clients_see_only_live(upstreams, 
     copy = upstreams["bob"].seen[0]
     assert dict(copy["headers"])["x-request-id"] in live_ids
     assert copy["path"] == "/score" and copy["body"] == b'{"x":1}'
+    # Copies are marked as such; live requests are not.
+    assert {dict(s["headers"]).get("x-endpoints-mirror") for s in upstreams["bob"].seen} == {"1"}
+    assert {dict(s["headers"]).get("x-endpoints-mirror") for s in upstreams["alice"].seen} == {None}
 
 
 def test_mirror_answering_500_never_reaches_clients(upstreams, start_router, client):
@@ -185,6 +190,42 @@ def test_unreachable_deployment_is_502(upstreams, start_router, client):
     router = start_router(router_config(upstreams, {"alice": 100}))
     r = client.post(router.url + "/score", json={})
     assert (r.status_code, r.json()) == (502, {"error": "deployment 'alice' is not reachable"})
+
+
+def test_answers_of_the_router_itself_carry_the_request_id_and_traceparent(upstreams, start_router, client):
+    """404, 413 and 502 come from the router, not a deployment: like the serving layer's own answers they echo the
+    request id (x-request-id and Azure's x-ms-request-id) and a valid traceparent, so a failure can be traced."""
+    upstreams["bob"].stop()
+    router = start_router(router_config(upstreams, {"bob": 100}, max_body_bytes=10))
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    cases = [
+        ({"azureml-model-deployment": "dave"}, b"{}", 404),  # not routed: nobody to answer
+        ({"azureml-model-deployment": "alice"}, b"x" * 11, 413),  # routed, refused by Content-Length
+        ({}, b"{}", 502),  # routed to bob, who is down
+    ]
+    for i, (headers, body, status) in enumerate(cases):
+        r = client.post(
+            router.url + "/score",
+            content=body,
+            headers={**headers, "x-request-id": f"c{i}", "traceparent": traceparent},
+        )
+        echoed = (r.status_code, r.headers["x-request-id"], r.headers["x-ms-request-id"], r.headers["traceparent"])
+        assert echoed == (status, f"c{i}", f"c{i}", traceparent), r.text
+    # No id from the client: a generated one (for a routed request, the one the deployment would have got); a
+    # malformed traceparent is not echoed.
+    for headers in ({"azureml-model-deployment": "dave"}, {}):
+        r = client.post(router.url + "/score", content=b"{}", headers={**headers, "traceparent": "00-zz"})
+        rid = r.headers["x-request-id"]
+        shape = (len(rid), rid.count("-"), r.headers["x-ms-request-id"], "traceparent" in r.headers)
+        assert shape == (36, 4, rid, False)
+    assert all(up.seen == [] for up in upstreams.values())
+    # The router's log line about the 502 names the request, its trace and the deployment.
+    lines = [json.loads(line) for line in Path(router.log.name).read_text().splitlines() if line.strip()]
+    unreachable = [line for line in lines if line["message"].startswith("deployment bob unreachable")]
+    assert [(line["level"], line["request_id"], line["trace_id"], line["deployment"]) for line in unreachable] == [
+        ("warning", "c2", "0af7651916cd43dd8448eb211c80319c", "bob"),
+        ("warning", rid, None, "bob"),  # the last 502: a generated id, a malformed traceparent (no trace)
+    ]
 
 
 def test_sighup_reloads_traffic_without_restart(upstreams, start_router, client):

@@ -157,7 +157,10 @@ def test_answer_before_the_body_ends_goes_out_and_the_rest_is_dropped(raw_upstre
     up = raw_upstream("early")
     router = start_router(router_config({"alice": up}, {"alice": 100}))
     with _connect(router) as sock:
-        sock.sendall(_post("/score", b"b" * 2_000_000))
+        # More than the loopback send buffer holds (4 MiB at most): the router cannot have handed the whole request
+        # to the kernel before the answer comes, however the two processes are scheduled.
+        first = _post("/score", b"b" * 8_000_000)
+        sock.sendall(first)
         [response] = read_responses(sock, 1)
         assert (response["status"], response["body"]) == (401, b"nope")
         # The connection is still good for the next request (the dropped body was read to its end).
@@ -165,6 +168,8 @@ def test_answer_before_the_body_ends_goes_out_and_the_rest_is_dropped(raw_upstre
         [response] = read_responses(sock, 1)
     assert (response["status"], response["body"]) == (401, b"nope")
     assert len(up.requests) == 2  # a new upstream connection: the first one could not be reused
+    # The first connection carried (part of) the first request and nothing else: it was closed, not reused.
+    assert up.carried[0].count(b"POST /score ") == 1 and up.carried[0].endswith(b"b" * 1000)
 
 
 def test_expect_100_continue_over_the_limit_is_413_without_continue(upstreams, start_router):
@@ -231,10 +236,19 @@ def test_slowloris_head_is_408_after_the_header_timeout(upstreams, start_router)
 def test_stalled_body_is_408_after_the_body_timeout(upstreams, start_router):
     router = start_router(router_config(upstreams, {"alice": 100}), ("--body-timeout", "0.5"))
     with _connect(router) as sock:
-        sock.sendall(b"POST /score HTTP/1.1\r\nHost: example\r\nContent-Length: 10\r\n\r\n12345")
+        traceparent = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        sock.sendall(
+            b"POST /score HTTP/1.1\r\nHost: example\r\nx-request-id: s1\r\ntraceparent: %s\r\n"
+            b"Content-Length: 10\r\n\r\n12345" % traceparent
+        )
         data, elapsed = recv_until_closed(sock, 5)
     assert data.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
     assert data.endswith(b'{"error": "request body not received: nothing for 0.5 s"}')
+    # The request's id and trace context, as on every answer the router makes for a request it read the head of.
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    assert [b"x-request-id: s1", b"x-ms-request-id: s1", b"traceparent: " + traceparent] == [
+        line for line in head if line.startswith((b"x-request-id", b"x-ms-request-id", b"traceparent"))
+    ]
     assert 0.5 <= elapsed < 2.0, elapsed
 
 
@@ -260,7 +274,10 @@ def test_sigterm_lets_a_request_in_flight_finish(upstreams, start_router):
 
     thread = threading.Thread(target=call)
     thread.start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while not upstreams["alice"].seen and time.monotonic() < deadline:  # the request is in flight at the upstream
+        time.sleep(0.02)
+    assert upstreams["alice"].seen, "the request never reached the upstream"
     router.proc.send_signal(signal.SIGTERM)
     thread.join(10)
     assert result["response"].status_code == 200

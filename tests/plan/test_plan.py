@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from endpoints.app.plan import diff_plans, plan_stack, redact_secrets
 from endpoints.cli.main import build_app
-from endpoints.plan import diff_plans, plan_stack, redact_secrets
 
 REPO = Path(__file__).resolve().parents[2]
 ALICE = "registry.example.com/ml/car-classifier-alice@sha256:" + "1" * 64
@@ -177,10 +179,50 @@ def test_cli_unknown_stack(project: Path) -> None:
     assert f"{project}/stacks/Pulumi.qa.yaml: no such stack file; stacks: ['dev', 'prod', 'prod-bad']" in result.output
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "error"),
+    [
+        pytest.param(
+            "    car-classifier:\n",
+            "    car-clasifier:\n",
+            "ml-endpoints:overrides.car-clasifier: no such endpoint in this stack; known: ['car-classifier']",
+            id="endpoint",
+        ),
+        pytest.param(
+            "        bob:\n",
+            "        bobb:\n",
+            "ml-endpoints:overrides.car-classifier.deployments.bobb: no such deployment; known: ['alice', 'bob']",
+            id="deployment",
+        ),
+    ],
+)
+def test_cli_refuses_an_override_naming_an_unknown_endpoint_or_deployment(
+    tmp_path: Path, old: str, new: str, error: str
+) -> None:
+    """Issue 13 item 15, through the real CLI: a typo under ``ml-endpoints:overrides`` is refused with the known names
+    (an endpoint typo used to surface as the real endpoint's missing image, the override it was meant to set)."""
+    shutil.copy(REPO / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    shutil.copytree(REPO / "examples" / "car-classifier", tmp_path / "examples" / "car-classifier")
+    (tmp_path / "stacks").mkdir()
+    assert DEV.count(old) == 1
+    (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text(DEV.replace(old, new), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "endpoints.cli.main", "plan", "--stack", "dev", "--project", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert (result.returncode, result.stderr.strip()) == (1, error), result.stdout
+
+
 STACK_FILES = sorted((REPO / "stacks").glob("Pulumi.*.yaml"))
 
 
-@pytest.mark.skipif(not STACK_FILES, reason="no stacks/Pulumi.<stack>.yaml in this checkout yet")
+def test_the_repository_has_stack_files() -> None:
+    assert [p.name for p in STACK_FILES] == ["Pulumi.dev.yaml", "Pulumi.prod.yaml", "Pulumi.staging.yaml"]
+
+
 @pytest.mark.parametrize("stack", [p.name.split(".")[1] for p in STACK_FILES])
 def test_repository_stacks_validate_with_no_mandatory_violation(stack: str) -> None:
     plan = plan_stack(REPO, stack)
@@ -190,7 +232,7 @@ def test_repository_stacks_validate_with_no_mandatory_violation(stack: str) -> N
 
 def test_parallel_validation_matches_serial_and_keeps_order(project: Path) -> None:
     from components.k8s_schema import validate_object
-    from endpoints.plan import _PARALLEL_MIN_OBJECTS, _workers, validate_all
+    from endpoints.app.plan import _PARALLEL_MIN_OBJECTS, _workers, validate_all
 
     objects = plan_stack(project, "prod").objects
     many = [json.loads(json.dumps(o)) for _ in range(_PARALLEL_MIN_OBJECTS // len(objects) + 1) for o in objects]

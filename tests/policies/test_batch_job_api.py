@@ -80,9 +80,13 @@ def _template_config_map(image: str, run_as_user: int = 10001) -> dict:
     from endpoints.specs import BatchDeployment
 
     deployment = BatchDeployment.model_validate(
-        {"name": "nightly", "endpoint_name": "cars-batch", "model": {"path": "./model"},
-         "code_configuration": {"code": "./code", "scoring_script": "score.py"}}
-    )  # fmt: skip
+        {
+            "name": "nightly",
+            "endpoint_name": "cars-batch",
+            "model": {"path": "./model"},
+            "code_configuration": {"code": "./code", "scoring_script": "score.py"},
+        }
+    )
     settings = ClusterSettings(namespace="ml-prod", run_as_user=run_as_user)
     template = build_job_template(
         ENDPOINT, deployment, InstanceCatalog.default().get("Standard_DS3_v2"), settings, image
@@ -118,10 +122,14 @@ def test_crossguard_checks_the_job_template_of_a_config_map() -> None:
     token = "kubernetes:core/v1:ConfigMap"
     props = {k: v for k, v in cm.items() if k not in ("apiVersion", "kind")}
     args = ResourceValidationArgs(
-        token, unknown_checking_proxy(props), f"urn:pulumi:prod::ml::{token}::x", "x",
+        token,
+        unknown_checking_proxy(props),
+        f"urn:pulumi:prod::ml::{token}::x",
+        "x",
         PolicyResourceOptions(False, [], None, [], None, [], None),  # type: ignore[arg-type]
-        None, {"environment": "prod"},
-    )  # fmt: skip
+        None,
+        {"environment": "prod"},
+    )
     reported: list[str] = []
     pinned_images_validator(args, lambda message, urn=None: reported.append(message))
     assert reported == [

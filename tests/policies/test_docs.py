@@ -13,11 +13,3 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "policies.md"
 def test_rules_table_matches_the_pack() -> None:
     rows = re.findall(r"^\| `([a-z0-9-]+)` \|", DOC.read_text(encoding="utf-8"), flags=re.MULTILINE)
     assert sorted(rows) == sorted(r.name for r in (*RESOURCE_RULES, *STACK_RULES))
-
-
-def test_frontend_variables_match_what_the_builders_set() -> None:
-    """The pack is standalone (no import of components/ or serving/), so its copy of the list is checked here."""
-    from components.builders.online import ENDPOINTS_ENV_VARS
-    from policies.rules.endpoints import FRONTEND_ENV
-
-    assert set(ENDPOINTS_ENV_VARS) == FRONTEND_ENV

@@ -14,15 +14,23 @@ from pathlib import Path
 
 import pytest
 
+from endpoints.cluster.lifecycle import toolchain_dir
+
 REPO = Path(__file__).resolve().parents[2]
+
+# The CLI from the project's toolchain (scripts/toolchain.sh builds it into $ENDPOINTS_TOOLCHAIN_DIR/bin), else PATH.
+TOOLCHAIN_BIN = toolchain_dir(REPO) / "bin"
+SEARCH_PATH = os.pathsep.join([str(TOOLCHAIN_BIN), os.environ.get("PATH", "")])
+NEEDED = ("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes")
 
 pytestmark = [
     pytest.mark.pulumi_cli,
     pytest.mark.slow,
     pytest.mark.skipif(
-        shutil.which("pulumi") is None,
-        reason="the Pulumi CLI is not installed (it is not on any package registry this machine reaches); "
-        "the pack is exercised over its gRPC protocol in test_crossguard.py instead",
+        any(shutil.which(b, path=SEARCH_PATH) is None for b in NEEDED),
+        reason=f"{', '.join(b for b in NEEDED if shutil.which(b, path=SEARCH_PATH) is None)} not in {TOOLCHAIN_BIN} "
+        "nor on PATH (scripts/toolchain.sh builds them); the pack is exercised over its gRPC protocol in "
+        "test_crossguard.py meanwhile",
     ),
 ]
 
@@ -51,6 +59,9 @@ def test_preview_fails_on_a_mandatory_violation_in_prod(tmp_path: Path) -> None:
         "PULUMI_BACKEND_URL": f"file://{tmp_path}",
         "PULUMI_CONFIG_PASSPHRASE": "test-only",
         "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_HOME": str(tmp_path / "pulumi-home"),
+        "PATH": os.pathsep.join([str(TOOLCHAIN_BIN), str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
     subprocess.run(["pulumi", "stack", "init", "prod"], cwd=tmp_path, env=env, check=True, timeout=120)
     proc = subprocess.run(

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from endpoints.app.promote import promote, round_trip_yaml
 from endpoints.cli.main import build_app
 from endpoints.errors import SpecError
-from endpoints.promote import promote, round_trip_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -128,8 +128,6 @@ def test_round_trip_is_byte_for_byte_apart_from_promoted_keys(project: Path) -> 
 @pytest.mark.parametrize("name", ["dev", "staging", "prod"])
 def test_repository_stack_files_round_trip_unchanged(name: str) -> None:
     path = REPO / "stacks" / f"Pulumi.{name}.yaml"
-    if not path.is_file():
-        pytest.skip(f"{path} not in this checkout")
     round_trip_yaml(path.read_text(encoding="utf-8"), str(path))  # raises when any style would reformat it
 
 
@@ -311,10 +309,8 @@ def test_skipping_staging_is_refused(project: Path) -> None:
 
 def test_repository_stacks_promote(tmp_path: Path) -> None:
     """The real stack files: staging -> prod moves nothing new; a mirror stage for alice in staging is refused."""
-    if not (REPO / "stacks" / "Pulumi.prod.yaml").is_file():
-        pytest.skip("stacks/ not in this checkout")
     shutil.copy(REPO / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
-    shutil.copytree(REPO / "stacks", tmp_path / "stacks", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    shutil.copytree(REPO / "stacks", tmp_path / "stacks", ignore=shutil.ignore_patterns("*.py", "__pycache__", ".venv"))
     shutil.copytree(REPO / "examples" / "car-classifier", tmp_path / "examples" / "car-classifier")
     shutil.copytree(REPO / "examples" / "car-classifier-batch", tmp_path / "examples" / "car-classifier-batch")
     same = promote(tmp_path, "alice", "staging", "prod")
@@ -340,3 +336,46 @@ def test_new_deployment_can_enter_prod_through_a_mirror(project: Path) -> None:
         "ml-endpoints:overrides.car-classifier.mirrorTraffic.carl: (unset) -> 5",
     ]
     assert result.text == PROD + f"        carl:\n          image: {CARL}\n      mirrorTraffic:\n        carl: 5\n"
+
+
+def test_unknown_endpoint_is_refused_with_the_known_names(project: Path) -> None:
+    """Issue 13 item 15: ``promote --endpoint nope`` used to write ``overrides.nope`` into the target stack."""
+    with pytest.raises(SpecError) as e:
+        promote(project, "bob", "dev", "staging", endpoint="nope", image=BOB_OLD)
+    assert e.value.problems[0].message == (
+        "--endpoint: got 'nope'; stack staging has no such endpoint; known: ['car-classifier']"
+    )
+    assert (project / "stacks" / "Pulumi.staging.yaml").read_text(encoding="utf-8") == STAGING
+
+
+def test_cli_refuses_an_unknown_endpoint_and_writes_nothing(project: Path) -> None:
+    result = CliRunner().invoke(
+        build_app(),
+        [
+            "promote",
+            "bob",
+            "--from",
+            "dev",
+            "--to",
+            "staging",
+            "--endpoint",
+            "nope",
+            "--image",
+            BOB_OLD,
+            "--project",
+            str(project),
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert " ".join(result.output.split()) == (
+        "promote refused: --endpoint: got 'nope'; stack staging has no such endpoint; known: ['car-classifier']"
+    )
+    assert (project / "stacks" / "Pulumi.staging.yaml").read_text(encoding="utf-8") == STAGING
+
+
+def test_unknown_deployment_of_a_named_endpoint_is_refused(project: Path) -> None:
+    with pytest.raises(SpecError) as e:
+        promote(project, "zed", "dev", "staging", endpoint="car-classifier", image=BOB_OLD)
+    assert e.value.problems[0].message == (
+        "zed: endpoint 'car-classifier' of stack staging has no such deployment; known: ['alice', 'bob']"
+    )

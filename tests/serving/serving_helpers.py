@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 
 from serving.app import build_app
-from serving.scoring import ScoringSettings, make_scorer
+from serving.scorers import make_scorer
+from serving.scoring import ScoringSettings
 
 HERE = Path(__file__).parent
 SCRIPTS = HERE / "scripts"

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 from serving_helpers import SCRIPTS, AppClient, make_client
 
-from serving.scoring import RunError, ScoringSettings, ScriptError, make_scorer, to_json
+from serving.scorers import make_scorer
+from serving.scoring import RunError, ScoringSettings, ScriptError, to_json
 
 EXEC_MS = re.compile(r"^\d+\.\d{3}$")
 SERVER_VERSION = "k8s-ml-endpoints/0.1.0"
@@ -396,8 +397,22 @@ def test_init_failure_raises_script_error_naming_the_cause() -> None:
     with pytest.raises(ScriptError) as info:
         _load("init_fails_score.py")
     assert str(info.value) == (
-        f"entry script {SCRIPTS / 'init_fails_score.py'}: init() failed: "
-        "RuntimeError('model file model.pkl is missing')"
+        f"entry script {SCRIPTS / 'init_fails_score.py'}: init() failed: RuntimeError: model file model.pkl is missing"
+    )
+
+
+def test_init_oserror_keeps_the_file_name(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path))  # what the script reads
+    env = {
+        "AML_APP_ROOT": str(SCRIPTS),
+        "AZUREML_ENTRY_SCRIPT": "missing_model_score.py",
+        "AZUREML_MODEL_DIR": str(tmp_path),
+    }
+    with pytest.raises(ScriptError) as info:
+        make_scorer(ScoringSettings.from_env(env)).load()
+    assert str(info.value) == (
+        f"entry script {SCRIPTS / 'missing_model_score.py'}: init() failed: FileNotFoundError: [Errno 2] No such file"
+        f" or directory: '{tmp_path / 'weights' / 'model.pkl'}'"
     )
 
 

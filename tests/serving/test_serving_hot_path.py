@@ -174,3 +174,50 @@ def test_request_ids_are_uuid_shaped_unique_and_differ_per_process() -> None:
         os.waitpid(pid, 0)
     assert UUID_SHAPE.match(child)
     assert child[:24] != ids[0][:24]
+
+
+def test_the_head_limits_keep_uvicorns_protocol_on_the_fast_attribute_path() -> None:
+    """serving.protocol adds one instance attribute to uvicorn's protocol, so it stays within CPython's shared keys.
+
+    CPython shares an instance dict's keys (and specializes attribute reads on them) only up to 30 keys; uvicorn's
+    httptools protocol has 28 after a request. With the head limits' six attributes of their own every protocol
+    attribute read took the slow path: about 4 % of a small request's CPU time (bench/frontend/compare_commits.py).
+    """
+    from uvicorn.config import Config
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    from serving.server import _protocol_class
+
+    class Transport:
+        def get_extra_info(self, name: str, default: object = None) -> object:
+            return {"sockname": ("127.0.0.1", 5001), "peername": ("127.0.0.1", 40000)}.get(name, default)
+
+        def is_closing(self) -> bool:
+            return False
+
+        def write(self, data: bytes) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        pass  # no answer: uvicorn answers 500 through the transport above
+
+    config = Config(app=app, loop="none", lifespan="off", log_config=None)
+    config.load()
+
+    async def attributes(cls: type) -> set[str]:
+        protocol = cls(config=config, server_state=ServerState(), app_state={})
+        protocol.connection_made(Transport())
+        protocol.data_received(b"GET /?a=1 HTTP/1.1\r\nHost: x\r\nX-A: b\r\n\r\n")  # a whole request: the task starts
+        await asyncio.sleep(0)
+        protocol.connection_lost(None)
+        return set(vars(protocol))
+
+    async def main() -> tuple[set[str], set[str]]:
+        return await attributes(HttpToolsProtocol), await attributes(_protocol_class(10.0))
+
+    base, limited = _run(main())
+    assert limited - base == {"_head"}

@@ -17,6 +17,16 @@ from serving_helpers import REPO, SCRIPTS, connect_refused
 pytestmark = pytest.mark.slow
 
 
+def wait_in_flight(url: str, count: int, timeout_s: float = 10) -> None:
+    """Poll /metrics until ``count`` scoring requests hold an admission slot (they are inside run())."""
+    expected = f"endpoints_requests_in_flight {float(count)}"
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=url, timeout=5) as client:
+        while expected not in (text := client.get("/metrics").text):
+            assert time.monotonic() < deadline, f"{expected!r} not in /metrics after {timeout_s} s:\n{text}"
+            time.sleep(0.05)
+
+
 def script_args(name: str, *extra: str) -> list[str]:
     return ["--entry-script", str(SCRIPTS / name), *extra]
 
@@ -26,7 +36,7 @@ def test_init_failure_exits_3_and_logs_the_cause(server, workers: str) -> None:
     process = server(script_args("init_fails_score.py", "--workers", workers))
     assert process.wait(timeout=60) == 3
     log = process.log
-    assert "init() failed: RuntimeError('model file model.pkl is missing')" in log
+    assert "init() failed: RuntimeError: model file model.pkl is missing" in log
     assert "exiting with status 3" in log
 
 
@@ -42,8 +52,9 @@ def test_missing_script_exits_3(server) -> None:
     assert "does_not_exist.py: no such file" in process.log
 
 
-def test_live_during_init_ready_after(server) -> None:
-    process = server(script_args("slow_score.py"), {"SLOW_INIT_S": "1.5"})
+def test_live_during_init_ready_after(server, tmp_path) -> None:
+    gate = tmp_path / "init-may-finish"
+    process = server(script_args("slow_score.py"), {"INIT_GATE": str(gate)})
     process.wait_listening()
     with httpx.Client(base_url=process.url, timeout=5) as client:
         deadline = time.monotonic() + 10
@@ -60,6 +71,7 @@ def test_live_during_init_ready_after(server) -> None:
         early = client.post("/score", content=b"0")
         assert early.status_code == 503
         assert early.json() == {"error": "the scoring script is still initialising"}
+    gate.touch()
     process.wait_ready()
     with httpx.Client(base_url=process.url, timeout=5) as client:
         assert client.get("/ready").status_code == 200
@@ -120,7 +132,7 @@ def test_sigterm_drains_in_flight_requests(server) -> None:
     threads = [threading.Thread(target=call) for _ in range(5)]
     for thread in threads:
         thread.start()
-    time.sleep(0.5)  # all five are running run()
+    wait_in_flight(process.url, 5)  # all five are running run()
     with httpx.Client(base_url=process.url, timeout=5) as client:
         assert client.get("/ready").status_code == 200
     started = time.monotonic()
@@ -154,7 +166,7 @@ def test_drain_is_bounded_by_the_timeout(server) -> None:
 
     thread = threading.Thread(target=call)
     thread.start()
-    time.sleep(0.5)
+    wait_in_flight(process.url, 1)
     started = time.monotonic()
     process.terminate()
     code = process.wait(timeout=15)

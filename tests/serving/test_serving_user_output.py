@@ -52,5 +52,6 @@ def test_printed_lines_become_json_lines_with_the_request_id(server, mode: str, 
         mine = [line["message"] for line in lines if line["request_id"] == rid]
         assert mine == [f"scoring {tag}", "two words", f'quote " and backslash \\ in {tag}'], (tag, lines)
     assert len(lines) == 2 + 3 * len(tags)
-    assert all(set(line) == {"ts", "level", "logger", "request_id", "message"} for line in lines)
-    assert all(line["level"] == "info" and abs(line["ts"] - time.time()) < 120 for line in lines)
+    fields = ["time", "level", "logger", "endpoint", "deployment", "request_id", "trace_id", "message"]
+    assert all(list(line) == fields for line in lines)
+    assert all(line["level"] == "info" and line["time"].endswith("Z") for line in lines)

@@ -34,8 +34,10 @@ def test_lines_carry_the_request_id_of_the_writer_and_unfinished_lines_wait():
         current_request_id.reset(token)
     records = _records(target)
     assert [(r["message"], r["request_id"]) for r in records] == [
-        ("outside", None), ("a1 a2", "req-a"), ("half done", "req-a"),
-    ]  # fmt: skip
+        ("outside", None),
+        ("a1 a2", "req-a"),
+        ("half done", "req-a"),
+    ]
     # The same thread now prints for request b: a's unfinished "next" goes out under a's id, not glued to b's.
     token = current_request_id.set(b"req-b")
     try:
@@ -43,7 +45,8 @@ def test_lines_carry_the_request_id_of_the_writer_and_unfinished_lines_wait():
     finally:
         current_request_id.reset(token)
     assert [(r["message"], r["request_id"]) for r in _records(target)[3:]] == [("next", "req-a"), ("b1", "req-b")]
-    assert all(set(r) == {"ts", "level", "logger", "request_id", "message"} for r in _records(target))
+    fields = ["time", "level", "logger", "endpoint", "deployment", "request_id", "trace_id", "message"]
+    assert all(list(r) == fields for r in _records(target))
 
 
 def test_flush_all_writes_every_threads_unfinished_line_and_flush_only_its_own():

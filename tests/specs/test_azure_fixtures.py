@@ -63,7 +63,10 @@ def test_kubernetes_online_deployment() -> None:
         target_utilization_percentage=70,
     )
     assert spec.notes() == [
-        "app_insights_enabled: Application Insights is not available; scrape /metrics and read the logs"
+        "app_insights_enabled: Application Insights is not available; scrape /metrics and read the logs",
+        "environment.image: 'mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest' is one of Azure's curated"
+        " inference images; on the cluster the deployment image is built on the stack's serving image instead (stack"
+        " setting ml-endpoints:baseImageRedirects); local mode runs in this machine's Python",
     ]
 
 

@@ -91,7 +91,9 @@ ENDPOINT_CASES = [
     ),
     pytest.param(
         "name: ab\n",
-        ["spec.yml:1: name: got 'ab'; names are 3 to 32 characters: a letter first, then letters, digits or hyphens, and no hyphen last (they become Kubernetes names)"],
+        [
+            "spec.yml:1: name: got 'ab'; names are 3 to 32 characters: a letter first, then letters, digits or hyphens, and no hyphen last (they become Kubernetes names)"
+        ],
         id="name-too-short",
     ),
     pytest.param(
@@ -219,6 +221,43 @@ DEPLOYMENT_CASES = [
             "spec.yml:11: environment_variables.TOKEN: got '{{ secret }}'; unresolved template placeholder '{{ secret }}'"
         ],
         id="placeholder-in-env",
+    ),
+    pytest.param(
+        {"data_collector": "{collections: {model_inputs: {enabled: 'True'}}, sampling_rate: 1.5}"},
+        ["spec.yml:11: data_collector.sampling_rate: got 1.5; input should be less than or equal to 1"],
+        id="collector-sampling-rate",
+    ),
+    pytest.param(
+        {"data_collector": "{collections: {model_inputs: {enabled: 'True'}}, rolling_rate: Week}"},
+        [
+            "spec.yml:11: data_collector.rolling_rate: got 'week'; input should be 'minute', 'hour', 'day', 'month'"
+            " or 'year'"
+        ],
+        id="collector-rolling-rate",
+    ),
+    pytest.param(
+        {"data_collector": "{collections: {model_inputs: {enabled: 'yes'}}}"},
+        ["spec.yml:11: data_collector.collections.model_inputs.enabled: got 'yes'; use 'True' or 'False'"],
+        id="collector-enabled",
+    ),
+    pytest.param(
+        {"data_collector": "{collections: {request: {enabled: 'True'}}, request_logging: {capture_headers: [Cookie]}}"},
+        [
+            "spec.yml:11: data_collector.request_logging.capture_headers: 'Cookie' carries credentials, which are"
+            " never collected"
+        ],
+        id="collector-secret-header",
+    ),
+    pytest.param(
+        {
+            "data_collector": "{collections: {model_inputs: {enabled: 'True', data: {path: 's3://a/x'}},"
+            " model_outputs: {enabled: 'True', data: {path: 's3://b/y'}}}}"
+        },
+        [
+            "spec.yml:11: data_collector.collections: data.path: got s3://a/x, s3://b/y; every enabled collection"
+            " of a deployment is written to one store: give them the same data.path, or none"
+        ],
+        id="collector-two-stores",
     ),
 ]
 

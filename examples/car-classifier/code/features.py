@@ -54,12 +54,13 @@ def feature_matrix(images: list[Image.Image]) -> np.ndarray:
     return np.stack([features(img) for img in images])
 
 
-def load_model() -> Any:
-    """The ``model.joblib`` below ``AZUREML_MODEL_DIR`` (Azure puts the registered folder there; so do we)."""
+def load_model(folder: str = "alice") -> Any:
+    """``$AZUREML_MODEL_DIR/<folder>/model.joblib``: Azure (and this project, locally and in the cluster) puts a
+    registered folder model under its own name in ``AZUREML_MODEL_DIR`` (``model.path: ../models/alice`` ->
+    ``$AZUREML_MODEL_DIR/alice``)."""
     import joblib  # training does not need it at import
 
-    model_dir = Path(os.environ["AZUREML_MODEL_DIR"])
-    path = next(model_dir.rglob("model.joblib"), None)
-    if path is None:
-        raise FileNotFoundError(f"no model.joblib under {model_dir}; run examples/car-classifier/train.py")
+    path = Path(os.environ["AZUREML_MODEL_DIR"]) / folder / "model.joblib"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; run examples/car-classifier/train.py")
     return joblib.load(path)

@@ -23,9 +23,9 @@ _SAMPLE_IMAGE = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8
 
 
 def init() -> None:
-    """Load the model once per worker. Azure puts the registered folder below ``AZUREML_MODEL_DIR``."""
+    """Load ``$AZUREML_MODEL_DIR/alice/model.joblib`` once per worker (the model folder keeps its name)."""
     global model
-    model = features.load_model()
+    model = features.load_model("alice")
     logger.info("alice: model loaded")
 
 

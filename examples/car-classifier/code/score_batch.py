@@ -23,9 +23,9 @@ model: dict | None = None
 
 
 def init() -> None:
-    """Load the model. The runner sets ``AZUREML_MODEL_DIR`` to the deployment's model folder, as Azure does."""
+    """Load ``$AZUREML_MODEL_DIR/alice/model.joblib`` (model.path ``.../models/alice`` keeps its name, as on Azure)."""
     global model
-    model = features.load_model()
+    model = features.load_model("alice")
     logger.info("alice batch: model loaded")
 
 

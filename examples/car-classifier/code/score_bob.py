@@ -31,11 +31,10 @@ USAGE = {"usage": 'POST a car photo: multipart upload, JSON {"image": base64}, o
 
 
 def init() -> None:
-    """Load both boosters once per worker. Azure puts the registered folder below ``AZUREML_MODEL_DIR``."""
-    model_dir = Path(os.environ["AZUREML_MODEL_DIR"])
-    label_file = next(model_dir.rglob("labels.json"), None)
-    if label_file is None:
-        raise FileNotFoundError(f"no labels.json under {model_dir}; run examples/car-classifier/train.py")
+    """Load both boosters once per worker from ``$AZUREML_MODEL_DIR/bob`` (the model folder keeps its name)."""
+    label_file = Path(os.environ["AZUREML_MODEL_DIR"]) / "bob" / "labels.json"  # model.path: ../models/bob
+    if not label_file.is_file():
+        raise FileNotFoundError(f"{label_file}: no such file; run examples/car-classifier/train.py")
     labels.update(json.loads(label_file.read_text()))
     for head in labels:
         boosters[head] = lgb.Booster(model_file=str(label_file.parent / f"{head}.lgb.txt"))

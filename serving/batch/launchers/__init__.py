@@ -50,7 +50,7 @@ class JobRequest(BaseModel):
     deployment: str
     input: str
     output: str
-    settings: dict[str, Any] = Field(description="Runner settings (serving.batch.settings.RunnerSettings fields).")
+    settings: dict[str, Any] = Field(description="Runner settings (contract.batch_settings.RunnerSettings fields).")
 
 
 class Launcher(Protocol):

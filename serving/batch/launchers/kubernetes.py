@@ -21,8 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from contract.batch import SETTINGS_ENV
 from serving.batch.launchers import JobConflictError, JobInfo, JobNotFoundError, JobRequest
-from serving.batch.settings import SETTINGS_ENV
 
 JOB_LABEL = "ml-endpoints.io/batch-job"
 ENDPOINT_LABEL = "ml-endpoints.io/endpoint"
@@ -55,7 +55,7 @@ def runner_container(job: dict[str, Any], where: str = "template") -> dict[str, 
     """The ``runner`` container of a Job (template)."""
     for c in job["spec"]["template"]["spec"]["containers"]:
         if c["name"] == RUNNER_CONTAINER:
-            return c  # type: ignore[no-any-return]
+            return c
     raise ValueError(f"{where}: spec.template.spec.containers: no container named {RUNNER_CONTAINER!r}")
 
 
@@ -63,20 +63,31 @@ def template_settings(template: dict[str, Any]) -> dict[str, Any]:
     """The deployment's runner settings stored in the template's ``ENDPOINTS_BATCH_SETTINGS``."""
     for env in runner_container(template).get("env", []):
         if env["name"] == SETTINGS_ENV:
-            return json.loads(env["value"])  # type: ignore[no-any-return]
+            return json.loads(env["value"])
     raise ValueError(f"template: container {RUNNER_CONTAINER!r} has no {SETTINGS_ENV} variable")
 
 
-def build_job(template: dict[str, Any], request: JobRequest, namespace: str) -> dict[str, Any]:
-    """Instantiate a Job template for one request (pure: no API call)."""
+def build_job(
+    template: dict[str, Any], request: JobRequest, namespace: str, owner: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Instantiate a Job template for one request (pure: no API call).
+
+    ``owner`` (an ownerReference) makes the Job a dependent of that object: the garbage collector deletes the Job
+    and its pods when the owner goes.
+    """
     job = copy.deepcopy(template)
     meta = job["metadata"]
     meta["name"] = request.id
     meta["namespace"] = namespace
     meta.pop("resourceVersion", None)
+    if owner is not None:
+        meta["ownerReferences"] = [owner]
     meta.setdefault("labels", {})[JOB_LABEL] = request.id
-    meta["annotations"] = {**meta.get("annotations", {}), INPUT_ANNOTATION: request.input,
-                           OUTPUT_ANNOTATION: request.output}  # fmt: skip
+    meta["annotations"] = {
+        **meta.get("annotations", {}),
+        INPUT_ANNOTATION: request.input,
+        OUTPUT_ANNOTATION: request.output,
+    }
     instances = int(request.settings.get("instance_count", 1))
     spec = job["spec"]
     spec["parallelism"] = instances
@@ -98,8 +109,8 @@ def _timestamp(text: str | None) -> float | None:
 
 def _runner_progress(settings: dict[str, Any]) -> dict[str, Any] | None:
     """Row-level progress from the runner's journal when the job API mounts the jobs' output volume."""
+    from contract.batch_settings import RunnerSettings
     from serving.batch.runner import job_status
-    from serving.batch.settings import RunnerSettings
 
     try:
         parsed = RunnerSettings.model_validate(settings)
@@ -180,13 +191,23 @@ def job_info(job: dict[str, Any]) -> JobInfo:
 class KubernetesLauncher:
     """See the module docstring."""
 
-    def __init__(self, namespace: str, templates: dict[str, dict[str, Any]], api_client: Any = None) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        templates: dict[str, dict[str, Any]],
+        api_client: Any = None,
+        owner_deployment: str | None = None,
+    ) -> None:
         """Talk to the cluster.
 
         Args:
             namespace: Namespace of the Jobs (the job API's own; its Role allows Jobs there only).
             templates: Deployment name -> Job template.
             api_client: A ``kubernetes.client.ApiClient``; default: in-cluster config, else ``~/.kube/config``.
+            owner_deployment: The job API's own Deployment (in ``namespace``), made the owner of every Job it
+                creates: removing the endpoint (``pulumi destroy`` or dropping it from the stack) then removes its
+                jobs and their pods, which otherwise keep the batch volume in use and its deletion waiting.
+                Default none (Jobs have no owner).
         """
         from kubernetes import client, config
 
@@ -199,11 +220,14 @@ class KubernetesLauncher:
         self.namespace = namespace
         self.templates = templates
         self.batch = client.BatchV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.owner_deployment = owner_deployment
         self._api_exception = client.ApiException
 
     @staticmethod
     def _json(response: Any) -> dict[str, Any]:
-        return json.loads(response.data)  # type: ignore[no-any-return]
+        return json.loads(response.data)
 
     def _call(self, fn: Any, *args: Any, missing: str | None = None, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -220,15 +244,44 @@ class KubernetesLauncher:
         template = self.templates.get(request.deployment)
         if template is None:
             raise JobNotFoundError(f"deployment {request.deployment!r} has no Job template")
-        job = build_job(template, request, self.namespace)
+        job = build_job(template, request, self.namespace, self._owner())
         created = self._call(self.batch.create_namespaced_job, self.namespace, job)
         return job_info(created)
 
+    def _owner(self) -> dict[str, Any] | None:
+        """The ownerReference of the job API's Deployment (read on each submit: its uid changes if it is
+        re-created)."""
+        if self.owner_deployment is None:
+            return None
+        deployment = self._call(self.apps.read_namespaced_deployment, self.owner_deployment, self.namespace)
+        meta = deployment["metadata"]
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"], "uid": meta["uid"]}
+
     def get(self, job_id: str) -> JobInfo:
-        """Read the Job back."""
-        return job_info(
+        """Read the Job back; a failed Job's error carries the runner's own reason from its pods' termination
+        messages (the runner writes it to ``terminationMessagePath``), not only the Job condition."""
+        info = job_info(
             self._call(self.batch.read_namespaced_job, job_id, self.namespace, missing=f"no batch job {job_id!r}")
         )
+        if info.status == "Failed":
+            reasons = self._runner_reasons(job_id)
+            if reasons and not (info.error and reasons[0] in info.error):
+                error = f"{info.error}; runner: {reasons[0]}" if info.error else reasons[0]
+                info = info.model_copy(update={"error": error})
+        return info
+
+    def _runner_reasons(self, job_id: str) -> list[str]:
+        """Distinct termination messages of the Job's runner containers that ended with an error, by pod name."""
+        pods = self._call(self.core.list_namespaced_pod, self.namespace, label_selector=f"{JOB_LABEL}={job_id}")
+        reasons: list[str] = []
+        for pod in sorted(pods.get("items", []), key=lambda p: p["metadata"]["name"]):
+            for status in (pod.get("status") or {}).get("containerStatuses") or []:
+                terminated = (status.get("state") or {}).get("terminated") or {}
+                message = str(terminated.get("message") or "").strip()
+                failed = status.get("name") == RUNNER_CONTAINER and terminated.get("exitCode")
+                if failed and message and message not in reasons:
+                    reasons.append(message)
+        return reasons
 
     def list(self) -> list[JobInfo]:
         """Jobs carrying the batch-job label, newest first."""
@@ -245,10 +298,36 @@ class KubernetesLauncher:
             )
         patch = {"metadata": {"annotations": {CANCELED_ANNOTATION: str(time.time())}}, "spec": {"suspend": True}}
         patched = self._call(
-            self.batch.patch_namespaced_job, job_id, self.namespace, patch,
-            missing=f"no batch job {job_id!r}", _content_type="application/merge-patch+json",
-        )  # fmt: skip
+            self.batch.patch_namespaced_job,
+            job_id,
+            self.namespace,
+            patch,
+            missing=f"no batch job {job_id!r}",
+            _content_type="application/merge-patch+json",
+        )
         return job_info(patched)
+
+    def logs(self, job_id: str, tail: int) -> dict[str, str]:
+        """The last ``tail`` lines of each of the Job's pods (by pod name; a pod not started yet reads empty).
+
+        Raises:
+            JobNotFoundError: unknown id.
+        """
+        self.get(job_id)
+        pods = self._call(self.core.list_namespaced_pod, self.namespace, label_selector=f"{JOB_LABEL}={job_id}")
+        out = {}
+        for pod in sorted(pods.get("items", []), key=lambda p: p["metadata"]["name"]):
+            name = pod["metadata"]["name"]
+            try:
+                response: Any = self.core.read_namespaced_pod_log(
+                    name, self.namespace, tail_lines=tail, _preload_content=False
+                )
+                out[name] = response.data.decode("utf-8", errors="replace")
+            except self._api_exception as e:
+                if e.status not in (400, 404):  # 400: the container is still creating
+                    raise
+                out[name] = ""
+        return out
 
 
 def _reason(e: Any) -> str:

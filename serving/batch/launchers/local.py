@@ -24,10 +24,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from contract.batch_settings import RunnerSettings
 from serving.batch.journal import atomic_write_json
 from serving.batch.launchers import TERMINAL, JobConflictError, JobInfo, JobNotFoundError, JobRequest
-from serving.batch.runner import EXIT_TERMINATED, job_status
-from serving.batch.settings import RunnerSettings
+from serving.batch.runner import EXIT_TERMINATED, TERMINATION_LOG_ENV, job_status
 
 MAX_RESTARTS = 3
 
@@ -42,6 +42,17 @@ def _start_time(pid: int) -> str | None:
     if fields[0] == "Z":
         return None  # a zombie has finished
     return fields[19]
+
+
+def _reasons(d: Path) -> list[str]:
+    """Why runners of a job failed, as they wrote it (``instance-<i>.reason``), without repeats."""
+    out: list[str] = []
+    for path in sorted(d.glob("instance-*.reason")):
+        with contextlib.suppress(OSError):
+            reason = path.read_text().strip()
+            if reason and reason not in out:
+                out.append(reason)
+    return out
 
 
 class LocalLauncher:
@@ -102,16 +113,30 @@ class LocalLauncher:
 
     def _start(self, d: Path, restarts: int = 0) -> None:
         settings = RunnerSettings.model_validate_json((d / "settings.json").read_text())
+        # A resumed job starts over from its journal: the previous run's verdict and reasons no longer hold.
+        for stale in [d / "final.json", d / "canceled", *d.glob("instance-*.reason")]:
+            stale.unlink(missing_ok=True)
         processes = []
         for i in range(settings.instance_count):
             log = open(d / f"instance-{i}.log", "ab")  # noqa: SIM115 - handed to the child, closed below
             try:
                 child = subprocess.Popen(
-                    [self.python, "-m", "serving.batch.runner", "--settings", str(d / "settings.json"),
-                     "--instance-index", str(i)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=d,
+                    [
+                        self.python,
+                        "-m",
+                        "serving.batch.runner",
+                        "--settings",
+                        str(d / "settings.json"),
+                        "--instance-index",
+                        str(i),
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=d,
+                    env={**os.environ, TERMINATION_LOG_ENV: str(d / f"instance-{i}.reason")},
                     start_new_session=True,  # runners outlive the job API and its signals
-                )  # fmt: skip
+                )
             finally:
                 log.close()
             self._children[child.pid] = child
@@ -120,11 +145,53 @@ class LocalLauncher:
 
     # -- Launcher interface --------------------------------------------------------------------------
     def submit(self, request: JobRequest) -> JobInfo:
-        """Write the job down, then start it now or leave it Queued (see :meth:`reconcile`)."""
+        """Write the job down, then start it now or leave it Queued (see :meth:`reconcile`).
+
+        The same submission again (same id, deployment, input, output and settings) is a re-run: a Failed or
+        Canceled job resumes from its journal, a Queued, Running or Completed one is returned as it is.
+
+        Raises:
+            JobConflictError: the id is taken by a different submission.
+        """
         with self._locked():
-            self._write(request)
+            d = self.root / request.id
+            if (d / "request.json").is_file():
+                self._rerun(d, request)
+            else:
+                self._write(request)
         self.reconcile()
         return self.get(request.id)
+
+    def _rerun(self, d: Path, request: JobRequest) -> None:
+        before = self._read(d / "request.json") or {}
+        new = request.model_dump()
+        differ = [k for k in ("deployment", "input", "output", "settings") if before.get(k) != new[k]]
+        if differ:
+            raise JobConflictError(
+                f"batch job {request.id!r} already exists with another {' and '.join(differ)}; re-run it with the "
+                "same arguments to resume it, or choose another job id"
+            )
+        if self._info(d).status in ("Failed", "Canceled"):
+            procs = self._read(d / "procs.json") or {}
+            self._start(d, restarts=procs.get("restarts", 0))
+
+    def resume(self, job_id: str) -> JobInfo:
+        """Start a Failed or Canceled job's runners again (a Queued one now); they skip what the journal holds.
+
+        Raises:
+            JobNotFoundError: unknown id.
+            JobConflictError: the job is Running or Completed.
+        """
+        with self._locked():
+            d = self._dir(job_id)
+            info = self._info(d)
+            if info.status not in ("Failed", "Canceled", "Queued"):
+                raise JobConflictError(
+                    f"batch job {job_id!r} is {info.status}; only Failed, Canceled or Queued jobs can be resumed"
+                )
+            procs = self._read(d / "procs.json") or {}
+            self._start(d, restarts=procs.get("restarts", 0))
+            return self._info(d)
 
     def _write(self, request: JobRequest) -> None:
         settings = RunnerSettings.model_validate(request.settings)  # validated by the caller; fail loudly here
@@ -142,8 +209,7 @@ class LocalLauncher:
             return self._info(self._dir(job_id))
 
     def list(self) -> list[JobInfo]:
-        """Every job, newest first."""
-        self.reconcile()
+        """Every job, newest first (reading starts nothing: :meth:`reconcile` does)."""
         with self._locked():
             infos = [self._info(d) for d in self.root.iterdir() if (d / "request.json").is_file()]
         return sorted(infos, key=lambda j: j.created, reverse=True)
@@ -168,6 +234,18 @@ class LocalLauncher:
                     os.kill(pid, signal.SIGTERM)
         return self._info(d)
 
+    def logs(self, job_id: str, tail: int) -> dict[str, str]:
+        """The last ``tail`` lines of each runner's log, by instance index (``"0"``, ``"1"``, ...).
+
+        Raises:
+            JobNotFoundError: unknown id.
+        """
+        from serving.batch.job_files import tail_lines
+
+        d = self._dir(job_id)
+        logs = sorted(d.glob("instance-*.log"), key=lambda p: int(p.stem.rpartition("-")[2]))
+        return {p.stem.rpartition("-")[2]: tail_lines(p, tail) for p in logs}
+
     def reconcile(self) -> None:
         """Start queued jobs while fewer than ``max_running`` run; restart runners stopped by a stray SIGTERM."""
         with self._locked():
@@ -188,7 +266,7 @@ class LocalLauncher:
                 queued.append(d)
         for d in queued[: max(0, self.max_running - running)]:
             procs = self._read(d / "procs.json")
-            self._start(d, restarts=procs["restarts"] + 1 if procs else 0)
+            self._start(d, restarts=procs["restarts"] + 1 if procs and procs.get("processes") else 0)
 
     def _info(self, d: Path) -> JobInfo:
         request = self._read(d / "request.json") or {}
@@ -209,21 +287,32 @@ class LocalLauncher:
                 status = "Canceled" if canceled else "Running"
             else:
                 written = self._read(settings.summary_path) or {}
+                if written.get("job_id") != settings.resolved_job_id():
+                    written = {}  # another job's summary (its output folder was named again): not ours
                 codes = [p.get("exit_code") for p in procs["processes"]]
+                reasons = _reasons(d)
                 if canceled:
                     status = "Canceled"
                 elif summary["status"] == "Completed" and written.get("status") == "Completed":
                     status = "Completed"
-                elif written.get("status") == "Failed" or summary["status"] == "Failed":
+                elif written.get("status") == "Failed" or summary["status"] == "Failed" or reasons:
                     status = "Failed"
-                    error = written.get("error") or summary["error"]
-                elif all(c in (None, EXIT_TERMINATED) for c in codes) and procs.get("restarts", 0) < MAX_RESTARTS:
-                    # Stopped by a SIGTERM nobody here sent (a shutdown): queue it again; it resumes its journal.
-                    atomic_write_json(d / "procs.json", {"processes": [], "restarts": procs.get("restarts", 0)})
+                    error = written.get("error") or (summary["error"] if summary["status"] == "Failed" else None)
+                    error = error or "; ".join(reasons)
+                elif (
+                    written.get("status") == "Interrupted"
+                    and all(c in (None, EXIT_TERMINATED) for c in codes)
+                    and procs.get("restarts", 0) < MAX_RESTARTS
+                ):
+                    # Stopped by a SIGTERM nobody here sent (a shutdown): the job API's reconcile loop starts it
+                    # again and it resumes its journal. Reading the status changes nothing.
                     status = "Queued"
                 else:
                     status = "Failed"
-                    error = f"runner exited before the job finished (exit codes {codes}); see {d}/instance-*.log"
+                    error = (
+                        f"runner exited before the job finished (exit codes {codes}); see {d}/instance-*.log; "
+                        f"`endpoints batch resume` (or the same invoke again) resumes it"
+                    )
             if status in TERMINAL:
                 finished = time.time()
                 atomic_write_json(d / "final.json", {"status": status, "error": error, "finished": finished})

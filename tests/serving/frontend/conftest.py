@@ -35,10 +35,10 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve_frontend(settings: FrontendSettings, ready: dict | None = None) -> Iterator[Served]:
+def serve_frontend(settings: FrontendSettings, ready: dict | None = None, tracer_provider=None) -> Iterator[Served]:
     """Serve the toy app behind the frontend with ``settings`` until the block ends."""
     ready = {"ready": True} if ready is None else ready
-    frontend = build_frontend(create_toy_app(), settings, lambda: ready["ready"])
+    frontend = build_frontend(create_toy_app(), settings, lambda: ready["ready"], tracer_provider)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -91,8 +91,10 @@ def signing_key_file(tmp_path: Path) -> Path:
 def served() -> Iterator[Callable[..., contextlib.AbstractContextManager[Served]]]:
     """Factory: ``with served(**settings) as s:`` serves the toy app behind a frontend built from settings."""
 
-    def factory(ready: dict | None = None, **values: object) -> contextlib.AbstractContextManager[Served]:
-        return serve_frontend(FrontendSettings(**values), ready)
+    def factory(
+        ready: dict | None = None, tracer_provider=None, **values: object
+    ) -> contextlib.AbstractContextManager[Served]:
+        return serve_frontend(FrontendSettings(**values), ready, tracer_provider)
 
     yield factory
 

@@ -24,22 +24,63 @@ methods = st.one_of(
     st.text(st.characters(codec="latin-1"), min_size=0, max_size=12),
 )
 paths = st.one_of(
-    st.sampled_from(["/score", "/", "/ready", "/metrics", "/swagger.json", "/score?a=1&b", "//score", "/score/",
-                     "/%00", "/..%2f..%2fetc/passwd", "*", "http://x/score", "/" + "a" * 5000]),
+    st.sampled_from(
+        [
+            "/score",
+            "/",
+            "/ready",
+            "/metrics",
+            "/swagger.json",
+            "/score?a=1&b",
+            "//score",
+            "/score/",
+            "/%00",
+            "/..%2f..%2fetc/passwd",
+            "*",
+            "http://x/score",
+            "/" + "a" * 5000,
+        ]
+    ),
     st.text(st.characters(codec="latin-1"), max_size=40).map(lambda t: "/" + t),
-)  # fmt: skip
+)
 versions = st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.1 extra", "", "HTTP/9.9", "http/1.1"])
 header_names = st.one_of(
-    st.sampled_from([
-        "Authorization", "Content-Length", "Content-Encoding", "Transfer-Encoding", "X-Request-Id", "Content-Type",
-        "Expect", "Host", "Connection", "authorization",
-    ]),
+    st.sampled_from(
+        [
+            "Authorization",
+            "Content-Length",
+            "Content-Encoding",
+            "Transfer-Encoding",
+            "X-Request-Id",
+            "Content-Type",
+            "Expect",
+            "Host",
+            "Connection",
+            "authorization",
+        ]
+    ),
     st.text(st.characters(codec="latin-1"), min_size=0, max_size=20),
-)  # fmt: skip
+)
 HEADER_VALUE_SAMPLES = [
-    f"Bearer {PRIMARY}", "Bearer", "Bearer " + "x" * 20000, "Basic abc", "gzip", "deflate", "br, gzip", "chunked",
-    "0", "-1", "99999999999999999999", "1e3", " 12 ", "100-continue", "close", "application/json", "x" * 101, "",
-]  # fmt: skip
+    f"Bearer {PRIMARY}",
+    "Bearer",
+    "Bearer " + "x" * 20000,
+    "Basic abc",
+    "gzip",
+    "deflate",
+    "br, gzip",
+    "chunked",
+    "0",
+    "-1",
+    "99999999999999999999",
+    "1e3",
+    " 12 ",
+    "100-continue",
+    "close",
+    "application/json",
+    "x" * 101,
+    "",
+]
 header_values = st.one_of(st.sampled_from(HEADER_VALUE_SAMPLES), st.text(st.characters(codec="latin-1"), max_size=60))
 bodies = st.one_of(
     st.binary(max_size=2048),
@@ -74,8 +115,14 @@ def fuzz_server(tmp_path_factory):
     keys = tmp_path_factory.mktemp("keys")
     (keys / "primary").write_text(PRIMARY)
     (keys / "secondary").write_text("s" * 40)
-    fs = FrontendSettings(auth_mode="key", keys_dir=keys, request_timeout_ms=1000, max_body_bytes=4096,
-                          max_concurrent_requests=2, max_queue_wait_ms=100)  # fmt: skip
+    fs = FrontendSettings(
+        auth_mode="key",
+        keys_dir=keys,
+        request_timeout_ms=1000,
+        max_body_bytes=4096,
+        max_concurrent_requests=2,
+        max_queue_wait_ms=100,
+    )
     with serve_frontend(fs) as served:
         yield served
 
@@ -86,10 +133,21 @@ safe_paths = st.one_of(
     st.from_regex(r"\A/[A-Za-z0-9._~%/?=&-]{0,30}\Z"),
 )
 safe_names = st.one_of(
-    st.sampled_from(["Authorization", "Content-Encoding", "X-Request-Id", "Content-Type", "Expect", "Accept",
-                     "Connection", "X-Ms-Client-Request-Id", "Azureml-Model-Deployment"]),
+    st.sampled_from(
+        [
+            "Authorization",
+            "Content-Encoding",
+            "X-Request-Id",
+            "Content-Type",
+            "Expect",
+            "Accept",
+            "Connection",
+            "X-Ms-Client-Request-Id",
+            "Azureml-Model-Deployment",
+        ]
+    ),
     st.from_regex(r"\A[A-Za-z][A-Za-z0-9-]{0,19}\Z"),
-)  # fmt: skip
+)
 safe_values = st.one_of(st.sampled_from([v for v in HEADER_VALUE_SAMPLES if v.isprintable()]), printable)
 
 
@@ -112,8 +170,9 @@ def anything(draw) -> tuple[str, list[tuple[str, str]], str, bool]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                    HealthCheck.too_slow])  # fmt: skip
+@settings(
+    max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(head=st.one_of(well_formed(), well_formed(), anything()), body=bodies)
 def test_malformed_requests_never_get_5xx(fuzz_server, head, body):
     line, headers, eol, add_length = head

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import time
+from datetime import UTC, datetime
 
 import httpx
 from conftest import PRIMARY
@@ -27,9 +28,11 @@ def test_ready_follows_is_ready_and_draining_while_liveness_stays_200(served, cl
         s.frontend.begin_drain()
         r = client.get(s.url + "/ready")
         assert (r.status_code, r.json()) == (503, {"error": "draining"})
-        r = client.post(s.url + "/score", json={})
+        traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        r = client.post(s.url + "/score", json={}, headers={"traceparent": traceparent, "x-request-id": "d1"})
         assert (r.status_code, r.json()) == (503, {"error": "draining: the instance is shutting down; retry"})
-        assert r.headers["connection"] == "close"
+        echoed = (r.headers["connection"], r.headers["x-request-id"], r.headers["traceparent"])
+        assert echoed == ("close", "d1", traceparent)
         r = client.get(s.url + "/")
         assert (r.status_code, r.text) == (200, "Healthy")
 
@@ -86,7 +89,7 @@ def _access_lines(capsys, count: int) -> list[dict]:
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
         err = capsys.readouterr().err
-        lines += [json.loads(line) for line in err.splitlines() if line.startswith('{"ts"')]
+        lines += [json.loads(line) for line in err.splitlines() if '"logger":"serving.access"' in line]
         if len(lines) >= count:
             break
         time.sleep(0.02)
@@ -110,7 +113,16 @@ def test_one_json_access_line_per_request_without_credentials(served, client, ke
         assert "reason" not in first
         assert (second["status"], second["reason"]) == (401, "unauthorized")
         assert second["request_id"] == bad.headers["x-request-id"]
-        assert set(first) == {"ts", "level", "logger", "request_id", "method", "route", "status", "duration_ms"}
+        assert list(first) == [
+            *("time", "level", "logger", "endpoint", "deployment", "request_id", "trace_id", "message"),
+            *("method", "route", "status", "duration_ms"),
+        ]
+        assert (first["level"], first["logger"], first["trace_id"], first["message"]) == (
+            "info",
+            "serving.access",
+            None,
+            "POST /score 200",
+        )
         raw = json.dumps(lines)
         assert PRIMARY not in raw and "not-the-key" not in raw and "uthorization" not in raw
 
@@ -139,7 +151,8 @@ def test_access_line_escapes_client_ids_and_times_the_request(served, client, ca
         assert r.status_code == 200
         (line,) = _access_lines(capsys, 1)
         assert line["request_id"] == odd
-        assert before <= line["ts"] <= after
+        at = datetime.strptime(line["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+        assert int(before * 1000) / 1000 <= at <= after
         # duration_ms has microsecond resolution and covers the 250 ms the app slept.
         assert 250 <= line["duration_ms"] < (after - before) * 1000 + 1
 
@@ -153,8 +166,17 @@ def test_access_lines_are_batched_and_flushed_by_the_ticker_the_batch_size_and_f
     from serving.frontend.app import LOG_BATCH_LINES, TICK_S
 
     frontend = build_frontend(create_toy_app(), FrontendSettings(), lambda: True)
-    scope = {"type": "http", "http_version": "1.1", "method": "GET", "path": "/", "raw_path": b"/",
-             "query_string": b"", "headers": [], "scheme": "http", "server": ("127.0.0.1", 80)}  # fmt: skip
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": [],
+        "scheme": "http",
+        "server": ("127.0.0.1", 80),
+    }
     sent: list[dict] = []
 
     async def receive() -> dict:
@@ -164,7 +186,7 @@ def test_access_lines_are_batched_and_flushed_by_the_ticker_the_batch_size_and_f
         sent.append(message)
 
     def written() -> list[str]:
-        return [line for line in capsys.readouterr().err.splitlines() if line.startswith('{"ts"')]
+        return [line for line in capsys.readouterr().err.splitlines() if '"logger":"serving.access"' in line]
 
     async def scenario() -> None:
         capsys.readouterr()
@@ -184,12 +206,13 @@ def test_access_lines_are_batched_and_flushed_by_the_ticker_the_batch_size_and_f
         await frontend(dict(scope), receive, send)  # left waiting when this loop ends
 
     async def next_loop() -> None:
-        # A new loop whose only request is answered by the layer itself (/ready): its ticker must start and
-        # write both that line and the one the old loop left.
-        await frontend({**scope, "path": "/ready", "raw_path": b"/ready"}, receive, send)
+        # A new loop whose only request is answered by the layer itself (POST /ready: 405; a 200 from /ready, a
+        # readiness poll, is not logged at info): its ticker must start and write both that line and the one the old
+        # loop left.
+        await frontend({**scope, "method": "POST", "path": "/ready", "raw_path": b"/ready"}, receive, send)
         await asyncio.sleep(TICK_S * 3)
         assert [json.loads(line)["route"] for line in written()] == ["/", "/ready"]
 
     asyncio.run(scenario())
     asyncio.run(next_loop())
-    assert sum(1 for m in sent if m["type"] == "http.response.start" and m["status"] == 200) == LOG_BATCH_LINES + 6
+    assert sum(1 for m in sent if m["type"] == "http.response.start" and m["status"] == 200) == LOG_BATCH_LINES + 5

@@ -59,7 +59,7 @@ def test_overload_answers_429_with_retry_after_within_100ms(served):
         async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=50)) as c:
             running = [asyncio.create_task(c.post(url, json={"sleep": 1.5})) for _ in range(limit)]
             await asyncio.sleep(0.2)
-            waiting = [asyncio.create_task(c.post(url, json={"sleep": 0.1})) for _ in range(2 * limit)]
+            waiting = [asyncio.create_task(c.post(url, json={"sleep": 0.1})) for _ in range(limit)]
             await asyncio.sleep(0.2)
             t0 = time.perf_counter()
             rejected = await c.post(url, json={})
@@ -72,13 +72,13 @@ def test_overload_answers_429_with_retry_after_within_100ms(served):
     with served(request_timeout_ms=5000, max_concurrent_requests=limit, max_queue_wait_ms=600) as s:
         running, waited, rejected, took_rejected, took_waited = asyncio.run(main(s.url + "/score"))
         assert [r.status_code for r in running] == [200, 200]
-        # Queue full (2 x limit waiting): rejected without waiting.
+        # Queue full (limit waiting: 2 x limit pending, as Azure): rejected without waiting.
         assert rejected.status_code == 429
         assert rejected.headers["retry-after"] == "1"
-        assert rejected.json() == {"error": "too many requests: 2 running and 4 waiting; retry later"}
+        assert rejected.json() == {"error": "too many requests: 2 running and 2 waiting; retry later"}
         assert took_rejected < 0.1
         # The waiters gave up after max_queue_wait_ms (600 ms, 200 ms of it already spent): 429, never 5xx.
-        assert [r.status_code for r in waited] == [429] * 4
+        assert [r.status_code for r in waited] == [429] * 2
         assert all(r.headers["retry-after"] == "1" for r in waited)
         # Within the queue wait plus the same 250 ms allowance as the 408 deadline (a loaded 2-core CI machine
         # delays the client's own event loop by tens of milliseconds).
@@ -88,15 +88,16 @@ def test_overload_answers_429_with_retry_after_within_100ms(served):
 def test_waiters_are_served_in_order_when_slots_free_up(served):
     async def main(url: str):
         async with httpx.AsyncClient(timeout=10) as c:
-            first = asyncio.create_task(c.post(url, json={"sleep": 0.3}))
+            first = [asyncio.create_task(c.post(url, json={"sleep": 0.3})) for _ in range(2)]
             await asyncio.sleep(0.05)
+            # Two running and two waiting: 2 x limit pending, the most admission holds (as Azure).
             rest = [asyncio.create_task(c.post(url, json={"sleep": 0.05})) for _ in range(2)]
-            return await asyncio.gather(first, *rest)
+            return await asyncio.gather(*first, *rest)
 
-    with served(max_concurrent_requests=1, max_queue_wait_ms=2000) as s:
-        assert [r.status_code for r in asyncio.run(main(s.url + "/score"))] == [200, 200, 200]
+    with served(max_concurrent_requests=2, max_queue_wait_ms=2000) as s:
+        assert [r.status_code for r in asyncio.run(main(s.url + "/score"))] == [200, 200, 200, 200]
         text = httpx.get(s.url + "/metrics").text
-        assert 'endpoints_requests_total{route="/score",status="200"} 3.0' in text
+        assert 'endpoints_requests_total{route="/score",status="200"} 4.0' in text
 
 
 def test_user_error_424_passes_through(served, client):

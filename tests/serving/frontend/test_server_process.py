@@ -4,91 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from otlp_receiver import OtlpReceiver
+from serving_process import ServingProcess
 
-SCRIPTS = Path(__file__).parent / "scripts"
-REPO = Path(__file__).resolve().parents[3]
 KEY = "k" * 40
 
 
-class Process:
-    """``python -m serving`` on 127.0.0.1:<ephemeral> with output in a file."""
-
-    def __init__(self, log_path: Path, workers: int, env: dict[str, str]) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in close())
-        full = {k: v for k, v in os.environ.items() if not k.startswith(("ENDPOINTS_", "PROMETHEUS_"))}
-        full.update({"AML_APP_ROOT": str(SCRIPTS), "PYTHONUNBUFFERED": "1", **env})
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serving", "--entry-script", str(SCRIPTS / "sleep_score.py"),
-             "--host", "127.0.0.1", "--port", "0", "--workers", str(workers)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=full, cwd=str(REPO),
-        )  # fmt: skip
-        self.port = self._wait_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._wait_ready()
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def _wait_port(self) -> int:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.log)
-            if match:
-                return int(match.group(1))
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log}")
-            time.sleep(0.05)
-        raise AssertionError(f"server did not listen within 30 s:\n{self.log}")
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        with httpx.Client(timeout=2) as c:
-            while time.monotonic() < deadline:
-                try:
-                    if c.get(self.url + "/ready").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
-        raise AssertionError(f"server not ready within 30 s:\n{self.log}")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self._log.close()
+def Process(log_path: Path, workers: int, env: dict[str, str]) -> ServingProcess:
+    """The sleep script's serving process (``SLEEP_S`` per request)."""
+    return ServingProcess(log_path, "sleep_score.py", workers, env)
 
 
 @pytest.fixture
 def start(tmp_path: Path) -> Iterator:
     started: list[Process] = []
 
-    def factory(workers: int = 1, **env: str) -> Process:
+    def factory(workers: int = 1, **env: str) -> ServingProcess:
         process = Process(tmp_path / f"server-{len(started)}.log", workers, env)
         started.append(process)
         return process
 
     yield factory
     for process in started:
-        process.close()
+        process.stop()
 
 
 def _gauge(text: str, name: str) -> float:
@@ -144,8 +91,9 @@ def test_two_workers_share_auth_readiness_and_metrics(start, tmp_path):
     keys.mkdir()
     (keys / "primary").write_text(KEY)
     (keys / "secondary").write_text("s" * 40)
-    server = start(workers=2, ENDPOINTS_AUTH_MODE="key", ENDPOINTS_KEYS_DIR=str(keys),
-                   ENDPOINTS_MAX_CONCURRENT_REQUESTS="4")  # fmt: skip
+    server = start(
+        workers=2, ENDPOINTS_AUTH_MODE="key", ENDPOINTS_KEYS_DIR=str(keys), ENDPOINTS_MAX_CONCURRENT_REQUESTS="4"
+    )
     pids = set()
     for _ in range(20):
         # A fresh connection each time: SO_REUSEPORT spreads connections over the workers.
@@ -168,7 +116,7 @@ def test_two_workers_share_auth_readiness_and_metrics(start, tmp_path):
     assert _gauge(metrics, 'endpoints_requests_rejected_total{reason="unauthorized"}') == 1.0
     # One JSON line per request in the process output.
     time.sleep(0.2)
-    lines = [json.loads(line) for line in server.log.splitlines() if line.startswith('{"ts"')]
+    lines = [json.loads(line) for line in server.log.splitlines() if '"logger":"serving.access"' in line]
     scored = [line for line in lines if line["route"] == "/score"]
     assert [line["status"] for line in scored].count(200) == 20
     assert KEY not in server.log
@@ -181,3 +129,120 @@ def test_connection_refused_helper_is_real():
         port = holder.getsockname()[1]
         with pytest.raises(httpx.ConnectError), httpx.Client(timeout=2) as c:
             c.get(f"http://127.0.0.1:{port}/")
+
+
+def test_answers_of_the_layer_itself_carry_the_request_id_and_traceparent(start, tmp_path):
+    """401, 413, 429 and 408 are answered by the production layer, not the script: each still echoes the request's
+    x-request-id and traceparent (as a scored answer does), and its access-log line names the trace."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "primary").write_text(KEY)
+    (keys / "secondary").write_text("s" * 40)
+    server = start(
+        ENDPOINTS_AUTH_MODE="key",
+        ENDPOINTS_KEYS_DIR=str(keys),
+        ENDPOINTS_MAX_BODY_BYTES="100",
+        ENDPOINTS_REQUEST_TIMEOUT_MS="2000",
+        ENDPOINTS_MAX_QUEUE_WAIT_MS="60000",
+    )
+    auth = {"authorization": f"Bearer {KEY}"}
+
+    def traced(i: int) -> dict[str, str]:
+        return {"x-request-id": f"req-{i}", "traceparent": f"00-{i:032x}-{i:016x}-01"}
+
+    def echoed(r: httpx.Response) -> tuple[int, str, str, str]:
+        return r.status_code, r.headers["x-request-id"], r.headers["x-ms-request-id"], r.headers["traceparent"]
+
+    async def main() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as c:
+            scored = await c.post(server.url + "/score", content=b"0", headers={**auth, **traced(1)})
+            unauthorized = await c.post(server.url + "/score", content=b"0", headers=traced(2))
+            too_large = await c.post(server.url + "/score", content=b"0" * 101, headers={**auth, **traced(3)})
+            # One request runs (max_concurrent_requests 1), one waits: the next one is turned away at once (429);
+            # the two then pass their 2 s deadline (408).
+            running = asyncio.create_task(c.post(server.url + "/score", content=b"5", headers={**auth, **traced(4)}))
+            queued = asyncio.create_task(c.post(server.url + "/score", content=b"5", headers={**auth, **traced(5)}))
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                metrics = (await c.get(server.url + "/metrics")).text
+                gauges = [_gauge(metrics, f"endpoints_requests_{name}") for name in ("in_flight", "queued")]
+                if gauges == [1, 1]:
+                    break
+                await asyncio.sleep(0.05)
+            overloaded = await c.post(server.url + "/score", content=b"0", headers={**auth, **traced(6)})
+            return [scored, unauthorized, too_large, overloaded, await running, await queued]
+
+    responses = asyncio.run(main())
+    assert [echoed(r) for r in responses] == [
+        (status, f"req-{i}", f"req-{i}", f"00-{i:032x}-{i:016x}-01")
+        for status, i in ((200, 1), (401, 2), (413, 3), (429, 6), (408, 4), (408, 5))
+    ]
+    # Without a valid traceparent there is none to echo (a malformed one is not passed on).
+    with httpx.Client(timeout=10) as c:
+        r = c.post(server.url + "/score", content=b"0", headers={"traceparent": "00-zz", "x-request-id": "req-7"})
+    assert (r.status_code, r.headers["x-request-id"], "traceparent" in r.headers) == (401, "req-7", False)
+    deadline = time.monotonic() + 5
+    while '"request_id":"req-7"' not in server.log and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = [json.loads(x) for x in server.log.splitlines() if '"logger":"serving.access"' in x]
+    traces = {line["request_id"]: (line["status"], line["trace_id"]) for line in lines if line["route"] == "/score"}
+    assert traces == {
+        f"req-{i}": (status, f"{i:032x}") for status, i in ((200, 1), (401, 2), (413, 3), (429, 6), (408, 4), (408, 5))
+    } | {"req-7": (401, None)}
+
+
+def test_spans_are_exported_with_otlp_when_an_endpoint_is_set(start):
+    receiver = OtlpReceiver()
+    try:
+        server = start(
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+            OTEL_BSP_SCHEDULE_DELAY="50",
+            ENDPOINTS_ENDPOINT_NAME="shop",
+            ENDPOINTS_DEPLOYMENT_NAME="blue",
+        )
+        trace, parent = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+        with httpx.Client(timeout=10) as c:
+            r = c.post(
+                server.url + "/score",
+                content=b"0",
+                headers={"traceparent": f"00-{trace}-{parent}-01", "x-request-id": "o1"},
+            )
+            assert r.status_code == 200
+            assert c.get(server.url + "/nowhere", headers={"x-request-id": "o2"}).status_code == 404
+        deadline = time.monotonic() + 20
+        while len(receiver.spans) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        receiver.close()
+
+    def attributes(span) -> dict:
+        return {a.key: getattr(a.value, a.value.WhichOneof("value")) for a in span.attributes}
+
+    got = [(res, s.name, s.trace_id.hex(), s.parent_span_id.hex(), attributes(s)) for res, s in receiver.spans]
+    # Two spans: the readiness polls before them (GET /ready) are not traced.
+    assert [(r["service.name"], r["service.instance.id"]) for r, *_ in got] == [("shop", "blue")] * 2
+    assert [rest for _, *rest in got] == [
+        [
+            "POST /score",
+            trace,
+            parent,
+            {
+                "http.request.method": "POST",
+                "http.route": "/score",
+                "http.response.status_code": 200,
+                "endpoints.request_id": "o1",
+            },
+        ],
+        [
+            "GET other",
+            got[1][2],
+            "",
+            {
+                "http.request.method": "GET",
+                "http.route": "other",
+                "http.response.status_code": 404,
+                "endpoints.request_id": "o2",
+            },
+        ],
+    ]
+    assert got[1][2] != trace

@@ -23,7 +23,8 @@ from typing import Any
 
 import yaml
 
-from components.builders.stack import load_stack_config, render_stack, settings_from_config
+from components.builders.stack import render_stack
+from components.builders.stack_config import load_stack_config, settings_from_config
 from components.k8s_schema import validate_object, validator_for
 from policies.enforcement import settings_for
 from policies.rules import check_objects
@@ -56,6 +57,7 @@ class StackPlan:
         violations: policy violations.
         scoring_uris: online endpoint name -> scoring URI.
         jobs_uris: batch endpoint name -> jobs URI (``POST`` a job there).
+        notes: what the stack does with the specs that a reader may not expect (base images redirected).
     """
 
     stack: str
@@ -66,6 +68,7 @@ class StackPlan:
     violations: list[Violation] = field(default_factory=list)
     scoring_uris: dict[str, str] = field(default_factory=dict)
     jobs_uris: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def blocked(self) -> bool:
@@ -98,6 +101,7 @@ class StackPlan:
             ],
             "scoringUris": self.scoring_uris,
             "jobsUris": self.jobs_uris,
+            "notes": self.notes,
             "blocked": self.blocked,
         }
 
@@ -164,6 +168,7 @@ def plan_stack(repo_root: Path, stack: str, *, check: bool = True) -> StackPlan:
         violations=check_objects(objects, ctx) if check else [],
         scoring_uris=dict(rendered.scoring_uris),
         jobs_uris=dict(rendered.jobs_uris),
+        notes=list(rendered.notes),
     )
 
 

@@ -1,9 +1,12 @@
-"""The batch runner's own input contract.
+"""The batch runner's settings, as one pydantic model: the fields, their defaults and their rules.
 
 The runner does not read Azure ML YAML: the job API (or the Kubernetes Job template) maps a validated
-``endpoints.specs.BatchDeployment`` onto :class:`RunnerSettings` and hands it over as JSON, either in a file
-(``--settings FILE``) or in the ``ENDPOINTS_BATCH_SETTINGS`` environment variable. Field names and defaults
-follow Azure ML batch deployments so the mapping is one-to-one.
+``endpoints.specs.BatchDeployment`` onto :class:`RunnerSettings` (``endpoints.batchmap``) and hands it over as
+JSON, either in a file (``--settings FILE``) or in the ``ENDPOINTS_BATCH_SETTINGS`` environment variable. Field
+names and defaults follow Azure ML batch deployments so the mapping is one-to-one. The runner itself checks the
+usual input without pydantic first (``serving.batch.runconfig``, for its start time) and falls back to this model.
+
+Imports nothing else of the project but :mod:`contract.batch`.
 """
 
 from __future__ import annotations
@@ -13,10 +16,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from serving.batch import runconfig
-from serving.batch.runconfig import SETTINGS_ENV, RunnerSettingsError
+from contract import batch as runconfig
+from contract.batch import SETTINGS_ENV, TERMINATION_LOG_ENV, RunnerSettingsError
 
-__all__ = ["SETTINGS_ENV", "RunnerSettings", "RunnerSettingsError", "load_settings", "parse_settings"]
+__all__ = [
+    "SETTINGS_ENV",
+    "TERMINATION_LOG_ENV",
+    "RunnerSettings",
+    "RunnerSettingsError",
+    "load_settings",
+    "parse_settings",
+]
 
 
 class RunnerSettings(BaseModel):
@@ -123,7 +133,7 @@ def load_settings(path: str | None, overrides: dict[str, Any]) -> RunnerSettings
     """Read settings from a JSON file and/or ``ENDPOINTS_BATCH_SETTINGS``, then apply overrides.
 
     Precedence (lowest first): the environment variable, the file, the overrides (command-line flags). The runner
-    itself uses :func:`serving.batch.runconfig.load_run_config` (the same, without pydantic on the usual path).
+    itself uses ``serving.batch.runconfig.load_run_config`` (the same, without pydantic on the usual path).
     """
     data, source = runconfig.read_settings_data(path, overrides)
     return parse_settings(data, source)

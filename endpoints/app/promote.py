@@ -23,6 +23,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from endpoints.errors import SpecError
 
@@ -219,6 +220,7 @@ def promote(
 
     src_overrides = _config(src_data, str(src_path)).get(OVERRIDES_KEY) or {}
     endpoint = _find_endpoint(src_overrides, deployment, endpoint, str(src_path))
+    _check_target_names(repo_root, target, endpoint, deployment)
     src_dep = ((src_overrides.get(endpoint) or {}).get("deployments") or {}).get(deployment) or {}
     where = f"{dst_path}: {OVERRIDES_KEY}.{endpoint}"
 
@@ -295,11 +297,121 @@ def promote(
     return promotion
 
 
+def set_split(
+    repo_root: Path,
+    stack: str,
+    endpoint: str,
+    traffic: Mapping[str, int] | None = None,
+    mirror: Mapping[str, int] | None = None,
+    *,
+    check: bool = True,
+) -> Promotion:
+    """Compute a new live traffic split and/or mirror shares for ``endpoint`` in ``stack``'s file (nothing written).
+
+    The given maps replace the stack's override whole (a deployment left out gets 0); the result is checked as a
+    promotion is: live traffic sums to 0 or 100 over the endpoint's deployments, at most 50% mirrored, never to a
+    deployment with live traffic, then the policy pack's rules on the rendered stack.
+
+    Args:
+        repo_root: the Pulumi project folder (``stacks/`` inside).
+        stack: the stack to change.
+        endpoint: the online endpoint.
+        traffic: deployment -> live percent (default: unchanged).
+        mirror: deployment -> mirrored percent (default: unchanged; ``{}`` ends mirroring).
+        check: render the changed stack and refuse new violations where it enforces (default True).
+
+    Raises:
+        SpecError: the split is refused; the message names the stack file, the key and the value.
+    """
+    path = stack_file(repo_root, stack)
+    original = path.read_text(encoding="utf-8")
+    yaml, data = round_trip_yaml(original, str(path))
+    config = _config(data, str(path))
+    current = (config.get(OVERRIDES_KEY) or {}).get(endpoint) or {}
+    live, mirrored = _current_split(repo_root, stack, endpoint, current)
+    new_live = {str(k): int(v) for k, v in (traffic if traffic is not None else live).items()}
+    new_mirror = {str(k): int(v) for k, v in (mirror if mirror is not None else mirrored).items() if int(v) > 0}
+    where = f"{path}: {prefix_of(endpoint)}"
+    deployments = set(_endpoint_project(repo_root, stack, endpoint).deployments)
+    for key, values in (("traffic", new_live), ("mirrorTraffic", new_mirror)):
+        for name, value in values.items():
+            if name not in deployments:
+                raise SpecError(f"{where}.{key}.{name}: no such deployment; {endpoint} has {sorted(deployments)}")
+            if not 0 <= value <= 100:
+                raise SpecError(f"{where}.{key}.{name}: got {value}; a share is 0 to 100")
+    total = sum(new_live.values())
+    if total not in (0, 100):
+        shown = "+".join(str(v) for v in new_live.values())
+        raise SpecError(f"{where}.traffic: got {shown}={total}; live traffic must sum to 0 or 100")
+    if sum(new_mirror.values()) > MAX_MIRROR:
+        raise SpecError(
+            f"{where}.mirrorTraffic: got {sum(new_mirror.values())}%; mirror at most {MAX_MIRROR}% "
+            "(the mirror-limits policy)"
+        )
+    for name in new_mirror:
+        if new_live.get(name, 0) > 0:
+            raise SpecError(
+                f"{where}.mirrorTraffic.{name}: {name} takes {new_live[name]}% of live traffic; mirror only to a "
+                "deployment with 0 live traffic (the mirror-limits policy)"
+            )
+    ep = _child(_child(config, OVERRIDES_KEY), endpoint)
+    changes: list[str] = []
+    prefix = prefix_of(endpoint)
+    traffic_map = _child(ep, "traffic")
+    for name in sorted(set(new_live) | set(traffic_map) | set(live)):
+        _set(traffic_map, name, new_live.get(name, 0), f"{prefix}.traffic.{name}", changes)
+    mirror_map = _child(ep, "mirrorTraffic")
+    for name in sorted(set(mirror_map) | set(new_mirror)):
+        if name in new_mirror:
+            _set(mirror_map, name, new_mirror[name], f"{prefix}.mirrorTraffic.{name}", changes)
+        else:
+            _unset(mirror_map, name, f"{prefix}.mirrorTraffic.{name}", changes)
+    if not mirror_map:
+        del ep["mirrorTraffic"]
+    text = dump(yaml, data)
+    result = Promotion(path=path, original=original, text=text, changes=changes)
+    if check and changes:
+        result.notes = _check_promoted(repo_root, stack, text, str(path))
+    return result
+
+
+ROTATION_KEY = f"{PREFIX}:keyRotation"
+ROTATED_KEYS = {"primary": "primary", "secondary": "secondary", "token_signing": "tokenSigning"}
+
+
+def bump_key_rotation(repo_root: Path, stack: str, endpoint: str, which: str) -> Promotion:
+    """Count up ``ml-endpoints:keyRotation.<endpoint>.<which>`` in ``stack``'s file (nothing written).
+
+    The generation is the rotation marker of that key's ``EndpointKey`` (components/endpoint_keys.py): the next
+    ``up`` replaces that key alone and updates the endpoint's Secret; the other key is untouched, so callers using it
+    never see a 401. Recorded in the stack file, a rotation survives every later ``up`` (CI included).
+
+    Raises:
+        SpecError: unknown key name or endpoint, or a generation that is not a number.
+    """
+    if which not in ROTATED_KEYS:
+        raise SpecError(f"key: got {which!r}; choose one of {', '.join(ROTATED_KEYS)}")
+    path = stack_file(repo_root, stack)
+    _endpoint_project(repo_root, stack, endpoint)  # the endpoint must be one of the stack's
+    original = path.read_text(encoding="utf-8")
+    yaml, data = round_trip_yaml(original, str(path))
+    entry = _child(_child(_config(data, str(path)), ROTATION_KEY), endpoint)
+    field_name = ROTATED_KEYS[which]
+    old = str(entry.get(field_name, "0"))
+    if not old.isdigit():
+        raise SpecError(f"{path}: {ROTATION_KEY}.{endpoint}.{field_name}: got {old!r}; a generation is a number")
+    changes: list[str] = []
+    # Quoted as the other stack files quote numbers that are strings (Pulumi config values are text).
+    new = DoubleQuotedScalarString(str(int(old) + 1))
+    _set(entry, field_name, new, f"{ROTATION_KEY}.{endpoint}.{field_name}", changes)
+    return Promotion(path=path, original=original, text=dump(yaml, data), changes=changes)
+
+
 _ORDER = {"dev": 0, "staging": 1, "prod": 2}
 
 
 def _environment(repo_root: Path, stack: str) -> str:
-    from components.builders.stack import load_stack_config
+    from components.builders.stack_config import load_stack_config
     from policies.enforcement import settings_for
 
     values = load_stack_config(repo_root, stack)
@@ -332,12 +444,14 @@ def _current_split(
     return {str(k): int(v) for k, v in traffic.items()}, {str(k): int(v) for k, v in mirror.items()}
 
 
-def _endpoint_spec(repo_root: Path, stack: str, endpoint: str) -> Any:
-    from components.builders.stack import load_stack_config, settings_from_config
+def _stack_projects(repo_root: Path, stack: str) -> dict[str, Any]:
+    """The endpoint projects a stack deploys, by endpoint name."""
+    from components.builders.stack_config import load_stack_config, settings_from_config
     from endpoints.project import load_endpoint_project
 
     path = stack_file(repo_root, stack)
     settings = settings_from_config(load_stack_config(repo_root, stack), str(path))
+    projects: dict[str, Any] = {}
     for entry in settings.endpoints:
         folder = repo_root / entry
         project = (
@@ -345,8 +459,30 @@ def _endpoint_spec(repo_root: Path, stack: str, endpoint: str) -> Any:
             if folder.suffix in (".yml", ".yaml")
             else load_endpoint_project(folder)
         )
-        if project.endpoint.name == endpoint:
-            return project.endpoint
+        projects[project.endpoint.name] = project
+    return projects
+
+
+def _check_target_names(repo_root: Path, stack: str, endpoint: str, deployment: str) -> None:
+    """Refuse a promotion into an endpoint or deployment the target stack does not deploy (a typo would be written)."""
+    projects = _stack_projects(repo_root, stack)
+    if endpoint not in projects:
+        raise SpecError(f"--endpoint: got {endpoint!r}; stack {stack} has no such endpoint; known: {sorted(projects)}")
+    known = sorted(projects[endpoint].deployments)
+    if deployment not in known:
+        raise SpecError(f"{deployment}: endpoint {endpoint!r} of stack {stack} has no such deployment; known: {known}")
+
+
+def _endpoint_spec(repo_root: Path, stack: str, endpoint: str) -> Any:
+    return _endpoint_project(repo_root, stack, endpoint).endpoint
+
+
+def _endpoint_project(repo_root: Path, stack: str, endpoint: str) -> Any:
+    """The endpoint folder of ``endpoint`` among the stack's ``ml-endpoints:endpoints``."""
+    projects = _stack_projects(repo_root, stack)
+    if endpoint in projects:
+        return projects[endpoint]
+    path = stack_file(repo_root, stack)
     raise SpecError(f"{path}: {PREFIX}:endpoints: stack {stack} has no endpoint {endpoint!r}")
 
 
@@ -356,7 +492,7 @@ def _check_promoted(repo_root: Path, stack: str, text: str, source: str) -> list
     Returns:
         Advisory violations introduced by the promotion (for the user to read; they do not block).
     """
-    from endpoints.plan import plan_stack
+    from endpoints.app.plan import plan_stack
 
     try:
         before_violations = {(v.policy, v.ref(), v.message) for v in plan_stack(repo_root, stack).violations}
