@@ -23,9 +23,9 @@ from typing import Any
 
 import httpx
 
+from components.builders.monitoring import guard_queries
 from endpoints.app.promote import OVERRIDES_KEY, _child, _config, _current_split, dump, round_trip_yaml, stack_file
 from endpoints.errors import SpecError
-from endpoints.promql import guard_queries
 from endpoints.rollout.plan import RolloutError
 from endpoints.rollout.window import Snapshot, _is_error
 

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from endpoints.promql import LATENCY, REQUESTS, SCORE_ROUTE
 from endpoints.rollout.plan import Guards
 
+SCORE_ROUTE = "/score"
+REQUESTS = "endpoints_requests"
+LATENCY = "endpoints_request_duration_seconds"
 MODEL_ERROR_STATUS = "424"
 
 

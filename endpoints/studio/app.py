@@ -38,7 +38,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from endpoints.promql import PrometheusError
+from endpoints.prometheus import PrometheusError
 from endpoints.studio.backend import LocalBackend, StudioError
 from endpoints.studio.metrics import MetricsSampler, NoCharts, PrometheusCharts
 

@@ -7,7 +7,7 @@ the requests answered since the previous scrape (estimated from the histogram bu
 ``histogram_quantile`` does). The last ``keep_s`` seconds are kept (default 10 minutes); nothing is written to disk.
 
 Over a cluster stack the same points come from the cluster's Prometheus instead (:class:`PrometheusCharts`, the
-queries of :mod:`endpoints.promql`), or there is no source (:class:`NoCharts`).
+queries of the endpoint's dashboard), or there is no source (:class:`NoCharts`).
 """
 
 from __future__ import annotations
@@ -23,17 +23,12 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from endpoints.promql import (
-    LATENCY,
-    RATE_WINDOW,
-    REQUESTS,
-    SCORE_ROUTE,
-    Prometheus,
-    PrometheusError,
-    chart_queries,
-    endpoint_rps_query,
-    sample_value,
-)
+from components.builders.monitoring import endpoint_rates_query, queries
+from endpoints.prometheus import Prometheus, PrometheusError, sample_value
+
+SCORE_ROUTE = "/score"
+RATE_WINDOW = "1m"  # the charts' rate() window: four scrapes at the Prometheus Operator's default 15 s interval
+CHART_QUERIES = {"rps": "Requests/s by status class", "p50_ms": "Latency p50 (s)", "p99_ms": "Latency p99 (s)"}
 
 Target = tuple[str, str]  # (endpoint, deployment)
 
@@ -60,10 +55,10 @@ def parse_scrape(text: str, at: float) -> Scrape:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = sample.labels
-            if sample.name == f"{REQUESTS}_total" and labels.get("route") == SCORE_ROUTE:
+            if sample.name == "endpoints_requests_total" and labels.get("route") == SCORE_ROUTE:
                 cls = f"{labels.get('status', '0')[:1]}xx"
                 scrape.by_class[cls] = scrape.by_class.get(cls, 0.0) + sample.value
-            elif sample.name == f"{LATENCY}_bucket" and labels.get("route") == SCORE_ROUTE:
+            elif sample.name == "endpoints_request_duration_seconds_bucket" and labels.get("route") == SCORE_ROUTE:
                 le = float(labels["le"])
                 buckets[le] = buckets.get(le, 0.0) + sample.value
     scrape.buckets = sorted(buckets.items())
@@ -180,10 +175,10 @@ class PrometheusCharts:
     """The charts' points of a cluster stack, from the cluster's Prometheus (the Metrics tab with ``--stack``).
 
     The same points as :class:`MetricsSampler` (``t``, ``rps``, ``by_class``, ``p50_ms``, ``p99_ms`` per deployment),
-    read with range queries (:func:`endpoints.promql.chart_queries`, this stack's namespace and endpoint) over the
-    last ``keep_s`` seconds, one point per ``interval_s``: rates over :data:`~endpoints.promql.RATE_WINDOW`, the
-    quantiles from the histogram's bucket rates (``histogram_quantile``). Nothing is sampled here; answers are kept
-    ``interval_s`` (the page polls every 2 s).
+    read as range queries over the last ``keep_s`` seconds, one point per ``interval_s``, of the endpoint's Grafana
+    dashboard panels (:func:`components.builders.monitoring.queries`, the one home of the project's PromQL, selecting
+    this stack's namespace): requests/s by status class, p50 and p99 latency, with rates over :data:`RATE_WINDOW`.
+    Nothing is sampled here; answers are kept ``interval_s`` (the page polls every 2 s).
 
     Args:
         url: Prometheus base URL.
@@ -238,11 +233,11 @@ class PrometheusCharts:
         step = self.interval_s
         end = math.floor(time.time() / step) * step  # aligned: the same instants from one read to the next
         start = end - self.keep_s
-        queries = chart_queries(self.namespace(), endpoint)
+        panels = queries(endpoint, RATE_WINDOW, self.namespace())
         points: dict[str, dict[float, dict[str, Any]]] = {}
-        for row in self.prometheus.query_range(queries["by_status"], start, end, step):
+        for row in self.prometheus.query_range(panels[CHART_QUERIES["rps"]], start, end, step):
             deployment = row["metric"].get("deployment", "")
-            cls = f"{row['metric'].get('status', '0')[:1]}xx"
+            cls = row["metric"].get("status_class", "")
             for t, raw in row["values"]:
                 value = sample_value(raw)
                 if value is None:
@@ -251,8 +246,8 @@ class PrometheusCharts:
                     float(t), {"t": float(t), "rps": 0.0, "by_class": {}, "p50_ms": None, "p99_ms": None}
                 )
                 point["by_class"][cls] = point["by_class"].get(cls, 0.0) + value
-        for key, query in (("p50_ms", queries["p50"]), ("p99_ms", queries["p99"])):
-            for row in self.prometheus.query_range(query, start, end, step):
+        for key in ("p50_ms", "p99_ms"):
+            for row in self.prometheus.query_range(panels[CHART_QUERIES[key]], start, end, step):
                 by_time = points.get(row["metric"].get("deployment", ""), {})
                 for t, raw in row["values"]:
                     value = sample_value(raw)
@@ -279,7 +274,7 @@ class PrometheusCharts:
         return round(value, 3) if value is not None else None
 
     def _rates(self) -> dict[str, float]:
-        rows = self.prometheus.query(endpoint_rps_query(self.namespace()))
+        rows = self.prometheus.query(endpoint_rates_query(self.namespace(), RATE_WINDOW))
         out = {}
         for row in rows:
             value = sample_value(row["value"][1])
