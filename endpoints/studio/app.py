@@ -230,8 +230,9 @@ def build_app(
     @api
     async def list_endpoints(request: Request) -> Response:
         items = await _call(backend.list_endpoints)
-        for item in items:
-            item["requests_per_second"] = charts.current_rps(item["name"]) if item["kind"] == "online" else None
+        for item in items:  # a cluster's rates are a Prometheus query: off the event loop
+            online = item["kind"] == "online"
+            item["requests_per_second"] = await _call(charts.current_rps, item["name"]) if online else None
         stack = None if isinstance(backend, LocalBackend) else backend.ws.stack_name
         return JSONResponse({"endpoints": items, "backend": backend.kind, "stack": stack})
 
@@ -239,7 +240,7 @@ def build_app(
     async def endpoint(request: Request) -> Response:
         name = request.path_params["name"]
         item = await _call(backend.endpoint, name)
-        item["requests_per_second"] = charts.current_rps(name)
+        item["requests_per_second"] = await _call(charts.current_rps, name)
         return JSONResponse(item)
 
     @api
@@ -337,10 +338,14 @@ def build_app(
     async def metrics(request: Request) -> Response:
         name = request.path_params["name"]
         await _call(backend.endpoint, name)  # 404 for unknown endpoints
-        try:
-            series, note = await _call(charts.endpoint_series, name), charts.note
-        except PrometheusError as e:  # the page shows why its charts are empty
-            series, note = {}, str(e)
+
+        def read() -> tuple[dict[str, Any], str | None]:
+            try:
+                return charts.endpoint_series(name), charts.note
+            except PrometheusError as e:  # the page shows why its charts are empty
+                return {}, str(e)
+
+        series, note = await _call(read)
         return JSONResponse(
             {"interval_s": charts.interval_s, "source": charts.source, "note": note, "deployments": series}
         )

@@ -78,17 +78,20 @@ class ClusterBackend:
         self.prometheus = prometheus
         self.urls = dict(urls or {})
         self._core_api: Any = None
+        self._clients_lock = threading.Lock()  # the Kubernetes and job API clients (never held while reading the stack)
         self._batch_clients: dict[str, BatchEndpointClient] = {}
+        self._retired: list[BatchEndpointClient] = []  # replaced after a refused key
         self._lock = threading.RLock()
         self._pending: dict[str, tuple[str, str]] = {}  # preview id -> (endpoint, what: "traffic" | "key:<which>")
         self._read_cache: dict[str, tuple[float, Any]] = {}  # what was read -> (when, answer); emptied by an apply
 
     def close(self) -> None:
         """Close the job API clients."""
-        with self._lock:
-            for client in self._batch_clients.values():
+        with self._clients_lock:
+            for client in [*self._batch_clients.values(), *self._retired]:
                 client.close()
             self._batch_clients.clear()
+            self._retired.clear()
 
     def _use(self, call: Callable[[], T], status: int = 502) -> T:
         with self._lock:
@@ -102,13 +105,22 @@ class ClusterBackend:
 
     # ------------------------------------------------------------------------------------------- read
     def _cached(self, key: str, read: Callable[[], T]) -> T:
-        with self._lock:
-            hit = self._read_cache.get(key)
-            if hit is not None and time.monotonic() - hit[0] < READ_TTL_S:
-                return hit[1]
+        """A read of the stack, kept :data:`READ_TTL_S`. While a change holds the stack (a preview or an apply runs
+        for minutes, the stack file holding the change meanwhile), a read kept before answers as it was rather than
+        wait: the page's polls, logs, metrics and batch jobs go on."""
+        hit = self._read_cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < READ_TTL_S:
+            return hit[1]
+        if hit is not None and not self._lock.acquire(blocking=False):
+            return hit[1]  # stale, while a change holds the stack
+        if hit is None:
+            self._lock.acquire()
+        try:
             value = self._use(read)
             self._read_cache[key] = (time.monotonic(), value)
             return value
+        finally:
+            self._lock.release()
 
     def _show(self, name: str) -> dict[str, Any]:
         return self._cached(f"show:{name}", lambda: self.ws.show(name))
@@ -265,9 +277,12 @@ class ClusterBackend:
 
     def _core(self) -> Any:
         """The Kubernetes API the engine deploys to (``KUBECONFIG`` of the workspace, else this process's)."""
-        with self._lock:
+        with self._clients_lock:
             if self._core_api is None:
-                self._core_api = self._use(lambda: kube_core_api(self.ws.env.get("KUBECONFIG")), 503)
+                try:
+                    self._core_api = kube_core_api(self.ws.env.get("KUBECONFIG"))
+                except EndpointError as e:
+                    raise StudioError(str(e), 503) from e
             return self._core_api
 
     def log_names(self, name: str) -> list[str]:
@@ -349,17 +364,18 @@ class ClusterBackend:
         uri = self.urls.get(name) or info.get("jobs_uri")
         if not uri:
             raise StudioError(f"batch endpoint {name} has no jobs URI in stack {self.ws.stack_name} (deployed?)", 409)
-        with self._lock:
+        with self._clients_lock:
             client = self._batch_clients.get(name)
             if client is not None and not fresh and client.target == uri:
                 return client
-            if client is not None:
-                client.close()
-                del self._batch_clients[name]
-            auth = info.get("auth_mode")
-            if auth not in ("key", None):
-                raise StudioError(f"endpoint {name} uses {auth}; the studio cannot get a token for it", 409)
-            key = self.keys(name)["primaryKey"] if auth == "key" else None
+        auth = info.get("auth_mode")
+        if auth not in ("key", None):
+            raise StudioError(f"endpoint {name} uses {auth}; the studio cannot get a token for it", 409)
+        key = self.keys(name)["primaryKey"] if auth == "key" else None  # the stack's outputs: not under _clients_lock
+        with self._clients_lock:
+            old = self._batch_clients.get(name)
+            if old is not None:  # another request may still be using it: closed with the studio
+                self._retired.append(old)
             client = BatchEndpointClient(uri, key=key)
             self._batch_clients[name] = client
             return client

@@ -84,6 +84,7 @@ class Served:
     stand_in: StandInStack
     api: JobApi
     root: Path
+    backend: ClusterBackend
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"})
@@ -143,9 +144,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     stand_in = StandInStack(f"{api.url}/jobs")
     workspace = Workspace(STACK, root, stack_factory=lambda _ws: stand_in)
     port = _free_port()
-    server, thread = _serve(build_app(ClusterBackend(workspace), TOKEN, port), port)
+    backend = ClusterBackend(workspace)
+    server, thread = _serve(build_app(backend, TOKEN, port), port)
     try:
-        yield Served(f"http://127.0.0.1:{port}", stand_in, api, root)
+        yield Served(f"http://127.0.0.1:{port}", stand_in, api, root, backend)
     finally:
         server.should_exit = True
         thread.join(30)
@@ -285,3 +287,30 @@ def test_cursor_round_trip() -> None:
         last,
         "2026-12-02T13:59:59.000000000",
     )
+
+
+def test_reads_go_on_while_a_change_holds_the_stack(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A preview or an apply holds the stack for minutes: meanwhile the batch page and the endpoint page answer with
+    the stack as last read instead of waiting (every read here is past its 5 s)."""
+    with served.client() as c:
+        before = c.get("/api/batch/files-batch").json()
+        monkeypatch.setattr("endpoints.studio.cluster.READ_TTL_S", 0.0)
+        held, release = threading.Event(), threading.Event()
+
+        def change() -> None:  # what a preview does: the stack's lock, for as long as the engine runs
+            with served.backend._lock:
+                held.set()
+                release.wait(60)
+
+        holder = threading.Thread(target=change, daemon=True)
+        holder.start()
+        try:
+            assert held.wait(10)
+            c.timeout = httpx.Timeout(10)
+            page = c.get("/api/batch/files-batch")
+            shown = c.get("/api/endpoints/shop")
+        finally:
+            release.set()
+            holder.join(10)
+    assert page.status_code == 200 and page.json()["jobs"] == before["jobs"], page.text
+    assert shown.status_code == 200 and shown.json()["traffic"] == {"blue": 90, "green": 10}, shown.text
