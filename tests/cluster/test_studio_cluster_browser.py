@@ -312,10 +312,11 @@ def _pod_logs(cluster: Cluster, tmp: Path) -> dict[str, Path]:
     api = _kube(cluster)
     custom = client.CustomObjectsApi(api)
     core = client.CoreV1Api(api)
-    pods = [
-        p["metadata"]["name"]
-        for p in _running_pods(cluster, f"ml-endpoints.io/endpoint={ONLINE},ml-endpoints.io/deployment={LOGGED}")
+    replicas = get_object(cluster.client(), "apps/v1", "Deployment", f"{ONLINE}-{LOGGED}", NAMESPACE)["spec"][
+        "replicas"
     ]
+    selector = f"ml-endpoints.io/endpoint={ONLINE},ml-endpoints.io/deployment={LOGGED}"
+    pods = [p["metadata"]["name"] for p in _running_pods(cluster, selector, want=replicas)]
     files = {}
     for pod in pods:
         files[pod] = tmp / f"{pod}.log"
