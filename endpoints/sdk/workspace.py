@@ -589,11 +589,13 @@ def poll_pod_logs(
     window_s: float = 5 * LOG_POLL_S + 5,
 ) -> list[tuple[str, str]]:
     """One look at every pod matching ``label_selector``: the ``(pod, line)`` pairs the runtime stamped after
-    ``last[pod]`` (updated in place), and after ``floor`` (a stamp as :func:`_stamp_key` writes it) when given.
+    ``last[pod]`` (updated in place).
 
-    A pod ``last`` does not hold yet (one that appeared since) yields its last :data:`FOLLOW_TAIL` lines. A pod is
-    read back ``window_s`` seconds, or from its last stamp when that is older (with the same margin), so a caller
-    that looks seldom misses nothing; what was seen is skipped by its stamp, so nothing repeats.
+    A pod ``last`` does not hold yet (one that appeared since) yields its last :data:`FOLLOW_TAIL` lines, those
+    stamped after ``floor`` (a stamp as :func:`_stamp_key` writes it) when given; the pods ``last`` holds are compared
+    with their own last stamp only (the node's clock, so a skew between this machine and the node loses nothing). A
+    pod is read back ``window_s`` seconds, or from its last stamp when that is older (with the same margin), so a
+    caller that looks seldom misses nothing; what was seen is skipped by its stamp, so nothing repeats.
     """
     out: list[tuple[str, str]] = []
     now = time.time()
@@ -612,7 +614,7 @@ def poll_pod_logs(
             raise EndpointError(f"pod {namespace}/{pod}: cannot read its log: {_short(e)}") from e
         for line in text.splitlines():
             stamp, rest = split_stamp(line)
-            if (since is not None and stamp <= since) or (floor is not None and stamp <= floor):
+            if stamp <= (since if since is not None else floor or ""):
                 continue
             last[pod] = stamp
             out.append((pod, rest))

@@ -119,9 +119,6 @@ class MetricsSampler:
     """
 
     source = "studio"
-    note = (
-        "Sampled from each deployment's /metrics by the studio (mirrored copies count at the deployment that got them)."
-    )
 
     def __init__(
         self, targets: Callable[[], dict[Target, str]], interval_s: float = 5.0, keep_s: float = 600.0
@@ -133,6 +130,13 @@ class MetricsSampler:
         self.series: dict[Target, deque[dict[str, Any]]] = {}
         self.started = time.time()
         self._client = httpx.Client(timeout=min(interval_s, 2.0))
+
+    @property
+    def note(self) -> str:
+        return (
+            f"Sampled from each deployment's /metrics every {self.interval_s:g} s by the studio (mirrored copies count "
+            "at the deployment that got them)."
+        )
 
     def close(self) -> None:
         """Close the HTTP pool."""

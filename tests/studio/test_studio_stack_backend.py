@@ -14,6 +14,7 @@ cursor the studio did not make refused.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,3 +316,77 @@ def test_reads_go_on_while_a_change_holds_the_stack(served: Served, monkeypatch:
             holder.join(10)
     assert page.status_code == 200 and page.json()["jobs"] == before["jobs"], page.text
     assert shown.status_code == 200 and shown.json()["traffic"] == {"blue": 90, "green": 10}, shown.text
+
+
+def _stamp(epoch: float) -> str:
+    return (
+        datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    )
+
+
+def test_logs_tail_and_follow_of_a_deployment_s_pods(served: Served, tmp_path: Path) -> None:
+    """The Logs tab over a stack: the tail of each pod of the deployment, then what they log afterwards, as
+    ``<pod> | <line>``, a pod that starts later included, nothing repeated. The Kubernetes API is the stand-in API
+    server of tests/batch (pods by label, logs with timestamps), reached through a kubeconfig as the engine's is."""
+    sys.path.insert(0, str(REPO / "tests" / "batch"))
+    from fake_apiserver import FakeApiServer
+
+    blue = {"ml-endpoints.io/endpoint": "shop", "ml-endpoints.io/deployment": "blue"}
+    now = time.time()
+    with FakeApiServer() as kube:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "stand-in", "cluster": {"server": kube.url}}],
+                    "users": [{"name": "u", "user": {"token": "t"}}],
+                    "contexts": [{"name": "c", "context": {"cluster": "stand-in", "user": "u"}}],
+                    "current-context": "c",
+                }
+            )
+        )
+        kube.pods[("ml-studio", "shop-blue-1")] = {
+            "labels": blue,
+            "log": f"{_stamp(now - 60)} started\n{_stamp(now - 30)} ready\n",
+        }
+        kube.pods[("ml-studio", "shop-green-1")] = {
+            "labels": {**blue, "ml-endpoints.io/deployment": "green"},
+            "log": f"{_stamp(now - 30)} green is not followed\n",
+        }
+        workspace = Workspace(
+            STACK, served.root, env={"KUBECONFIG": str(kubeconfig)}, stack_factory=lambda _ws: served.stand_in
+        )
+        port = _free_port()
+        server, thread = _serve(build_app(ClusterBackend(workspace), TOKEN, port), port)
+        events: list[dict[str, Any]] = []
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
+                c.headers["Authorization"] = f"Bearer {TOKEN}"
+                tail = c.get("/api/endpoints/shop/logs/blue", params={"tail": "1"}).json()
+                assert tail["text"] == "==> pod shop-blue-1 <==\nready\n"
+                with c.stream("GET", "/api/endpoints/shop/logs/blue/follow", params={"offset": tail["offset"]}) as r:
+                    assert r.status_code == 200
+                    lines = r.iter_lines()
+                    assert next(lines) == ": following"
+                    later = time.time() + 1
+                    kube.pods[("ml-studio", "shop-blue-1")]["log"] += f"{_stamp(later)} appended\n"
+                    kube.pods[("ml-studio", "shop-blue-2")] = {  # a pod that started after the tail was read
+                        "labels": blue,
+                        "log": f"{_stamp(now - 120)} before the tail\n{_stamp(later)} late pod\n",
+                    }
+                    for line in lines:
+                        if line.startswith("data: "):
+                            events.append(json.loads(line[6:]))
+                            text = "".join(e["text"] for e in events)
+                            if "appended" in text and "late pod" in text:
+                                break
+        finally:
+            server.should_exit = True
+            thread.join(30)
+    assert "".join(e["text"] for e in events) in (
+        "shop-blue-1 | appended\nshop-blue-2 | late pod\n",
+        "shop-blue-2 | late pod\nshop-blue-1 | appended\n",
+    )
+    assert events[-1]["offset"] != tail["offset"]  # the cursor moved on
