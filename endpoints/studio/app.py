@@ -10,7 +10,9 @@ Security, in :class:`TokenGate` (every route, pages and static files included):
   ``Origin``, an origin equal to the studio's own: another site can make the browser send the cookie, but it
   can neither read the page's token nor set that header without a CORS preflight, which the studio refuses.
 * Over a cluster stack (:class:`~endpoints.studio.cluster.ClusterBackend`) a change is a preview first; the same
-  POST with ``confirm: <the preview's id>`` applies it (see that module).
+  POST with ``confirm: <the preview's id>`` applies it (see that module). A log's follow ``offset`` is then an opaque
+  cursor (per pod, the last line's stamp) rather than a byte offset, and the charts come from the cluster's
+  Prometheus; the routes and answers are the same.
 * Keys are in no answer but the explicit reveal (POST). Answers carry a strict Content-Security-Policy (no
   inline script), ``X-Frame-Options: DENY`` and ``Referrer-Policy: no-referrer``; API answers are not cached.
 """
