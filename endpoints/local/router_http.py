@@ -43,10 +43,13 @@ SPECIAL_REQUEST_HEADERS = {
 
 
 def status_line(status: int) -> bytes:
+    """``HTTP/1.1 <status> <reason>`` and CRLF (reason ``Unknown`` for a code HTTP names none for)."""
     return _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
 
 
 def error_response(status: int, message: str, close: bool, fields: bytes = b"") -> bytes:
+    """A whole answer of the router's own: ``{"error": message}`` as JSON, ``fields`` (CRLF-terminated header lines)
+    added, ``connection: close`` when ``close``."""
     body = json.dumps({"error": message}).encode()
     head = [status_line(status), b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body), fields]
     if close:
@@ -56,6 +59,7 @@ def error_response(status: int, message: str, close: bool, fields: bytes = b"") 
 
 
 def connection_tokens(value: bytes) -> set[bytes]:
+    """The field names a ``Connection`` header lists (lower case): hop-by-hop too."""
     return {token.strip().lower() for token in value.split(b",") if token.strip()}
 
 
@@ -74,5 +78,6 @@ def without_hop_by_hop(fields: bytes) -> bytes:
 
 
 def upstream_origin(url: str) -> tuple[str, int]:
+    """Host and port of a deployment's base URL (``http://127.0.0.1:PORT``)."""
     parts = urlsplit(url)
     return parts.hostname or "127.0.0.1", parts.port or 80
