@@ -3,7 +3,7 @@ template, stored in a ConfigMap that the batch endpoint's job API instantiates o
 
 Nothing runs while no job does: the template is data, not a Job. Queueing (Kueue ``LocalQueue``/``ClusterQueue``)
 and the batch PriorityClasses are cluster-level objects created once (``ComputePool`` / the stack), see
-``components.builders.batch.build_batch_priority_classes``.
+``components.builders.batch_queues.build_batch_priority_classes``.
 """
 
 from __future__ import annotations
@@ -13,15 +13,14 @@ from typing import Any
 
 import pulumi
 
-from components.builders.batch import (
-    BatchOptions,
+from components.builders.batch_job import (
     build_job_template,
     build_template_config_map,
     job_template_name,
-    priority_of,
-    queue_name,
     template_config_map_name,
 )
+from components.builders.batch_options import BatchOptions
+from components.builders.batch_queues import priority_of, queue_name
 from components.builders.common import ClusterSettings
 from components.image_build import built_image
 from components.kubernetes_objects import create_object

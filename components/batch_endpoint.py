@@ -9,23 +9,20 @@ from typing import Any
 
 import pulumi
 
-from components.builders.batch import (
-    BatchOptions,
-    build_endpoint_local_queue,
+from components.builders.batch_job import build_runner_egress_policy
+from components.builders.batch_job_api import (
     build_job_api_egress_policy,
     build_job_api_ingress_policy,
     build_job_api_objects,
     build_job_api_pdb,
     build_job_api_route,
-    build_keys_secret,
-    build_runner_egress_policy,
-    build_volume_claim,
     job_api_name,
     jobs_uri,
-    keys_secret_name,
-    queue_name,
 )
+from components.builders.batch_options import BatchOptions, build_volume_claim
+from components.builders.batch_queues import build_endpoint_local_queue, queue_name
 from components.builders.common import ClusterSettings
+from components.builders.keys import build_keys_secret, keys_secret_name
 from components.builders.stack_config import KeyRotation
 from components.endpoint_keys import create_endpoint_keys
 from components.kubernetes_objects import create_object

@@ -16,12 +16,8 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components.builders.batch import (
-    BatchOptions,
-    batch_cluster_queue_name,
-    build_batch_platform_objects,
-    build_batch_volume_claim,
-)
+from components.builders.batch_options import BatchOptions, build_batch_volume_claim
+from components.builders.batch_queues import batch_cluster_queue_name, build_batch_platform_objects
 from components.image_build import built_image
 from components.kubernetes_objects import create_object
 from endpoints.images import ImageBuild

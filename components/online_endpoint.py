@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 import pulumi
 
 from components.builders.common import ClusterSettings
+from components.builders.keys import build_keys_secret
 from components.builders.online import (
     build_http_route,
     build_ingress_policy,
-    build_keys_secret,
     build_monitoring_objects,
     endpoint_names,
     scoring_uri,

@@ -33,3 +33,10 @@ if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   "$ROOT/.venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[$EXTRAS]"
   touch "$stamp"
 fi
+# Pulumi runs the program in stacks/ and starts the Python dynamic-provider plugin (the endpoint keys) there with
+# PULUMI_RUNTIME_VIRTUALENV=.venv, Pulumi.yaml's option, taken relative to stacks/: stacks/.venv links to this venv.
+# A link, made here rather than committed (a checkout that loses links would leave a plain file).
+if [ "$(readlink "$ROOT/stacks/.venv" 2>/dev/null)" != "../.venv" ]; then
+  rm -rf "$ROOT/stacks/.venv"
+  ln -s ../.venv "$ROOT/stacks/.venv"
+fi

@@ -69,10 +69,15 @@ lint-imports
 toolchain_ready() {
   [ "$TOOLCHAIN_MODE" != "skip" ] && bash scripts/toolchain.sh check >/dev/null 2>&1
 }
+# Tests run in parallel (pytest-xdist), a test file per worker (module fixtures stay in one process); one worker per
+# core by default. ENDPOINTS_TEST_WORKERS=N sets the number, 0 runs them in this process; `-n N` among the extra
+# arguments wins too.
+WORKERS="${ENDPOINTS_TEST_WORKERS:-auto}"
+if [ "$WORKERS" = "0" ]; then PARALLEL=(-p no:xdist); else PARALLEL=(-n "$WORKERS" --dist loadfile); fi
 status=0
 if [ -n "$TOOLCHAIN_PID" ] || toolchain_ready; then
   echo "==> pytest (all but the tests that need the toolchain)"
-  python -m pytest -m "not cluster and not pulumi_cli" "$@" || status=$?
+  python -m pytest "${PARALLEL[@]}" -m "not cluster and not pulumi_cli" "$@" || status=$?
   if [ -n "$TOOLCHAIN_PID" ]; then
     echo "==> waiting for the cluster toolchain build"
     if ! wait "$TOOLCHAIN_PID"; then
@@ -87,7 +92,7 @@ if [ -n "$TOOLCHAIN_PID" ] || toolchain_ready; then
   eval "$(bash scripts/toolchain.sh env)"
   echo "==> pytest (the real Pulumi engine, and the cluster end-to-end tests: docs/cluster.md)"
   rc=0
-  python -m pytest -m "cluster or pulumi_cli" "$@" || rc=$?
+  python -m pytest "${PARALLEL[@]}" -m "cluster or pulumi_cli" "$@" || rc=$?
   # 5: no test selected (extra arguments left none of the cluster tests).
   if [ "$rc" != 0 ] && [ "$rc" != 5 ] && [ "$status" = 0 ]; then status=$rc; fi
   exit "$status"
@@ -95,4 +100,4 @@ fi
 echo "note: the cluster toolchain is not complete ($(bash scripts/toolchain.sh check 2>&1 || true)); the cluster"
 echo "      end-to-end tests are deselected. ENDPOINTS_TOOLCHAIN=build scripts/test.sh builds it first."
 echo "==> pytest"
-python -m pytest -m "not cluster" "$@"
+python -m pytest "${PARALLEL[@]}" -m "not cluster" "$@"

@@ -16,7 +16,7 @@ import pulumi
 from components.batch_deployment import BatchDeployment, BatchDeploymentArgs
 from components.batch_endpoint import BatchEndpoint, BatchEndpointArgs
 from components.batch_platform import BatchPlatform, BatchPlatformArgs
-from components.builders.batch import templates_hash
+from components.builders.batch_job import templates_hash
 from components.builders.stack import (
     StackBatchDeployment,
     StackBatchEndpoint,

@@ -5,7 +5,7 @@
 Both routers front the same echo serving process (the cheapest upstream, so the router's own cost shows);
 for each connection count wrk runs against one router then the other, alternating the order every repeat, and
 each run records the router process's CPU time per request (user + system, /proc). The baseline's
-``endpoints/local/router.py`` and ``upstream.py`` are taken from git into a temporary package, so nothing in the
+``endpoints/local/router*.py`` and ``upstream.py`` are taken from git into a temporary package, so nothing in the
 working tree changes. Prints a Markdown table; every run is bounded by ``--duration``.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -33,15 +34,29 @@ def _bench() -> ModuleType:
 
 
 def baseline_package(commit: str, root: Path) -> Path:
-    """Write the baseline router as package ``baseline_router`` under ``root``; returns ``root``."""
+    """Write the baseline router as package ``baseline_router`` under ``root``; returns ``root``.
+
+    Its modules are the commit's ``endpoints/local/router*.py`` and ``upstream.py`` (one file or several, as the
+    router was split at that commit); imports between them are redirected into the package, the rest (routing,
+    metrics' registry, the contract) come from this tree.
+    """
     pkg = root / "baseline_router"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    for name in ("router.py", "upstream.py"):
+    listing = subprocess.run(
+        ["git", "ls-tree", "--name-only", commit, "endpoints/local/"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    names = [Path(p).name for p in listing if re.fullmatch(r"endpoints/local/(router\w*|upstream)\.py", p)]
+    modules = "|".join(re.escape(Path(n).stem) for n in names)
+    for name in names:
         source = subprocess.run(
             ["git", "show", f"{commit}:endpoints/local/{name}"], cwd=REPO, capture_output=True, text=True, check=True
         ).stdout
-        source = source.replace("from endpoints.local.upstream import", "from baseline_router.upstream import")
+        source = re.sub(rf"\bfrom endpoints\.local\.({modules}) import", r"from baseline_router.\1 import", source)
         (pkg / name).write_text(source)
     return root
 

@@ -4,8 +4,16 @@ No module here imports ``pulumi`` or touches the network; the components, the of
 promotion all call them.
 
 - :mod:`components.builders.common`: names (``k8s_name``), labels, ``ClusterSettings``, ``GatewayRef``.
+- :mod:`components.builders.keys`: an endpoint's keys Secret (name, data keys, mount folder), online and batch.
+- :mod:`components.builders.pod_security`: the restricted ``securityContext`` of every pod.
 - :mod:`components.builders.online`: endpoint Secret/HTTPRoute/NetworkPolicy, deployment Deployment/Service/
   PDB/HPA or ScaledObject/egress NetworkPolicy, URIs.
+- :mod:`components.builders.batch_options`: ``BatchOptions``, the batch instance type default, the shared volume.
+- :mod:`components.builders.batch_queues`: Kueue queues and quotas (LocalQueue, the stack's ClusterQueue),
+  PriorityClasses, a deployment's priority.
+- :mod:`components.builders.batch_job`: a batch deployment's Indexed Job template, its ConfigMap, the runners'
+  egress policy.
+- :mod:`components.builders.batch_job_api`: a batch endpoint's job API (objects, PDB, HTTPRoute, policies).
 - :mod:`components.builders.compute`: pool scheduling, GPU ResourceQuota, Kueue ResourceFlavor/ClusterQueue/
   LocalQueue, PriorityClass.
 - :mod:`components.builders.namespace`: restricted Namespace and default-deny ingress.
@@ -17,8 +25,6 @@ promotion all call them.
   (``resolve_stack``).
 - :mod:`components.builders.stack`: the one walk over a resolved stack (``walk_stack``: what the Pulumi program
   creates) and the whole stack rendered offline from it (``render_stack``: the plan).
-- :mod:`components.builders.batch`: batch endpoint/deployment objects, the stack's ClusterQueue and PriorityClasses,
-  the batch instance type default.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from endpoints.errors import Problem, SpecError
 from endpoints.specs import OnlineDeployment, Probe
@@ -218,71 +218,6 @@ def dns_egress_rule() -> dict[str, Any]:
             }
         ],
         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-    }
-
-
-# Data key of the aml_token signing key in an endpoint's keys Secret (beside ``primary`` and ``secondary``).
-SIGNING_KEY_FILE = "token-signing-key"
-
-
-class _Named(Protocol):
-    @property
-    def name(self) -> str: ...
-
-
-def keys_secret_name(endpoint_name: str) -> str:
-    """The endpoint's keys Secret (the same name and layout for online and batch endpoints)."""
-    return k8s_name(endpoint_name, "keys")
-
-
-def build_keys_secret(
-    endpoint: _Named,
-    settings: ClusterSettings,
-    primary: Any = "<secret:primary>",
-    secondary: Any = "<secret:secondary>",
-    token_signing_key: Any = "<secret:token-signing-key>",
-) -> dict[str, Any]:
-    """An endpoint's Secret (online or batch): primary and secondary keys and the aml_token signing key.
-
-    Args:
-        endpoint: The endpoint spec (its name).
-        settings: Stack settings (namespace).
-        primary: Primary key value (default a placeholder; the component passes a secret Pulumi output).
-        secondary: Secondary key value (default a placeholder).
-        token_signing_key: HS256 signing key for ``aml_token`` (default a placeholder).
-    """
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": metadata(keys_secret_name(endpoint.name), settings.namespace, endpoint_labels(endpoint.name)),
-        "type": "Opaque",
-        "stringData": {"primary": primary, "secondary": secondary, SIGNING_KEY_FILE: token_signing_key},
-    }
-
-
-def restricted_container_security(settings: ClusterSettings) -> dict[str, Any]:
-    """A container ``securityContext`` of the restricted Pod Security Standard (non-root, read-only root, no
-    privilege escalation, every capability dropped, RuntimeDefault seccomp)."""
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": settings.run_as_user,
-        "runAsGroup": settings.run_as_user,
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "privileged": False,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def restricted_pod_security(settings: ClusterSettings) -> dict[str, Any]:
-    """The pod ``securityContext`` that goes with :func:`restricted_container_security`."""
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": settings.run_as_user,
-        "runAsGroup": settings.run_as_user,
-        "fsGroup": settings.run_as_user,
-        "seccompProfile": {"type": "RuntimeDefault"},
     }
 
 

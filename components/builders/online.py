@@ -22,11 +22,9 @@ from components.builders.common import (
     ENDPOINT_LABEL,
     EPHEMERAL_STORAGE_WORKLOAD,
     SERVING_PORT,
-    SIGNING_KEY_FILE,
     ClusterSettings,
     GatewayRef,
     add_optional_pod_fields,
-    build_keys_secret,
     deployment_labels,
     dns_egress_rule,
     endpoint_labels,
@@ -34,27 +32,22 @@ from components.builders.common import (
     k8s_name,
     metadata,
     remote_model_uri,
-    restricted_container_security,
-    restricted_pod_security,
     selector_labels,
     spec_error,
     with_ephemeral_storage,
 )
 from components.builders.compute import pool_scheduling
+from components.builders.keys import KEYS_DIR, SECRET_KEYS, SIGNING_KEY_FILE, build_keys_secret, keys_secret_name
 from components.builders.monitoring import monitoring_objects
+from components.builders.pod_security import restricted_container_security, restricted_pod_security
 from contract.serving import ENV_VARS, DataCollectorSettings, FrontendSettings
 from endpoints.catalog import InstanceType
 from endpoints.errors import SpecError
-from endpoints.images import azureml_model_dir
+from endpoints.images import APP_ROOT, azureml_model_dir
 from endpoints.specs import OnlineDeployment, OnlineEndpoint, TargetUtilizationScaleSettings
 from endpoints.specs.online import primary_deployment
 
 SERVICE_PORT = 80
-APP_ROOT = "/var/azureml-app"
-KEYS_DIR = "/etc/endpoints/keys"
-KEY_FILES = ("primary", "secondary")
-# Secret keys (data keys of the endpoint's Secret).
-SECRET_KEYS = ("primary", "secondary", SIGNING_KEY_FILE)
 # Gateway API allows 16 rules per HTTPRoute: one pin rule per deployment plus the default rule.
 MAX_DEPLOYMENTS_PER_ENDPOINT = 15
 # Seconds the pod keeps serving after it is marked terminating, so the gateway stops sending to it first.
@@ -84,7 +77,7 @@ class EndpointNames:
 def endpoint_names(endpoint_name: str) -> EndpointNames:
     """Names of the endpoint-level objects (Secret, HTTPRoute, ingress NetworkPolicy)."""
     return EndpointNames(
-        secret=k8s_name(endpoint_name, "keys"),
+        secret=keys_secret_name(endpoint_name),
         route=k8s_name(endpoint_name),
         ingress_policy=k8s_name(endpoint_name, "ingress"),
     )

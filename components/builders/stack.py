@@ -14,26 +14,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.builders.batch import (
-    BatchOptions,
-    batch_flavor_name,
-    build_batch_platform_objects,
-    build_batch_volume_claim,
-    build_endpoint_local_queue,
+from components.builders.batch_job import (
+    build_job_template,
+    build_runner_egress_policy,
+    build_template_config_map,
+    templates_hash,
+)
+from components.builders.batch_job_api import (
     build_job_api_egress_policy,
     build_job_api_ingress_policy,
     build_job_api_objects,
     build_job_api_pdb,
     build_job_api_route,
-    build_job_template,
-    build_runner_egress_policy,
-    build_template_config_map,
     jobs_uri,
-    templates_hash,
 )
-from components.builders.batch import build_keys_secret as build_batch_keys_secret
+from components.builders.batch_options import BatchOptions, build_batch_volume_claim
+from components.builders.batch_queues import batch_flavor_name, build_batch_platform_objects, build_endpoint_local_queue
 from components.builders.common import ClusterSettings
 from components.builders.compute import build_gpu_quota, build_resource_flavor
+from components.builders.keys import build_keys_secret
 from components.builders.namespace import build_default_deny, build_namespace
 from components.builders.online import build_deployment_objects, build_endpoint_objects, scoring_uri, swagger_uri
 from components.builders.stack_config import PROJECT_NAME, StackSettings
@@ -195,7 +194,7 @@ def batch_endpoint_objects(
     b: ResolvedBatchEndpoint, cluster: ClusterSettings, options: BatchOptions, image: Any, hash_: Any
 ) -> list[dict[str, Any]]:
     """Every object a ``BatchEndpoint`` creates, keys as placeholders (the offline plan's view)."""
-    objs = [build_batch_keys_secret(b.endpoint, cluster)]
+    objs = [build_keys_secret(b.endpoint, cluster)]
     objs += build_job_api_objects(b.endpoint, b.deployment_names, cluster, image, options, b.job_api_replicas, hash_)
     objs += [
         build_job_api_pdb(b.endpoint, cluster),

@@ -15,7 +15,7 @@ from typing import Any, Literal, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from components.builders.batch import DEFAULT_BATCH_INSTANCE_TYPE
+from components.builders.batch_options import DEFAULT_BATCH_INSTANCE_TYPE
 from components.builders.common import ClusterSettings, GatewayRef
 from endpoints import safe_yaml
 from endpoints.errors import SpecError

@@ -12,13 +12,8 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from components.builders.batch import (
-    BatchOptions,
-    batch_cluster_queue_name,
-    batch_instance_type,
-    default_pool_quota,
-    parse_quantity,
-)
+from components.builders.batch_options import BatchOptions, batch_instance_type
+from components.builders.batch_queues import batch_cluster_queue_name, default_pool_quota, parse_quantity
 from components.builders.byoc import is_custom_server
 from components.builders.common import remote_model_uri
 from components.builders.compute import GPU_RESOURCE, pools_of

@@ -37,7 +37,8 @@ from endpoints.local.state import (
 )
 from endpoints.local.supervisor import DEFAULT_PORT, LocalError, Supervisor, log_tail, stop_endpoint
 from endpoints.project import ENDPOINT_FILE, load_endpoint_project
-from endpoints.sdk.local import endpoint_summary, endpoint_urls
+from endpoints.sdk.local import endpoint_summary
+from endpoints.sdk.local_access import endpoint_urls
 
 local_app = typer.Typer(
     help="Run an online endpoint on this machine: serving processes + a local router, no cluster.",

@@ -37,7 +37,7 @@ from endpoints.local.container import (
     proxy_command,
     stop_command,
 )
-from endpoints.local.router import RouterConfig
+from endpoints.local.router_config import RouterConfig
 from endpoints.local.routing import RoutingTable
 from endpoints.local.state import (
     SIGNING_KEY_FILE,

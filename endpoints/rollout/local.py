@@ -19,7 +19,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from endpoints.app.promote import dump, round_trip_yaml
 from endpoints.errors import SpecError
-from endpoints.local.router import RouterConfig
+from endpoints.local.router_config import RouterConfig
 from endpoints.local.routing import RoutingTable
 from endpoints.local.state import EndpointState, StateDir, write_private
 from endpoints.rollout.plan import RolloutError

@@ -306,11 +306,10 @@ class OnlineEndpointClient(_Base):
         Raises:
             EndpointError: no such local endpoint, or it is not running.
         """
-        from endpoints.sdk.local import LocalEndpoints
+        from endpoints.sdk.local_access import LocalAccess  # local state, read only: loaded for local clients only
 
-        endpoints = LocalEndpoints(state_dir)
-        name = endpoints.resolve_name(name_or_folder)
-        uri, credential = endpoints.connection(name)
+        local = LocalAccess(state_dir)
+        uri, credential = local.connection(local.resolve_name(name_or_folder))
         return cls(uri, credential=credential, **kwargs)
 
     def __enter__(self) -> OnlineEndpointClient:

@@ -29,7 +29,8 @@ from endpoints.local.state import KEY_FILES, EndpointState, StateDir, known_endp
 from endpoints.project import EndpointProject, load_endpoint_project
 from endpoints.sdk.batch import DEFAULT_STATE_DIR, BatchEndpointClient
 from endpoints.sdk.errors import EndpointError
-from endpoints.sdk.local import LocalEndpoints, endpoint_urls
+from endpoints.sdk.local import LocalEndpoints
+from endpoints.sdk.local_access import endpoint_urls
 from endpoints.sdk.online import NO_RETRY, OnlineEndpointClient
 from endpoints.studio.metrics import MetricsSampler
 

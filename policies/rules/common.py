@@ -170,8 +170,8 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, An
     return True
 
 
-# ConfigMaps holding a batch deployment's Job template (components.builders.batch.build_template_config_map): the job
-# API instantiates the template per job, so the rules check the pods it will run through this embedded Job.
+# ConfigMaps holding a batch deployment's Job template (components.builders.batch_job.build_template_config_map): the
+# job API instantiates the template per job, so the rules check the pods it will run through this embedded Job.
 BATCH_TEMPLATE_KIND = "batch-template"
 JOB_TOKEN = "kubernetes:batch/v1:Job"
 

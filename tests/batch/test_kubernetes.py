@@ -9,21 +9,17 @@ import pytest
 from fake_apiserver import FakeApiServer
 from kubernetes import client
 
-from components.builders.batch import (
+from components.builders.batch_job import SPOT_TOLERATIONS, build_job_template, build_template_config_map
+from components.builders.batch_job_api import build_job_api_objects, build_job_api_route, jobs_uri
+from components.builders.batch_options import BatchOptions
+from components.builders.batch_queues import (
     LOW_PRIORITY_CLASS,
-    SPOT_TOLERATIONS,
-    BatchOptions,
     build_batch_priority_classes,
     build_endpoint_local_queue,
-    build_job_api_objects,
-    build_job_api_route,
-    build_job_template,
-    build_keys_secret,
-    build_template_config_map,
-    jobs_uri,
     priority_of,
 )
 from components.builders.common import ClusterSettings
+from components.builders.keys import build_keys_secret
 from components.k8s_schema import validate_object, validate_objects
 from endpoints.catalog import InstanceCatalog
 from endpoints.errors import SpecError

@@ -30,7 +30,7 @@ from cluster_helpers import (
     manifests_in,
 )
 
-from components.builders.online import SERVING_PORT
+from components.builders.common import SERVING_PORT
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 

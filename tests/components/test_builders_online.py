@@ -8,6 +8,7 @@ import pytest
 from specs_factory import DIGEST, SETTINGS, custom_deployment, deployment, endpoint, instance
 
 from components.builders.common import ClusterSettings, GatewayRef, k8s_name
+from components.builders.keys import build_keys_secret
 from components.builders.online import (
     ENDPOINTS_ENV_VARS,
     build_autoscaler,
@@ -17,7 +18,6 @@ from components.builders.online import (
     build_endpoint_objects,
     build_http_route,
     build_ingress_policy,
-    build_keys_secret,
     build_pdb,
     check_unique_names,
     drain_timeout_s,

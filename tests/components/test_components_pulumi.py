@@ -525,7 +525,7 @@ def test_program_creates_exactly_what_the_offline_plan_renders(stack: str) -> No
 
 def test_batch_platform_component_with_pinned_images() -> None:
     from components.batch_platform import BatchPlatform, BatchPlatformArgs
-    from components.builders.batch import BatchOptions
+    from components.builders.batch_options import BatchOptions
 
     quotas = {"cpu": {"cpu": "16", "memory": "64Gi"}}
 

@@ -126,7 +126,7 @@ def test_podman_run_mounts_the_code_where_azure_does(tmp_path: Path, monkeypatch
 
 def test_local_scoring_uri_ends_in_the_primary_deployments_scoring_route() -> None:
     from endpoints.local.state import EndpointState, ProcessRecord
-    from endpoints.sdk.local import endpoint_urls
+    from endpoints.sdk.local_access import endpoint_urls
 
     record = ProcessRecord(pid=1, start_time=1, port=9000)
     state = EndpointState(

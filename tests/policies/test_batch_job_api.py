@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.builders.batch import (
+from components.builders.batch_job_api import (
     build_job_api_objects,
     build_job_api_pdb,
     build_job_api_route,
@@ -75,7 +75,7 @@ def test_prod_job_api_route_must_be_private() -> None:
 
 
 def _template_config_map(image: str, run_as_user: int = 10001) -> dict:
-    from components.builders.batch import build_job_template, build_template_config_map
+    from components.builders.batch_job import build_job_template, build_template_config_map
     from endpoints.catalog import InstanceCatalog
     from endpoints.specs import BatchDeployment
 

@@ -30,19 +30,21 @@ POD_RULES = {
 
 @pytest.mark.parametrize("instance_type", ["Standard_DS3_v2", "Standard_NC4as_T4_v3"])
 def test_batch_objects_pass_the_pod_rules(instance_type: str) -> None:
-    from components.builders import batch
+    from components.builders.batch_job import build_job_template, build_template_config_map
+    from components.builders.batch_job_api import build_job_api_objects
     from components.builders.common import ClusterSettings
+    from components.builders.keys import build_keys_secret
     from endpoints.project import load_endpoint_project
 
     project = load_endpoint_project(BATCH_PROJECT)
     settings = ClusterSettings()
-    objects: list[dict] = [batch.build_keys_secret(project.endpoint, settings)]
+    objects: list[dict] = [build_keys_secret(project.endpoint, settings)]
     for spec in project.deployments.values():
-        template = batch.build_job_template(
+        template = build_job_template(
             project.endpoint, spec, project.catalog.get(instance_type), settings, f"registry.example.com/run{DIGEST}"
         )
-        objects += [template, batch.build_template_config_map(project.endpoint, spec, template, settings)]
-    objects += batch.build_job_api_objects(
+        objects += [template, build_template_config_map(project.endpoint, spec, template, settings)]
+    objects += build_job_api_objects(
         project.endpoint, list(project.deployments), settings, f"registry.example.com/serving{DIGEST}"
     )
     assert {o["kind"] for o in objects} >= {"Job", "Deployment", "ConfigMap", "Secret"}

@@ -1,6 +1,6 @@
 """Kubernetes launcher: one Indexed Job per batch job, created from the deployment's Job template.
 
-The templates are what ``components.builders.batch.build_job_template`` renders (the BatchDeployment component
+The templates are what ``components.builders.batch_job.build_job_template`` renders (the BatchDeployment component
 stores them in a ConfigMap mounted into the job API as ``<deployment>.json``). Submitting fills in the job:
 name = job id, the runner's settings (input, output, job id, overrides) in ``ENDPOINTS_BATCH_SETTINGS``,
 ``parallelism``/``completions`` = ``instance_count``. Kueue admits it (the template is created suspended and
