@@ -3,9 +3,10 @@ dashboard as a ConfigMap for Grafana's sidecar.
 
 The serving processes expose ``endpoints_*`` metrics on ``GET /metrics`` (port ``http``); the PodMonitor adds the
 ``endpoint`` and ``deployment`` labels from the pods' labels at scrape time, so every query here selects by them.
-The PromQL lives in one place (:func:`queries`, :func:`alert_rules`): the dashboard, the alerts and the test that
-runs them against a real Prometheus use the same text. ``window`` is the rate window (``5m`` in a cluster; a test
-scraping every second may use ``30s``).
+The PromQL lives in one place (:func:`queries`, :func:`alert_rules`, :func:`guard_queries`,
+:func:`endpoint_rates_query`): the dashboard, the alerts, ``endpoints rollout --stack``'s guard, the studio's charts
+over a stack and the tests that run them against a real Prometheus use the same text. ``window`` is the rate window
+(``5m`` in a cluster; a test scraping every second may use ``30s``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,21 @@ def queries(endpoint: str, window: str = "5m", namespace: str | None = None) -> 
             f"sum by (deployment, reason) (rate(endpoints_requests_rejected_total{_sel()}[{window}]))"
         ),
     }
+
+
+def guard_queries(endpoint: str, namespace: str) -> tuple[str, str]:
+    """The rollout's two instant queries (``endpoints rollout --stack``): cumulative scoring requests by deployment
+    and status, and the cumulative latency buckets by deployment."""
+    selector = f'namespace="{namespace}",endpoint="{endpoint}",{SCORE}'
+    return (
+        f"sum by (deployment, status) (endpoints_requests_total{{{selector}}})",
+        f"sum by (deployment, le) (endpoints_request_duration_seconds_bucket{{{selector}}})",
+    )
+
+
+def endpoint_rates_query(namespace: str, window: str = "5m") -> str:
+    """Scoring requests/s of every endpoint of a stack's namespace, by endpoint (the studio's endpoints list)."""
+    return f'sum by (endpoint) (rate(endpoints_requests_total{{namespace="{namespace}",{SCORE}}}[{window}]))'
 
 
 def alert_rules(

@@ -1,7 +1,8 @@
 """``endpoints studio``: a web portal over your endpoints (list, deployments, traffic, test, keys, logs, metrics,
 batch jobs), served on 127.0.0.1 with a random access token in the printed URL (as Jupyter does).
 
-endpoints studio [--port 8780] [--host 127.0.0.1] [--batch DIR ...] [--state-dir D] [--stack S [--project DIR]]
+endpoints studio [--port 8780] [--host 127.0.0.1] [--batch DIR ...] [--state-dir D]
+endpoints studio --stack S [--project DIR] [--prometheus URL] [--endpoint-url NAME=URL ...]
 """
 
 from __future__ import annotations
@@ -61,6 +62,23 @@ ProjectOption = Annotated[
         "--project", help="Pulumi project folder (with --stack; default: found from here).", show_default=False
     ),
 ]
+PrometheusOption = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus",
+        help="With --stack: the cluster's Prometheus base URL, for the Metrics tab (e.g. a kubectl port-forward's).",
+        show_default=False,
+    ),
+]
+EndpointUrlOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--endpoint-url",
+        help="With --stack: NAME=URL, the URL to call for endpoint NAME instead of its exported scoring or jobs URI "
+        "(e.g. a kubectl port-forward's); repeatable.",
+        show_default=False,
+    ),
+]
 TokenOption = Annotated[
     str | None,
     typer.Option(
@@ -77,6 +95,8 @@ def studio(
     batch_state_dir: BatchStateOption = Path(".endpoints/batch"),
     stack: StackOption = None,
     project: ProjectOption = None,
+    prometheus: PrometheusOption = None,
+    endpoint_url: EndpointUrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """Serve the studio: endpoints, deployments, traffic, test, keys, logs, metrics and batch jobs in a browser."""
@@ -96,12 +116,21 @@ def studio(
         )
     if project is not None and stack is None:
         raise typer.BadParameter("goes with --stack (a cluster stack's Pulumi project)", param_hint="--project")
+    if prometheus is not None and stack is None:
+        raise typer.BadParameter(
+            "goes with --stack (local endpoints' metrics are scraped by the studio)", param_hint="--prometheus"
+        )
+    if prometheus is not None and not _http_url(prometheus):
+        raise typer.BadParameter(f"got {prometheus!r}; give an http(s):// URL", param_hint="--prometheus")
+    if endpoint_url and stack is None:
+        raise typer.BadParameter("goes with --stack (a cluster stack's endpoints)", param_hint="--endpoint-url")
+    urls = _endpoint_urls(endpoint_url or [])
     for folder in batch or []:
         if not (folder / "endpoint.yml").is_file():
             raise typer.BadParameter(f"{folder}: no endpoint.yml; give a batch endpoint folder", param_hint="--batch")
     backend: LocalBackend | ClusterBackend
     if stack is not None:
-        backend = _cluster_backend(stack, project)
+        backend = _cluster_backend(stack, project, prometheus, urls)
     else:
         try:
             backend = LocalBackend(state_root(state_dir), list(batch or []), batch_state_dir)
@@ -130,18 +159,47 @@ def studio(
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _cluster_backend(stack: str, project: Path | None) -> ClusterBackend:
-    """The stack's backend, its stack selected now (a wrong name, backend or passphrase fails here, not in the page)."""
+def _http_url(text: str) -> bool:
+    return text.startswith(("http://", "https://")) and len(text) > len("https://")
+
+
+def _endpoint_urls(values: list[str]) -> dict[str, str]:
+    """``NAME=URL`` pairs of ``--endpoint-url``.
+
+    Raises:
+        typer.BadParameter: not NAME=URL, a URL that is not http(s), or a name given twice (naming the value).
+    """
+    urls: dict[str, str] = {}
+    for value in values:
+        name, sep, url = value.partition("=")
+        if not sep or not name or not _http_url(url):
+            raise typer.BadParameter(f"got {value!r}; give NAME=http(s)://...", param_hint="--endpoint-url")
+        if name in urls:
+            raise typer.BadParameter(f"got {name!r} twice", param_hint="--endpoint-url")
+        urls[name] = url
+    return urls
+
+
+def _cluster_backend(stack: str, project: Path | None, prometheus: str | None, urls: dict[str, str]) -> ClusterBackend:
+    """The stack's backend, its stack selected now (a wrong name, backend or passphrase fails here, not in the page);
+    an ``--endpoint-url`` name the stack does not have is refused here too."""
     from endpoints.sdk import EndpointError, Workspace
     from endpoints.studio.cluster import ClusterBackend
 
     try:
         workspace = Workspace(stack, project)
         workspace.stack  # noqa: B018  # selects the stack
+        known = [row["name"] for row in workspace.endpoints()] if urls else []
     except EndpointError as e:
         _err.print(f"error: --stack {stack}: {e}", markup=False)
         raise typer.Exit(code=1) from None
-    return ClusterBackend(workspace)
+    for name in urls:
+        if name not in known:
+            raise typer.BadParameter(
+                f"got {name!r}; stack {stack} has no such endpoint (endpoints: {', '.join(known) or 'none'})",
+                param_hint="--endpoint-url",
+            )
+    return ClusterBackend(workspace, prometheus=prometheus, urls=urls)
 
 
 def register(app: typer.Typer) -> None:

@@ -23,22 +23,14 @@ from typing import Any
 
 import httpx
 
+from components.builders.monitoring import guard_queries
 from endpoints.app.promote import OVERRIDES_KEY, _child, _config, _current_split, dump, round_trip_yaml, stack_file
 from endpoints.errors import SpecError
 from endpoints.rollout.plan import RolloutError
-from endpoints.rollout.window import LATENCY, REQUESTS, SCORE_ROUTE, Snapshot, _is_error
+from endpoints.rollout.window import Snapshot, _is_error
 
 POLICY_PACK = "policies"
 _POLICIES_HEADER = "Policies:"
-
-
-def guard_queries(endpoint: str, namespace: str) -> tuple[str, str]:
-    """The two instant queries a snapshot reads: scoring requests by deployment and status, latency buckets."""
-    selector = f'namespace="{namespace}",endpoint="{endpoint}",route="{SCORE_ROUTE}"'
-    return (
-        f"sum by (deployment, status) ({REQUESTS}_total{{{selector}}})",
-        f"sum by (deployment, le) ({LATENCY}_bucket{{{selector}}})",
-    )
 
 
 def policy_violations(output: str, limit: int = 4000) -> str:

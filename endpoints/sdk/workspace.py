@@ -17,8 +17,10 @@ passphrase come from the environment as for the ``pulumi`` command (``PULUMI_BAC
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -168,8 +170,9 @@ class Workspace:
         return rows
 
     def show(self, name: str) -> dict[str, Any]:
-        """One endpoint: kind, auth mode, URIs, live traffic and mirror shares, and per deployment its share,
-        instance count and image (the stack file's pinned image, else the one the cluster runs, from the state)."""
+        """One endpoint: kind, auth mode, URIs, live traffic and mirror shares (online) or the default deployment
+        (batch), and per deployment its share, instance count and image (the stack file's pinned image, else the one
+        the cluster runs, from the state)."""
         from endpoints.app.promote import OVERRIDES_KEY
 
         project = self._project(name)
@@ -200,6 +203,9 @@ class Workspace:
                 info[key] = outputs[f"{name}.{output}"]
         if endpoint.kind == "online":
             info.update({"traffic": traffic, "mirror_traffic": mirror})
+        else:  # the deployment a job runs on when it names none (the job API's own rule: else the only one)
+            only = next(iter(project.deployments)) if len(project.deployments) == 1 else None
+            info["default_deployment"] = endpoint.defaults.deployment_name or only
         info["deployments"] = deployments
         return info
 
@@ -551,16 +557,67 @@ def _pods(core_api: Any, namespace: str, label_selector: str) -> list[str]:
     return sorted(p.metadata.name for p in pods.items)
 
 
-def pod_logs(core_api: Any, namespace: str, label_selector: str, *, tail: int | None = 100) -> dict[str, str]:
-    """Logs of every pod matching ``label_selector``, by pod name (a pod still starting reads empty)."""
+def pod_logs(
+    core_api: Any, namespace: str, label_selector: str, *, tail: int | None = 100, timestamps: bool = False
+) -> dict[str, str]:
+    """Logs of every pod matching ``label_selector``, by pod name (a pod still starting reads empty); with
+    ``timestamps``, each line starts with the runtime's RFC 3339 stamp and a space (see :func:`poll_pod_logs`)."""
     out = {}
     for pod in _pods(core_api, namespace, label_selector):
         try:
-            out[pod] = core_api.read_namespaced_pod_log(pod, namespace, tail_lines=tail)
+            out[pod] = core_api.read_namespaced_pod_log(pod, namespace, tail_lines=tail, timestamps=timestamps)
         except Exception as e:
             if getattr(e, "status", None) not in (400, 404):
                 raise EndpointError(f"pod {namespace}/{pod}: cannot read its log: {_short(e)}") from e
             out[pod] = ""
+    return out
+
+
+def split_stamp(line: str) -> tuple[str, str]:
+    """A line read with ``timestamps`` as (its stamp as :func:`_stamp_key` writes it, the line itself)."""
+    raw_stamp, _, rest = line.partition(" ")
+    return _stamp_key(raw_stamp), rest
+
+
+def poll_pod_logs(
+    core_api: Any,
+    namespace: str,
+    label_selector: str,
+    last: dict[str, str],
+    *,
+    floor: str | None = None,
+    window_s: float = 5 * LOG_POLL_S + 5,
+) -> list[tuple[str, str]]:
+    """One look at every pod matching ``label_selector``: the ``(pod, line)`` pairs the runtime stamped after
+    ``last[pod]`` (updated in place).
+
+    A pod ``last`` does not hold yet (one that appeared since) yields its last :data:`FOLLOW_TAIL` lines, those
+    stamped after ``floor`` (a stamp as :func:`_stamp_key` writes it) when given; the pods ``last`` holds are compared
+    with their own last stamp only (the node's clock, so a skew between this machine and the node loses nothing). A
+    pod is read back ``window_s`` seconds, or from its last stamp when that is older (with the same margin), so a
+    caller that looks seldom misses nothing; what was seen is skipped by its stamp, so nothing repeats.
+    """
+    out: list[tuple[str, str]] = []
+    now = time.time()
+    for pod in _pods(core_api, namespace, label_selector):
+        since = last.get(pod)
+        try:
+            if since is None:  # first look at this pod: its last lines, then only what is new
+                text = core_api.read_namespaced_pod_log(pod, namespace, timestamps=True, tail_lines=FOLLOW_TAIL)
+            else:
+                seen_at = _key_epoch(since)
+                back = max(window_s, now - seen_at + window_s) if seen_at else window_s
+                text = core_api.read_namespaced_pod_log(pod, namespace, timestamps=True, since_seconds=math.ceil(back))
+        except Exception as e:
+            if getattr(e, "status", None) in (400, 404):
+                continue
+            raise EndpointError(f"pod {namespace}/{pod}: cannot read its log: {_short(e)}") from e
+        for line in text.splitlines():
+            stamp, rest = split_stamp(line)
+            if stamp <= (since if since is not None else floor or ""):
+                continue
+            last[pod] = stamp
+            out.append((pod, rest))
     return out
 
 
@@ -573,33 +630,15 @@ def follow_pod_logs(
     poll_s: float = LOG_POLL_S,
     after: float | None = None,
 ) -> Iterator[tuple[str, str]]:
-    """Yield new ``(pod, line)`` pairs, polling every ``poll_s`` seconds; pods that appear later are followed too.
+    """Yield new ``(pod, line)`` pairs, polling every ``poll_s`` seconds; pods that appear later are followed too
+    (each look is one :func:`poll_pod_logs`).
 
     ``after``: epoch seconds; lines stamped at or before it are skipped (see :meth:`Workspace.follow_logs`).
     """
     last: dict[str, str] = {}
-    floor = _epoch_key(after) if after is not None else None
+    floor = epoch_key(after) if after is not None else None
     while stop is None or not stop():
-        for pod in _pods(core_api, namespace, label_selector):
-            since = last.get(pod)
-            try:
-                if since is None:  # first look at this pod: its last lines, then only what is new
-                    text = core_api.read_namespaced_pod_log(pod, namespace, timestamps=True, tail_lines=FOLLOW_TAIL)
-                else:
-                    text = core_api.read_namespaced_pod_log(
-                        pod, namespace, timestamps=True, since_seconds=int(poll_s * 5) + 5
-                    )
-            except Exception as e:
-                if getattr(e, "status", None) in (400, 404):
-                    continue
-                raise EndpointError(f"pod {namespace}/{pod}: cannot read its log: {_short(e)}") from e
-            for line in text.splitlines():
-                raw_stamp, _, rest = line.partition(" ")
-                stamp = _stamp_key(raw_stamp)
-                if (since is not None and stamp <= since) or (floor is not None and stamp <= floor):
-                    continue
-                last[pod] = stamp
-                yield pod, rest
+        yield from poll_pod_logs(core_api, namespace, label_selector, last, floor=floor, window_s=int(poll_s * 5) + 5)
         time.sleep(poll_s)
 
 
@@ -609,10 +648,19 @@ def _stamp_key(stamp: str) -> str:
     return f"{head}.{frac.ljust(9, '0')}" if dot else f"{head}.000000000"
 
 
-def _epoch_key(epoch: float) -> str:
+def epoch_key(epoch: float) -> str:
     """Epoch seconds as :func:`_stamp_key` writes a timestamp (UTC, nanoseconds)."""
     second = int(epoch)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + f".{int((epoch - second) * 1e9):09d}"
+
+
+def _key_epoch(key: str) -> float:
+    """The epoch seconds of a stamp as :func:`_stamp_key` writes it (0 for one that does not parse)."""
+    head, _, frac = key.partition(".")
+    try:
+        return calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S")) + float(f"0.{frac or 0}")
+    except ValueError:
+        return 0.0
 
 
 def _short(e: BaseException) -> str:

@@ -10,7 +10,9 @@ Security, in :class:`TokenGate` (every route, pages and static files included):
   ``Origin``, an origin equal to the studio's own: another site can make the browser send the cookie, but it
   can neither read the page's token nor set that header without a CORS preflight, which the studio refuses.
 * Over a cluster stack (:class:`~endpoints.studio.cluster.ClusterBackend`) a change is a preview first; the same
-  POST with ``confirm: <the preview's id>`` applies it (see that module).
+  POST with ``confirm: <the preview's id>`` applies it (see that module). A log's follow ``offset`` is then an opaque
+  cursor (per pod, the last line's stamp) rather than a byte offset, and the charts come from the cluster's
+  Prometheus; the routes and answers are the same.
 * Keys are in no answer but the explicit reveal (POST). Answers carry a strict Content-Security-Policy (no
   inline script), ``X-Frame-Options: DENY`` and ``Referrer-Policy: no-referrer``; API answers are not cached.
 """
@@ -23,6 +25,7 @@ import hashlib
 import hmac
 import json
 import re
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -30,14 +33,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from endpoints.prometheus import PrometheusError
 from endpoints.studio.backend import LocalBackend, StudioError
-from endpoints.studio.metrics import MetricsSampler
+from endpoints.studio.metrics import MetricsSampler, NoCharts, PrometheusCharts
 
 if TYPE_CHECKING:
     from endpoints.studio.cluster import ClusterBackend
@@ -47,7 +52,6 @@ CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = ("GET", "HEAD")
 JOB_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,50}[a-z0-9])?$")
 MAX_INVOKE_BYTES = 16 * 1024 * 1024
-FOLLOW_POLL_S = 0.5
 SECURITY_HEADERS = [
     (
         b"content-security-policy",
@@ -192,7 +196,7 @@ def build_app(
     backend: LocalBackend | ClusterBackend,
     token: str,
     port: int,
-    sampler: MetricsSampler | None = None,
+    sampler: MetricsSampler | PrometheusCharts | NoCharts | None = None,
 ) -> ASGIApp:
     """The studio app behind its token gate.
 
@@ -200,9 +204,10 @@ def build_app(
         backend: Where endpoint state comes from and changes go.
         token: The access token (``secrets.token_urlsafe``).
         port: The port served (names the cookie).
-        sampler: Metrics sampler; default one over ``backend.metrics_targets`` scraping every 5 s.
+        sampler: The charts' source; default the backend's (``backend.charts()``: local mode scrapes each deployment
+            every 5 s, a cluster stack reads its Prometheus).
     """
-    sampler = sampler or MetricsSampler(backend.metrics_targets)
+    charts = sampler or backend.charts()
     index_html = (STATIC / "index.html").read_text().replace("{{CSRF}}", csrf_token(token))
 
     def api(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -227,8 +232,9 @@ def build_app(
     @api
     async def list_endpoints(request: Request) -> Response:
         items = await _call(backend.list_endpoints)
-        for item in items:
-            item["requests_per_second"] = sampler.current_rps(item["name"]) if item["kind"] == "online" else None
+        for item in items:  # a cluster's rates are a Prometheus query: off the event loop
+            online = item["kind"] == "online"
+            item["requests_per_second"] = await _call(charts.current_rps, item["name"]) if online else None
         stack = None if isinstance(backend, LocalBackend) else backend.ws.stack_name
         return JSONResponse({"endpoints": items, "backend": backend.kind, "stack": stack})
 
@@ -236,7 +242,7 @@ def build_app(
     async def endpoint(request: Request) -> Response:
         name = request.path_params["name"]
         item = await _call(backend.endpoint, name)
-        item["requests_per_second"] = sampler.current_rps(name)
+        item["requests_per_second"] = await _call(charts.current_rps, name)
         return JSONResponse(item)
 
     @api
@@ -299,11 +305,15 @@ def build_app(
     @api
     async def log_follow(request: Request) -> Response:
         name, log = request.path_params["name"], request.path_params["log"]
-        try:
-            offset = int(request.query_params.get("offset", "0"))
-        except ValueError as e:
-            raise StudioError(f"offset: got {request.query_params['offset']!r}; give a byte offset") from e
-        await _call(backend.log_since, name, log, offset)  # 404 now rather than inside the stream
+        # Local: a byte offset into the log file. Cluster: an opaque cursor (per pod, the last line's stamp).
+        offset: Any = request.query_params.get("offset", "0")
+        if isinstance(backend, LocalBackend):
+            try:
+                offset = int(offset)
+            except ValueError as e:
+                raise StudioError(f"offset: got {offset!r}; give a byte offset") from e
+        await _call(backend.log_since, name, log, offset)  # 404 (or 400) now rather than inside the stream
+        poll_s = backend.follow_poll_s
 
         async def events() -> AsyncIterator[str]:
             position = offset
@@ -318,11 +328,11 @@ def build_app(
                     idle = 0.0
                     yield f"data: {json.dumps({'text': text, 'offset': position})}\n\n"
                 else:
-                    idle += FOLLOW_POLL_S
+                    idle += poll_s
                     if idle >= 15:
                         idle = 0.0
                         yield ": keep-alive\n\n"
-                await asyncio.sleep(FOLLOW_POLL_S)
+                await asyncio.sleep(poll_s)
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"cache-control": "no-store"})
 
@@ -330,7 +340,17 @@ def build_app(
     async def metrics(request: Request) -> Response:
         name = request.path_params["name"]
         await _call(backend.endpoint, name)  # 404 for unknown endpoints
-        return JSONResponse({"interval_s": sampler.interval_s, "deployments": sampler.endpoint_series(name)})
+
+        def read() -> tuple[dict[str, Any], str | None]:
+            try:
+                return charts.endpoint_series(name), charts.note
+            except PrometheusError as e:  # the page shows why its charts are empty
+                return {}, str(e)
+
+        series, note = await _call(read)
+        return JSONResponse(
+            {"interval_s": charts.interval_s, "source": charts.source, "note": note, "deployments": series}
+        )
 
     @api
     async def batch_endpoint(request: Request) -> Response:
@@ -360,7 +380,9 @@ def build_app(
     @api
     async def batch_output(request: Request) -> Response:
         path = await _call(backend.batch_output, request.path_params["name"], _job_id(request))
-        return FileResponse(path, filename=f"{_job_id(request)}-{path.name}")
+        # A cluster's output is a copy fetched from the job API into a folder of its own: removed once sent.
+        cleanup = None if isinstance(backend, LocalBackend) else BackgroundTask(shutil.rmtree, path.parent, True)
+        return FileResponse(path, filename=f"{_job_id(request)}-{path.name}", background=cleanup)
 
     @api
     async def batch_logs(request: Request) -> Response:
@@ -372,8 +394,8 @@ def build_app(
         async def loop() -> None:
             while True:
                 with contextlib.suppress(Exception):  # a scrape never stops the studio
-                    await run_in_threadpool(sampler.sample)
-                await asyncio.sleep(sampler.interval_s)
+                    await run_in_threadpool(charts.sample)
+                await asyncio.sleep(charts.interval_s)
 
         task = asyncio.create_task(loop())
         try:
@@ -382,7 +404,7 @@ def build_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            sampler.close()
+            charts.close()
             backend.close()
 
     e = "/api/endpoints/{name}"

@@ -32,6 +32,7 @@ from endpoints.sdk.errors import EndpointError
 from endpoints.sdk.local import LocalEndpoints
 from endpoints.sdk.local_access import endpoint_urls
 from endpoints.sdk.online import NO_RETRY, OnlineEndpointClient
+from endpoints.studio.metrics import MetricsSampler
 
 MAX_LOG_CHUNK = 256 * 1024
 READY_TIMEOUT_S = 0.5
@@ -109,6 +110,7 @@ class LocalBackend:
     """
 
     kind = "local"
+    follow_poll_s = 0.5  # a log file's size, read again
 
     def __init__(
         self, state_root: Path, batch_dirs: list[Path] | None = None, batch_state_dir: Path | None = None
@@ -368,6 +370,10 @@ class LocalBackend:
             f.seek(offset)
             chunk = f.read(MAX_LOG_CHUNK)
         return chunk.decode(errors="replace"), offset + len(chunk)
+
+    def charts(self) -> MetricsSampler:
+        """The Metrics tab's source: the studio scrapes each live deployment's ``/metrics`` itself."""
+        return MetricsSampler(self.metrics_targets)
 
     def metrics_targets(self) -> dict[tuple[str, str], str]:
         """``/metrics`` URL of every live deployment, by (endpoint, deployment)."""

@@ -73,12 +73,12 @@ class Served:
                 self.proc.wait()
 
 
-def start(root: Path, env: dict[str, str], log: Path) -> Served:
-    """``endpoints studio --stack studio --project ROOT --port 0``: read its URL, wait until it answers."""
-    argv = [ENDPOINTS, "studio", "--stack", STACK, "--project", str(root), "--port", "0", "--token", TOKEN]
+def start(root: Path, env: dict[str, str], log: Path, stack: str = STACK, extra: tuple[str, ...] = ()) -> Served:
+    """``endpoints studio --stack STACK --project ROOT --port 0 EXTRA...``: read its URL, wait until it answers."""
+    argv = [ENDPOINTS, "studio", "--stack", stack, "--project", str(root), "--port", "0", "--token", TOKEN, *extra]
     with log.open("w") as out:  # the child keeps its own descriptor
         proc = subprocess.Popen(argv, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-    served = Served(proc, "", log, root / "stacks" / f"Pulumi.{STACK}.yaml")
+    served = Served(proc, "", log, root / "stacks" / f"Pulumi.{stack}.yaml")
     deadline = time.monotonic() + 120
     while not (found := URL_LINE.search(log.read_text())):
         assert proc.poll() is None, f"studio exited: {log.read_text()}"

@@ -25,7 +25,8 @@ import httpx
 import pytest
 import yaml
 
-from components.builders.monitoring import alert_rules, prometheus_rule, queries
+from components.builders.monitoring import alert_rules, endpoint_rates_query, guard_queries, prometheus_rule, queries
+from endpoints.studio.metrics import PrometheusCharts
 
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
@@ -165,9 +166,13 @@ def test_dashboard_and_alert_queries_return_data(tmp_path: Path):
             stderr=subprocess.STDOUT,
         )
         api = f"http://127.0.0.1:{port}/api/v1"
+        guard_requests, guard_buckets = guard_queries("shop", "ml-endpoints")
         expressions = {
             **queries("shop", WINDOW, "ml-endpoints"),
             **{r["alert"]: r["expr"] for r in alert_rules("shop", namespace="ml-endpoints", **limits)},
+            "rollout guard: requests": guard_requests,
+            "rollout guard: buckets": guard_buckets,
+            "studio: requests/s by endpoint": endpoint_rates_query("ml-endpoints", WINDOW),
         }
         missing = dict(expressions)
         results: dict[str, list] = {}
@@ -187,6 +192,27 @@ def test_dashboard_and_alert_queries_return_data(tmp_path: Path):
                         results[title] = result
                         del missing[title]
         assert not missing, f"no data for {sorted(missing)}"
+        # The studio's charts over a stack: the same dashboard panels as range queries, by deployment.
+        charts = PrometheusCharts(f"http://127.0.0.1:{port}", lambda: "ml-endpoints", interval_s=1.0, keep_s=60.0)
+        opened.append(charts.prometheus)
+
+        def drawn() -> dict[str, list] | None:
+            series = charts.endpoint_series("shop")
+            full = all(
+                any(p["by_class"].get("2xx", 0) > 0 and p["p99_ms"] is not None for p in series.get(d, []))
+                and any(p["by_class"].get("4xx", 0) > 0 for p in series.get(d, []))
+                for d in ("blue", "green")
+            )
+            return series if full else None
+
+        chart_deadline = time.monotonic() + 60
+        while (series := drawn()) is None:
+            assert time.monotonic() < chart_deadline, charts.endpoint_series("shop")
+            time.sleep(1)
+        assert sorted(series) == ["blue", "green"]
+        assert all(p["rps"] == round(sum(p["by_class"].values()), 3) for ps in series.values() for p in ps)
+        assert charts.current_rps("shop") and charts.current_rps("shop") > 0
+        assert charts.current_rps("other") is None
     finally:
         stop.set()
         for t in threads:

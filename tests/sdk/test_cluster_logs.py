@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "batch"))  # the st
 from fake_apiserver import FakeApiServer
 
 from endpoints.sdk import EndpointError
-from endpoints.sdk.workspace import follow_pod_logs, pod_logs, selector
+from endpoints.sdk.workspace import follow_pod_logs, pod_logs, poll_pod_logs, selector
 
 STAMP = "2026-11-23T12:00:{:02d}.{}Z "
 
@@ -98,3 +99,39 @@ def test_a_kubelet_the_api_server_cannot_reach_is_named_in_one_line(core) -> Non
     with pytest.raises(EndpointError) as e:
         pod_logs(api, "ml-dev", selector("cars"))
     assert str(e.value) == f"pod ml-dev/cars-blue-1: cannot read its log: the API server answered 500: {dial}"
+
+
+def test_a_seldom_look_reads_each_pod_back_from_its_last_line(core) -> None:
+    """A caller that looks seldom (the studio's follow, after a while away): the pod is read back from its last
+    stamp, not only the last few seconds, and each line comes once."""
+    server, api = core
+    pod = {"labels": _labels("blue"), "log": STAMP.format(1, 5) + "first\n"}
+    server.pods[("ml-dev", "cars-blue-1")] = pod
+    last: dict[str, str] = {}
+    assert poll_pod_logs(api, "ml-dev", selector("cars"), last) == [("cars-blue-1", "first")]
+    pod["log"] += STAMP.format(2, 5) + "second\n"
+    looked_at = time.time()
+    assert poll_pod_logs(api, "ml-dev", selector("cars"), last) == [("cars-blue-1", "second")]
+    assert poll_pod_logs(api, "ml-dev", selector("cars"), last) == []
+    [*_, query] = [r["query"] for r in server.requests if r["path"].endswith("/log")]
+    first_stamp = datetime.datetime(2026, 11, 23, 12, 0, 2, 500000, tzinfo=datetime.UTC).timestamp()
+    assert int(query["sinceSeconds"][0]) >= looked_at - first_stamp  # days back, to the pod's last line
+
+
+def test_the_floor_holds_back_only_pods_not_seen_before(core) -> None:
+    """``floor`` (the moment a tail was read) keeps a new pod's older lines out; a pod already seen is compared with
+    its own last stamp (the node's clock) only."""
+    server, api = core
+    pod = {"labels": _labels("blue"), "log": STAMP.format(1, 5) + "seen\n"}
+    server.pods[("ml-dev", "cars-blue-1")] = pod
+    server.pods[("ml-dev", "cars-blue-2")] = {
+        "labels": _labels("blue"),
+        "log": STAMP.format(1, 6) + "before the floor\n" + STAMP.format(5, 0) + "after the floor\n",
+    }
+    pod["log"] += STAMP.format(3, 0) + "behind the floor on this machine's clock\n"
+    last = {"cars-blue-1": "2026-11-23T12:00:01.500000000"}
+    floor = "2026-11-23T12:00:04.000000000"
+    assert poll_pod_logs(api, "ml-dev", selector("cars"), last, floor=floor) == [
+        ("cars-blue-1", "behind the floor on this machine's clock"),
+        ("cars-blue-2", "after the floor"),
+    ]

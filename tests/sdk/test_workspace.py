@@ -107,6 +107,9 @@ def test_endpoints_show_credentials(project: Path) -> None:
     assert shown["traffic"] == {"alice": 90, "bob": 10} and shown["mirror_traffic"] == {}
     assert shown["deployments"]["alice"] == {"traffic": 90, "mirror": 0, "instance_count": 1, "image": ALICE_IMAGE}
     assert shown["deployments"]["bob"]["image"] is None  # dev builds it; not in the state yet
+    batch = ws.show("car-classifier-batch")
+    assert (batch["kind"], batch["default_deployment"], list(batch["deployments"])) == ("batch", "nightly", ["nightly"])
+    assert "traffic" not in batch
     assert ws.credentials("car-classifier") == {"primaryKey": "p" * 48, "secondaryKey": "s" * 48}
     with pytest.raises(EndpointError) as e:
         ws.show("nope")

@@ -274,6 +274,8 @@ def test_metrics_are_sampled_from_the_deployments(world):
             return [p for p in points if p["rps"] > 0 and p["p50_ms"] is not None]
 
         points = wait_for(has_traffic, timeout=60, what="a metrics point with traffic", poll_s=0.5)
+        answer = client.get("/api/endpoints/shop/metrics").json()
+        assert (answer["source"], answer["interval_s"]) == ("studio", 5.0)
         assert points[-1]["by_class"]["2xx"] > 0
         assert points[-1]["p99_ms"] >= points[-1]["p50_ms"]
         listed = {e["name"]: e for e in client.get("/api/endpoints").json()["endpoints"]}

@@ -56,6 +56,42 @@ def test_stack_options_that_do_not_go_together(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ["--prometheus", "http://127.0.0.1:9090"],
+            "Invalid value for --prometheus: goes with --stack (local endpoints' metrics are scraped by the studio)",
+            id="prometheus-without-stack",
+        ),
+        pytest.param(
+            ["--stack", "dev", "--prometheus", "prometheus:9090"],
+            "Invalid value for --prometheus: got 'prometheus:9090'; give an http(s):// URL",
+            id="prometheus-not-a-url",
+        ),
+        pytest.param(
+            ["--endpoint-url", "cars=http://127.0.0.1:8080"],
+            "Invalid value for --endpoint-url: goes with --stack (a cluster stack's endpoints)",
+            id="endpoint-url-without-stack",
+        ),
+        pytest.param(
+            ["--stack", "dev", "--endpoint-url", "http://127.0.0.1:8080"],
+            "Invalid value for --endpoint-url: got 'http://127.0.0.1:8080'; give NAME=http(s)://...",
+            id="endpoint-url-without-name",
+        ),
+        pytest.param(
+            ["--stack", "dev", "--endpoint-url", "cars=http://a:1", "--endpoint-url", "cars=http://b:2"],
+            "Invalid value for --endpoint-url: got 'cars' twice",
+            id="endpoint-url-twice",
+        ),
+    ],
+)
+def test_cluster_options_refused_before_anything_starts(args, message):
+    result = studio(*args)
+    assert result.exit_code == 2, result.output
+    assert message in flat(result.output)
+
+
 def test_bad_batch_folder_and_short_token(tmp_path):
     result = studio("--batch", str(tmp_path), "--state-dir", str(tmp_path))
     assert result.exit_code == 2

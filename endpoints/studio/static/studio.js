@@ -432,7 +432,8 @@ async function logsTab(content, ep) {
     offset = r.offset;
     state.textContent = "";
     if (follow.checked) {
-      const source = new EventSource(`/api/endpoints/${enc(ep.name)}/logs/${enc(pick.value)}/follow?offset=${offset}`);
+      // The offset is a byte offset locally, an opaque cursor over a cluster stack: handed back as it came.
+      const source = new EventSource(`/api/endpoints/${enc(ep.name)}/logs/${enc(pick.value)}/follow?offset=${enc(offset)}`);
       source.onopen = () => { state.textContent = "following…"; };
       source.onmessage = (m) => { const d = JSON.parse(m.data); offset = d.offset; append(d.text); };
       source.onerror = () => { state.textContent = "reconnecting…"; };
@@ -477,13 +478,12 @@ function lineChart(title, unit, series, windowS) {
 async function metricsTab(content, ep, names) {
   const win = h("select", { id: "metrics-window" }, [[300, "last 5 minutes"], [600, "last 10 minutes"]].map(([v, l]) => h("option", { value: v }, l)));
   const charts = h("div", { class: "charts", id: "charts" });
-  const note = h("p", { class: "muted" });
+  const note = h("p", { class: "muted", id: "metrics-note" });
   async function draw() {
     const m = await api("GET", `/api/endpoints/${enc(ep.name)}/metrics`);
     const windowS = Number(win.value);
     const deps = Object.keys(m.deployments).sort();
-    note.textContent = deps.length ? `Sampled from each deployment's /metrics every ${m.interval_s} s by the studio (mirrored copies count at the deployment that got them).`
-      : "Collecting: the first points appear after two samples.";
+    note.textContent = m.source === "studio" && !deps.length ? "Collecting: the first points appear after two samples." : (m.note || "");
     const pts = (d, f) => m.deployments[d].map((p) => [p.t, f(p)]);
     const rps = deps.map((d) => ({ name: d, color: colorOf(names, d), points: pts(d, (p) => p.rps) }));
     const lat = deps.flatMap((d) => [
@@ -516,7 +516,8 @@ async function batchPage(name) {
   let open = null;
   let logsFor = null, logsFinal = false;
   const logs = h("div", { id: "job-logs" });
-  const input = h("input", { type: "text", id: "job-input", placeholder: "/path/to/folder, file, glob or URI", style: "width:420px" });
+  const input = h("input", { type: "text", id: "job-input", style: "width:420px",
+    placeholder: ep.stack ? "a folder, file or glob inside the runner pods, or a URI" : "/path/to/folder, file, glob or URI" });
   const dep = h("select", { id: "job-deployment" }, h("option", { value: "" }, `default (${ep.default_deployment || "none"})`),
     ep.deployments.map((d) => h("option", { value: d }, d)));
   const mbs = h("input", { type: "number", id: "job-mini-batch-size", min: 1, placeholder: "spec" });
@@ -538,6 +539,11 @@ async function batchPage(name) {
 
   function progress(job) {
     const p = job.progress || {};
+    if (p.total === undefined && p.instances) {  // a cluster job whose runners' journal the job API cannot read
+      const pct = Math.round((100 * (p.instances_done || 0)) / p.instances);
+      return h("span", {}, h("span", { class: "progress" }, h("div", { style: `width:${pct}%` })),
+        ` ${p.instances_done || 0}/${p.instances} instances`);
+    }
     const total = p.total || 0, done = p.done || 0;
     const pct = total ? Math.round((100 * done) / total) : (job.status === "Completed" ? 100 : 0);
     return h("span", {}, h("span", { class: "progress" }, h("div", { style: `width:${pct}%` })),
