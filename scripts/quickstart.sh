@@ -27,7 +27,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # shellcheck disable=SC1091
 . .venv/bin/activate
-if python -c 'import endpoints.cli.local, serving.server, sklearn, lightgbm, PIL, joblib' 2>/dev/null; then
+if python -c 'import endpoints.cli.local, serving.server.cli, sklearn, lightgbm, PIL, joblib' 2>/dev/null; then
   echo "project and example dependencies already installed"
 else
   # pip's output goes to a log, shown only if the install fails (it is long and mostly warnings).

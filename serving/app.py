@@ -8,7 +8,7 @@ per second (the bench compares it with a bare ASGI app). Behaviour follows azure
 * ``/score`` answers ``x-ms-run-function-failed`` and ``x-ms-run-fn-exec-ms``; ``run()`` raising -> 424 with
   ``ms-azureml-model-error-statuscode: 500`` and ``ms-azureml-model-error-reason: model_error`` (what Azure's front
   end answers for a model error), the traceback logged with the request id.
-* Errors are ``{"error": "<message>"}``; statuses come from ``serving.scoring.ERROR_STATUS``.
+* Errors are ``{"error": "<message>"}``; statuses come from ``serving.errors.ERROR_STATUS``.
 
 ``/ready`` here is a fallback for running the app bare; the production layer (``serving.frontend``) answers it
 first when it wraps this app.
@@ -21,20 +21,11 @@ import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from contract.serving import ScoringSettings
+from serving.errors import HeaderTooLong, MethodNotAllowed, NotFound, RunError, ScoringError, status_for
+from serving.request_json import PLAIN_RESULT_TYPES, ScoreRequest, to_json
 from serving.requestid import current_request_id, new_request_id
-from serving.scoring import (
-    PLAIN_RESULT_TYPES,
-    HeaderTooLong,
-    MethodNotAllowed,
-    NotFound,
-    RunError,
-    Scorer,
-    ScoreRequest,
-    ScoringError,
-    ScoringSettings,
-    status_for,
-    to_json,
-)
+from serving.scoring import Scorer
 
 logger = logging.getLogger("serving.app")
 

@@ -23,22 +23,21 @@ from typing import Any
 
 import orjson
 
+from contract.serving import ScoringSettings
 from serving import mlflow_answer
-from serving.scoring import (
+from serving.entry_script import add_app_paths
+from serving.errors import (
     BadInput,
     MethodNotAllowed,
     NotReady,
     RunError,
-    RunPool,
-    Scorer,
-    ScoreRequest,
-    ScoreResult,
-    ScoringSettings,
     ScriptError,
     UnsupportedInput,
-    add_app_paths,
     describe_exception,
 )
+from serving.request_json import ScoreRequest, ScoreResult
+from serving.run_pool import RunPool
+from serving.scoring import Scorer
 
 logger = logging.getLogger("serving.mlflow")
 

@@ -35,7 +35,7 @@ def serve(
         raise typer.BadParameter(f"{model_dir}: no such folder", param_hint="--model-dir")
     if entry_script is None and model_dir is None:
         raise typer.BadParameter("give --entry-script, or --model-dir holding an MLflow model (MLmodel file)")
-    from serving.server import main
+    from serving.server.cli import main
 
     argv = ["--port", str(port), "--host", host]
     if entry_script is not None:

@@ -263,7 +263,7 @@ def build_app(api: JobApi, reconcile_interval: float = 1.0) -> Starlette:
             Route("/jobs", list_jobs, methods=["GET"]),
             Route("/jobs/{job_id}", get_job, methods=["GET"]),
             Route("/jobs/{job_id}/cancel", cancel, methods=["POST"]),
-            *job_files.routes(api),
+            *job_files.routes(api.launcher),
             Route("/jobs/{job_id}/resume", resume, methods=["POST"]),
         ],
         lifespan=lifespan,

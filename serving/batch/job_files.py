@@ -15,22 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from serving.batch.launchers import JobNotFoundError
-
-if TYPE_CHECKING:
-    from serving.batch.api import JobApi
+from serving.batch.launchers import JobNotFoundError, Launcher
 
 MAX_OUTPUT_FILES = 10_000
 MAX_LOG_LINES = 10_000
-MAX_LOG_LINE_BYTES = 64 * 1024
 
 
 class OutputNameError(ValueError):
@@ -75,25 +70,15 @@ def output_file(output_dir: str | Path, name: str) -> Path:
     return path
 
 
-def tail_lines(path: Path, lines: int) -> str:
-    """The last ``lines`` lines of a text file (each cut at :data:`MAX_LOG_LINE_BYTES`), read in one pass."""
-    try:
-        with path.open("rb") as f:
-            last = deque((line[:MAX_LOG_LINE_BYTES] for line in f), maxlen=lines)
-    except OSError:
-        return ""
-    return b"".join(last).decode("utf-8", errors="replace")
-
-
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def routes(api: JobApi) -> list[Route]:
-    """The three routes above, for ``api``'s launcher."""
+def routes(launcher: Launcher) -> list[Route]:
+    """The three routes above, over ``launcher``'s jobs."""
 
     async def job_output(job_id: str) -> str:
-        info = await asyncio.to_thread(api.launcher.get, job_id)
+        info = await asyncio.to_thread(launcher.get, job_id)
         return info.output
 
     async def outputs(request: Request) -> Response:
@@ -121,7 +106,7 @@ def routes(api: JobApi) -> list[Route]:
         raw = request.query_params.get("tail", str(MAX_LOG_LINES))
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_LOG_LINES:
             return _error(400, f"tail: got {raw!r}; a number of lines from 1 to {MAX_LOG_LINES}")
-        read = getattr(api.launcher, "logs", None)
+        read = getattr(launcher, "logs", None)
         if read is None:
             return _error(501, "this job API's launcher keeps no logs")
         try:

@@ -14,6 +14,11 @@ failed items no new mini-batch starts and the job fails.
 Exit codes: 0 this instance's share is done and the job has not failed; 3 the job failed (error threshold,
 ``init()`` failure, bad settings or input: retrying the pod cannot help, the Job's podFailurePolicy fails the
 Job on it); 143 stopped by SIGTERM after flushing finished work (the pod is retried and resumes).
+
+This module schedules the mini-batches over the worker processes (:class:`Runner`) and is the command line; the
+input files and their mini-batches are :mod:`serving.batch.inputs`, what the runner reports (exit statuses,
+summary, termination reason, ``job_status``) is :mod:`serving.batch.status`, the worker process
+:mod:`serving.batch.worker`.
 """
 
 from __future__ import annotations
@@ -39,21 +44,14 @@ from typing import Any
 
 from contract.batch import EXIT_JOB_FAILED
 from serving import logformat
-from serving.batch.journal import Commit, Journal, OutputConflictError, atomic_write_json, read_journal
-from serving.batch.runconfig import (
-    TERMINATION_LOG_ENV,
-    JobSettings,
-    RunConfig,
-    RunnerSettingsError,
-    load_run_config,
-)
+from serving.batch.inputs import InputError, list_inputs, split
+from serving.batch.journal import Commit, Journal, OutputConflictError, read_journal
+from serving.batch.runconfig import RunConfig, RunnerSettingsError, load_run_config
+from serving.batch.status import EXIT_OK, EXIT_TERMINATED, progress, write_summary, write_termination_log
 
 log = logging.getLogger("serving.batch.runner")
 
-EXIT_OK = 0
-EXIT_TERMINATED = 143
 START_METHOD_ENV = "ENDPOINTS_BATCH_START_METHOD"
-# Where the runner writes the reason of a failure (one line); the local launcher sets it per instance.
 COMMIT_INTERVAL_S = 0.05
 PREFETCH_SECONDS = 0.2
 MAX_PREFETCH = 128
@@ -70,60 +68,6 @@ def _default_start_method() -> str:
     # fork starts a worker in milliseconds (spawn re-imports everything, ~0.5 s each, paid again after
     # every timeout kill); it is safe because the runner's process has no threads when it forks.
     return "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-
-
-class InputError(ValueError):
-    """The input names no files or cannot be listed."""
-
-
-def list_inputs(uri: str) -> list[str]:
-    """Expand a file, folder or glob (local or fsspec URI) into a sorted list of files.
-
-    Local inputs come back as absolute paths; remote ones as URIs (workers download them).
-
-    Raises:
-        InputError: nothing matched, naming the input.
-    """
-    if "://" not in uri or uri.startswith("file://"):
-        path = uri.removeprefix("file://")
-        if any(ch in path for ch in "*?["):
-            import glob
-
-            files = [p for p in glob.glob(path, recursive=True) if os.path.isfile(p)]
-        elif os.path.isdir(path):
-            # One abspath for the folder, not one per file: os.walk joins plain names under it.
-            top = os.path.abspath(path)
-            files = [os.path.join(root, name) for root, _, names in os.walk(top) for name in names]
-        elif os.path.isfile(path):
-            files = [path]
-        else:
-            raise InputError(f"input: got {uri!r}; no such file or folder")
-        if files and not os.path.isabs(files[0]):
-            files = [os.path.abspath(f) for f in files]
-        files.sort()
-    else:
-        import fsspec
-
-        try:
-            fs, path = fsspec.core.url_to_fs(uri)
-            protocol = uri.split("://", 1)[0]
-            if any(ch in path for ch in "*?["):
-                found = [p for p in fs.glob(path) if fs.isfile(p)]
-            elif fs.isdir(path):
-                found = fs.find(path)
-            else:
-                found = [path] if fs.isfile(path) else []
-        except Exception as e:  # every fsspec backend raises its own errors
-            raise InputError(f"input: got {uri!r}; cannot list it: {type(e).__name__}: {e}") from e
-        files = sorted(p if "://" in p else f"{protocol}://{p}" for p in found)
-    if not files:
-        raise InputError(f"input: got {uri!r}; it matches no files")
-    return files
-
-
-def split(files: list[str], size: int) -> list[list[str]]:
-    """Consecutive chunks of ``size`` files (the last one may be shorter)."""
-    return [files[i : i + size] for i in range(0, len(files), size)]
 
 
 class _Task:
@@ -623,113 +567,6 @@ class Runner:
             p["rows_per_second"],
             eta,
         )
-
-
-def progress(records: dict[int, dict[str, Any]], total: int, rows_at_start: int, elapsed: float) -> dict[str, Any]:
-    """Done/total, rows/s over this run and the ETA, from journal records."""
-    done = len(records)
-    rows = sum(r["rows"] for r in records.values())
-    rate = (rows - rows_at_start) / elapsed if elapsed > 0 else 0.0
-    done_rate = done / elapsed if elapsed > 0 else 0.0
-    eta = (total - done) / done_rate if done_rate > 0 and done < total else (0.0 if done >= total else None)
-    return {
-        "done": done,
-        "total": total,
-        "percent": 100.0 * done / total if total else 100.0,
-        "rows": rows,
-        "failed_items": sum(r["failed_items"] for r in records.values()),
-        "rows_per_second": round(rate, 3),
-        "eta_seconds": None if eta is None or math.isinf(eta) else round(eta, 1),
-    }
-
-
-def job_status(
-    settings: JobSettings,
-    interrupted: bool = False,
-    failure: str | None = None,
-    known: tuple[dict[str, Any] | None, list[dict[str, Any]]] | None = None,
-) -> dict[str, Any]:
-    """The job's state as the journal tells it: counts, failures with reasons, timings, status.
-
-    ``known``: ``job.json`` and the journal records when the caller has them in memory (the runner, after its
-    last commit); default None reads them from disk.
-    """
-    job, records = known if known is not None else read_journal(settings)
-    if job is not None and job.get("job_id") != settings.resolved_job_id():
-        job, records = None, []  # the folder holds another job's state: none of it is this job's progress
-    by_mb = {r["mini_batch"]: r for r in records}
-    total = job["mini_batches"] if job else 0
-    failed_items = sum(r["failed_items"] for r in by_mb.values())
-    threshold = settings.error_threshold
-    if failure or (threshold != -1 and failed_items > threshold):
-        status = "Failed"
-    elif job and len(by_mb) >= total:
-        status = "Completed"
-    elif interrupted:
-        status = "Interrupted"
-    else:
-        status = "Running"
-    seconds = [r["seconds"] for r in by_mb.values()]
-    times = [r["committed_at"] for r in by_mb.values()]
-    elapsed = (max(times) - job["created"]) if job and times else 0.0
-    return {
-        "job_id": job["job_id"] if job else settings.resolved_job_id(),
-        "status": status,
-        "error": failure
-        or (f"{failed_items} failed items exceed error_threshold {threshold}" if status == "Failed" else None),
-        "files": job["files"] if job else 0,
-        "mini_batches": {"total": total, "done": len(by_mb), "failed": sum(1 for r in by_mb.values() if r["error"])},
-        "items": {
-            "succeeded": sum(r["items"] - r["failed_items"] for r in by_mb.values()),
-            "failed": failed_items,
-        },
-        "rows": sum(r["rows"] for r in by_mb.values()),
-        "progress": progress(by_mb, total, 0, elapsed),
-        "failures": [
-            {
-                "mini_batch": r["mini_batch"],
-                "failed_items": r["failed_items"],
-                "attempts": r["attempts"],
-                "reason": r["error"],
-            }
-            for r in sorted(by_mb.values(), key=lambda r: r["mini_batch"])
-            if r["error"]
-        ],
-        "timings": {
-            "elapsed_seconds": round(elapsed, 3),
-            "mini_batch_seconds_mean": round(sum(seconds) / len(seconds), 6) if seconds else None,
-            "mini_batch_seconds_max": round(max(seconds), 6) if seconds else None,
-        },
-        "output": str(settings.output_path) if settings.output_action == "append_row" else None,
-    }
-
-
-def write_termination_log(reason: str) -> None:
-    """Write why the job failed to the file named by ``ENDPOINTS_BATCH_TERMINATION_LOG`` when set (Kubernetes'
-    ``terminationMessagePath`` idea: the launcher shows it as the job's error instead of pointing at a log).
-    Never raises: it is a courtesy."""
-    path = os.environ.get(TERMINATION_LOG_ENV)
-    if not path:
-        return
-    with contextlib.suppress(OSError):
-        Path(path).write_text(reason[:4096] + "\n")
-
-
-def write_summary(
-    settings: JobSettings,
-    job_id: str,
-    interrupted: bool,
-    failure: str | None,
-    known: tuple[dict[str, Any] | None, list[dict[str, Any]]] | None = None,
-) -> dict[str, Any]:
-    """Write ``<output stem>.summary.json`` (always, also on failure and SIGTERM) and return it.
-
-    ``known``: as for :func:`job_status`; default None reads the journal from disk.
-    """
-    summary = job_status(settings, interrupted=interrupted, failure=failure, known=known)
-    summary["job_id"] = job_id
-    atomic_write_json(settings.summary_path, summary)
-    return summary
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 
+from contract.serving import ScoringSettings
 from serving.app import build_app
 from serving.scorers import make_scorer
-from serving.scoring import ScoringSettings
 
 HERE = Path(__file__).parent
 SCRIPTS = HERE / "scripts"

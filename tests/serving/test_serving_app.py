@@ -14,8 +14,10 @@ import pytest
 from PIL import Image
 from serving_helpers import SCRIPTS, AppClient, make_client
 
+from contract.serving import ScoringSettings
+from serving.errors import RunError, ScriptError
+from serving.request_json import to_json
 from serving.scorers import make_scorer
-from serving.scoring import RunError, ScoringSettings, ScriptError, to_json
 
 EXEC_MS = re.compile(r"^\d+\.\d{3}$")
 SERVER_VERSION = "k8s-ml-endpoints/0.1.0"

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from serving_helpers import SCRIPTS
 
-from serving.scoring import RunPool
+from serving.run_pool import RunPool
 
 pytestmark = pytest.mark.slow
 

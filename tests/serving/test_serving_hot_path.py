@@ -10,10 +10,10 @@ import time
 import pytest
 import uvloop
 
-import serving.scoring as scoring
+import serving.run_pool as run_pool
 from serving.requestid import new_request_id
-from serving.scoring import RunPool
-from serving.server import _JoiningTransport
+from serving.run_pool import RunPool
+from serving.server.transport import JoiningTransport
 
 UUID_SHAPE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -50,13 +50,13 @@ def test_run_pool_results_and_errors_reach_their_callers(size: int) -> None:
 
 def test_run_pool_hands_back_short_calls_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     hand_backs: list[int] = []
-    settle = scoring._settle
+    settle = run_pool._settle
 
     def counting(done: list) -> None:
         hand_backs.append(len(done))
         settle(done)
 
-    monkeypatch.setattr(scoring, "_settle", counting)
+    monkeypatch.setattr(run_pool, "_settle", counting)
     pool = RunPool(1, "t")
 
     async def main() -> list[int]:
@@ -122,7 +122,7 @@ class _RecordingTransport:
 def test_joining_transport_sends_head_and_body_in_one_write() -> None:
     async def main() -> tuple[list[bytes], list[bytes], list[bytes]]:
         raw = _RecordingTransport()
-        transport = _JoiningTransport(raw)  # type: ignore[arg-type]
+        transport = JoiningTransport(raw)  # type: ignore[arg-type]
         transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
         assert raw.writes == []  # held until the body
         transport.write(b"body")
@@ -145,7 +145,7 @@ def test_joining_transport_sends_head_and_body_in_one_write() -> None:
 def test_joining_transport_close_sends_what_is_held_first() -> None:
     async def main() -> _RecordingTransport:
         raw = _RecordingTransport()
-        transport = _JoiningTransport(raw)  # type: ignore[arg-type]
+        transport = JoiningTransport(raw)  # type: ignore[arg-type]
         transport.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
         transport.close()
         assert transport.get_extra_info("peername") == "info:peername"  # the rest is the real transport's
@@ -187,7 +187,7 @@ def test_the_head_limits_keep_uvicorns_protocol_on_the_fast_attribute_path() -> 
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     from uvicorn.server import ServerState
 
-    from serving.server import _protocol_class
+    from serving.server.transport import protocol_class
 
     class Transport:
         def get_extra_info(self, name: str, default: object = None) -> object:
@@ -217,7 +217,7 @@ def test_the_head_limits_keep_uvicorns_protocol_on_the_fast_attribute_path() -> 
         return set(vars(protocol))
 
     async def main() -> tuple[set[str], set[str]]:
-        return await attributes(HttpToolsProtocol), await attributes(_protocol_class(10.0))
+        return await attributes(HttpToolsProtocol), await attributes(protocol_class(10.0))
 
     base, limited = _run(main())
     assert limited - base == {"_head"}

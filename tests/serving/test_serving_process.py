@@ -192,7 +192,7 @@ def test_endpoints_serve_rejects_missing_script(tmp_path) -> None:
 
 
 def test_ready_state_needs_every_worker_and_no_drain() -> None:
-    from serving.server import ReadyState
+    from serving.server.readiness import ReadyState
 
     state = ReadyState(2)
     assert not state.is_ready()

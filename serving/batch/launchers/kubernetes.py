@@ -110,7 +110,7 @@ def _timestamp(text: str | None) -> float | None:
 def _runner_progress(settings: dict[str, Any]) -> dict[str, Any] | None:
     """Row-level progress from the runner's journal when the job API mounts the jobs' output volume."""
     from contract.batch_settings import RunnerSettings
-    from serving.batch.runner import job_status
+    from serving.batch.status import job_status
 
     try:
         parsed = RunnerSettings.model_validate(settings)

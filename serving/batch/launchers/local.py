@@ -20,16 +20,19 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from contract.batch import TERMINATION_LOG_ENV
 from contract.batch_settings import RunnerSettings
 from serving.batch.journal import atomic_write_json
 from serving.batch.launchers import TERMINAL, JobConflictError, JobInfo, JobNotFoundError, JobRequest
-from serving.batch.runner import EXIT_TERMINATED, TERMINATION_LOG_ENV, job_status
+from serving.batch.status import EXIT_TERMINATED, job_status
 
 MAX_RESTARTS = 3
+MAX_LOG_LINE_BYTES = 64 * 1024  # a runner's log line longer than this is cut (GET /jobs/<id>/logs)
 
 
 def _start_time(pid: int) -> str | None:
@@ -240,8 +243,6 @@ class LocalLauncher:
         Raises:
             JobNotFoundError: unknown id.
         """
-        from serving.batch.job_files import tail_lines
-
         d = self._dir(job_id)
         logs = sorted(d.glob("instance-*.log"), key=lambda p: int(p.stem.rpartition("-")[2]))
         return {p.stem.rpartition("-")[2]: tail_lines(p, tail) for p in logs}
@@ -337,3 +338,13 @@ class LocalLauncher:
             },
             settings=settings.model_dump(),
         )
+
+
+def tail_lines(path: Path, lines: int) -> str:
+    """The last ``lines`` lines of a text file (each cut at :data:`MAX_LOG_LINE_BYTES`), read in one pass."""
+    try:
+        with path.open("rb") as f:
+            last = deque((line[:MAX_LOG_LINE_BYTES] for line in f), maxlen=lines)
+    except OSError:
+        return ""
+    return b"".join(last).decode("utf-8", errors="replace")
