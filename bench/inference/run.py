@@ -13,6 +13,8 @@ Servers (same model, same prediction code where the server runs code; equal work
 * ``azmlinfsrv``: azureml-inference-server-http with the same ``score.py``;
 * ``mlflow``: ``mlflow models serve --env-manager local`` with the MLflow model;
 * ``kserve``: KServe ``ModelServer`` with a custom ``Model`` running the same predict code;
+* ``kserve-batch``: the same behind KServe's agent with its batcher on (``--enable-batcher``, what KServe runs as a
+  sidecar when an InferenceService sets ``batcher:``), built from the released Go module by ``setup_peers.sh``;
 * ``bare``: a bare ASGI app doing the prediction inline under uvicorn (uvloop, httptools): the ceiling.
 
 For each worker count and connection count: ``wrk`` on 127.0.0.1 for ``--duration`` seconds; requests/s, p50,
@@ -54,6 +56,8 @@ PEERS = {
     "mlserver": Path("/tmp/bench-mlserver"),
     "bentoml": Path("/tmp/bench-bentoml"),
 }
+# KServe's batcher: the Go agent sidecar, built by setup_peers.sh (kserve-agent) from the released module.
+KSERVE_AGENT = Path("/tmp/bench-kserve-agent/agent")
 ROW = [5.1, 3.5, 1.4, 0.2]
 ROWS = [ROW, [6.2, 2.9, 4.3, 1.3]]  # classes 0 and 1
 BATCH_SIZE = 64  # the batching configurations: one batch can hold every connection's request
@@ -235,6 +239,32 @@ def servers(workers: int, port: int, models: Path, rows: int = 1) -> dict[str, S
             {"instances": payload},
             {"predictions": labels},
         ),
+        "kserve-batch": Server(
+            "kserve-batch",
+            [
+                "bash",
+                "-c",
+                # The model server on a port of its own, the agent (the batcher) in front on the benchmark's port;
+                # the agent replaces the shell, so the model server is its child: stopped and measured with it.
+                '"$0" "$1" --http_port "$2" --workers "$3" --model_dir "$4" --model_name model & '
+                'exec "$5" --port "$6" --component-port "$2" --enable-batcher --max-batchsize "$7" --max-latency "$8"',
+                str(PEERS["kserve"] / "bin" / "python"),
+                str(HERE / "kserve_model.py"),
+                str(free_port()),
+                w,
+                azure_dir,
+                str(KSERVE_AGENT),
+                str(port),
+                str(BATCH_SIZE),
+                str(BATCH_WAIT_MS),
+            ],
+            "/v1/models/model:predict",
+            {"instances": payload},
+            # The agent answers {"message": "", "batchId": ..., "predictions": [...]}.
+            lambda answer: answer.get("predictions") == labels,
+            # The agent requires the variable (its readiness probe of the model server); empty: no probe.
+            {"SERVING_READINESS_PROBE": ""},
+        ),
         "ours-batch": Server(
             "ours-batch",
             [
@@ -394,6 +424,8 @@ def start(server: Server, port: int, log: Path, timeout: float = 120) -> tuple[s
     if server.name == "mlserver":
         server.env["BENCH_PORT"] = str(port)
         write_mlserver_settings(server)
+    if server.name == "kserve-batch" and not KSERVE_AGENT.exists():
+        raise RuntimeError(f"{KSERVE_AGENT} is missing: bench/inference/setup_peers.sh kserve-agent builds it (Go)")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **server.env}
     # A peer's own helper commands (mlflow execs `uvicorn`) must come from its venv.
     env["PATH"] = f"{Path(server.argv[0]).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -615,6 +647,7 @@ RATIOS = [
     ("ours-batch/mlserver", "ours-batch", "mlserver", "rps"),
     ("ours-batch/bentoml", "ours-batch", "bentoml", "rps"),
     ("ours-batch/kserve", "ours-batch", "kserve", "rps"),
+    ("ours-batch/kserve-batch", "ours-batch", "kserve-batch", "rps"),
     ("ours/azmlinfsrv", "ours", "azmlinfsrv", "rps"),
     ("ours/bare", "ours", "bare", "rps"),
     ("ours-mlflow/ours", "ours-mlflow", "ours", "rps"),
