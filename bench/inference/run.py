@@ -15,7 +15,9 @@ Servers (same model, same prediction code where the server runs code; equal work
 * ``kserve``: KServe ``ModelServer`` with a custom ``Model`` running the same predict code;
 * ``kserve-batch``: the same behind KServe's agent with its batcher on (``--enable-batcher``, what KServe runs as a
   sidecar when an InferenceService sets ``batcher:``), built from the released Go module by ``setup_peers.sh``;
-* ``bare``: a bare ASGI app doing the prediction inline under uvicorn (uvloop, httptools): the ceiling.
+* ``bare``: a bare ASGI app doing the prediction inline under uvicorn (uvloop, httptools): the ceiling;
+* ``const``: the same app answering from a cache keyed by the body (no prediction per request): the HTTP path alone,
+  the physical limit of a Python server on this machine.
 
 For each worker count and connection count: ``wrk`` on 127.0.0.1 for ``--duration`` seconds; requests/s, p50,
 p99, non-2xx count, server CPU per request (user+system of the server's process tree / requests) and RSS (sum
@@ -372,6 +374,10 @@ def servers(workers: int, port: int, models: Path, rows: int = 1) -> dict[str, S
             {"BENCH_MODEL_DIR": azure_dir},
         ),
     }
+    bare = table["bare"]
+    table["const"] = Server(
+        "const", bare.argv, bare.path, bare.body, bare.expected, {**bare.env, "BENCH_CONSTANT": "1"}
+    )
     # The same configurations on an XGBoost classifier (model.py saves one when xgboost is installed).
     for name in ("ours-mlflow", "ours-mlflow-batch"):
         base = table[name]
@@ -653,6 +659,8 @@ RATIOS = [
     ("ours-mlflow/ours", "ours-mlflow", "ours", "rps"),
     ("ours-mlflow/mlflow", "ours-mlflow", "mlflow", "rps"),
     ("ours-mlflow-batch/mlflow", "ours-mlflow-batch", "mlflow", "rps"),
+    ("ours-batch/const", "ours-batch", "const", "rps"),
+    ("bare/const", "bare", "const", "rps"),
     ("cold ours/azmlinfsrv", "ours", "azmlinfsrv", "cold_start_s"),
 ]
 
