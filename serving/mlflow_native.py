@@ -280,8 +280,8 @@ def _lightgbm(raw: Any, names: list[str]) -> tuple[str, NativeTabular | None]:
         return "the model has no predict()", None
     # One thread per call, as for XGBoost: LightGBM predicts a dense matrix in an OpenMP parallel region with the
     # library's default team (every core) unless the call says otherwise, and the team's threads then spin waiting
-    # for the next region: per request of a few rows that costs several times the prediction (and, on a busy
-    # machine, waits for every team thread to be scheduled). The answers do not depend on it (rows are
+    # for the next region; for a request of a few rows the team is pure overhead, and on a busy machine each call
+    # waits for every team thread to be scheduled (p99 doubled here). The answers do not depend on it (rows are
     # independent). LightGBM keeps no prediction thread count on the model (``num_threads`` is a per-call
     # parameter), so the model's own ``predict`` is replaced by one passing it: pyfunc's fallback calls share the
     # model and get it too; a caller's own ``num_threads`` still wins.
