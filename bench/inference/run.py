@@ -78,6 +78,7 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path = REPO
     note: str = ""
+    stop_grace_s: float = 20  # SIGTERM, then SIGKILL after this long
 
 
 @dataclass
@@ -266,6 +267,7 @@ def servers(workers: int, port: int, models: Path, rows: int = 1) -> dict[str, S
             lambda answer: answer.get("predictions") == labels,
             # The agent requires the variable (its readiness probe of the model server); empty: no probe.
             {"SERVING_READINESS_PROBE": ""},
+            stop_grace_s=3,  # the agent sleeps 30 s after SIGTERM (Kubernetes propagation): not waited for here
         ),
         "ours-batch": Server(
             "ours-batch",
@@ -478,11 +480,11 @@ def wait_ready(url: str, deadline: float) -> None:
     raise RuntimeError(f"{url} not 200 in time")
 
 
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen, grace_s: float = 20) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)  # our own session: the server and its workers
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
@@ -594,7 +596,7 @@ def bench_server(
                 flush=True,
             )
     finally:
-        stop(proc)
+        stop(proc, server.stop_grace_s)
     return results
 
 
