@@ -48,21 +48,29 @@ def process_identity(environ: Any = None) -> tuple[str | None, str | None]:
 
 
 class IsoTime:
-    """ISO 8601 UTC timestamps with milliseconds; the part up to the seconds is cached (one string per second)."""
+    """ISO 8601 UTC timestamps with milliseconds; the part up to the seconds is made once per second, and the whole
+    text once per millisecond (a busy server writes several lines in the same millisecond)."""
 
-    __slots__ = ("_prefix", "_second")
+    __slots__ = ("_millis", "_prefix", "_second", "_text")
 
     def __init__(self) -> None:
         self._second = -1
         self._prefix = ""
+        self._millis = -1
+        self._text = ""
 
     def __call__(self, epoch: float | None = None) -> str:
         now = time.time() if epoch is None else epoch
         second = int(now)
+        millis = int((now - second) * 1000)
+        if millis == self._millis and second == self._second:
+            return self._text
         if second != self._second:
             self._second = second
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+        self._millis = millis
+        self._text = text = f"{self._prefix}.{millis:03d}Z"
+        return text
 
 
 class JsonFormatter(logging.Formatter):

@@ -38,7 +38,10 @@ load. ``dart`` and ``gblinear`` Boosters get a ``DMatrix`` (in-place prediction 
 every value to float32 whichever way it arrives, and a tree's answer for a row does not depend on the other rows,
 so batching keeps the answers. One difference: a ``DMatrix`` refuses a value beyond float32's range where in-place
 prediction takes it as infinity; rows holding one go to a ``DMatrix`` too (pyfunc's error; in a batch, the batcher
-then predicts each request alone, so only that request fails). XGBoost predicts with one thread per call.
+then predicts each request alone, so only that request fails).
+
+XGBoost and LightGBM predict with one thread per call (the server's workers and run threads are the parallelism):
+both would otherwise start or wake an OpenMP team of every core for each request's few rows.
 """
 
 from __future__ import annotations
@@ -211,13 +214,10 @@ def _build(model: Any) -> tuple[str, NativeTabular | None]:
         return f"no raw model ({ex!r})", None
     if flavour == "mlflow.xgboost":
         return _xgboost(raw, names)
+    if flavour == "mlflow.lightgbm":
+        return _lightgbm(raw, names)
     pyfunc_conf = model.metadata.flavors.get("python_function", {})
     fn_name = pyfunc_conf.get("predict_fn", "predict") if flavour == "mlflow.sklearn" else "predict"
-    if flavour == "mlflow.lightgbm" and getattr(raw, "pandas_categorical", None):
-        return "the LightGBM model has pandas categorical features", None
-    booster = getattr(raw, "booster_", None)
-    if flavour == "mlflow.lightgbm" and booster is not None and getattr(booster, "pandas_categorical", None):
-        return "the LightGBM model has pandas categorical features", None
     predict_fn = getattr(raw, fn_name, None)
     if not callable(predict_fn):
         return f"the model has no {fn_name}()", None
@@ -264,6 +264,31 @@ def _xgboost(raw: Any, names: list[str]) -> tuple[str, NativeTabular | None]:
     # independent); pyfunc's fallback calls share the booster, so they get it too.
     booster.set_param({"nthread": 1})
     return "", NativeTabular(predict_fn, names, False, "mlflow.xgboost", order="C")
+
+
+def _lightgbm(raw: Any, names: list[str]) -> tuple[str, NativeTabular | None]:
+    """The native predict of an ``mlflow.lightgbm`` model (a ``Booster`` or scikit-learn API model), or why none."""
+    import functools
+
+    booster = getattr(raw, "booster_", None)
+    if getattr(raw, "pandas_categorical", None) or (
+        booster is not None and getattr(booster, "pandas_categorical", None)
+    ):
+        return "the LightGBM model has pandas categorical features", None
+    predict = getattr(raw, "predict", None)
+    if not callable(predict):
+        return "the model has no predict()", None
+    # One thread per call, as for XGBoost: LightGBM predicts a dense matrix in an OpenMP parallel region with the
+    # library's default team (every core) unless the call says otherwise, and the team's threads then spin waiting
+    # for the next region; for a request of a few rows the team is pure overhead, and on a busy machine each call
+    # waits for every team thread to be scheduled (p99 doubled here). The answers do not depend on it (rows are
+    # independent). LightGBM keeps no prediction thread count on the model (``num_threads`` is a per-call
+    # parameter), so the model's own ``predict`` is replaced by one passing it: pyfunc's fallback calls share the
+    # model and get it too; a caller's own ``num_threads`` still wins.
+    one_thread = functools.partial(predict, num_threads=1)
+    raw.predict = one_thread
+    wants_frame = getattr(raw, "feature_names_in_", None) is not None
+    return "", NativeTabular(one_thread, names, wants_frame, "mlflow.lightgbm")
 
 
 def _booster_kind(booster: Any) -> str:

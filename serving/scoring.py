@@ -112,7 +112,13 @@ class ScriptScorer(Scorer):
             elif self._batcher is not None:
                 output = await self._batcher.submit(kwargs[script.first_param])
             else:
-                output = await self._pool.run(run, kwargs)
+                # RunPool.run, inline (once per request): a call cancelled while running frees its thread's place.
+                future = self._pool.call(run, kwargs)
+                try:
+                    output = await future
+                except asyncio.CancelledError:
+                    self._pool.abandon(future)
+                    raise
                 # A wrapper that hides a coroutine function (the type test skips the ABC check for plain results).
                 if type(output) not in PLAIN_RESULT_TYPES and inspect.isawaitable(output):
                     output = await output

@@ -13,7 +13,11 @@ Servers (same model, same prediction code where the server runs code; equal work
 * ``azmlinfsrv``: azureml-inference-server-http with the same ``score.py``;
 * ``mlflow``: ``mlflow models serve --env-manager local`` with the MLflow model;
 * ``kserve``: KServe ``ModelServer`` with a custom ``Model`` running the same predict code;
-* ``bare``: a bare ASGI app doing the prediction inline under uvicorn (uvloop, httptools): the ceiling.
+* ``kserve-batch``: the same behind KServe's agent with its batcher on (``--enable-batcher``, what KServe runs as a
+  sidecar when an InferenceService sets ``batcher:``), built from the released Go module by ``setup_peers.sh``;
+* ``bare``: a bare ASGI app doing the prediction inline under uvicorn (uvloop, httptools): the ceiling;
+* ``const``: the same app answering from a cache keyed by the body (no prediction per request): the HTTP path alone,
+  the physical limit of a Python server on this machine.
 
 For each worker count and connection count: ``wrk`` on 127.0.0.1 for ``--duration`` seconds; requests/s, p50,
 p99, non-2xx count, server CPU per request (user+system of the server's process tree / requests) and RSS (sum
@@ -54,6 +58,8 @@ PEERS = {
     "mlserver": Path("/tmp/bench-mlserver"),
     "bentoml": Path("/tmp/bench-bentoml"),
 }
+# KServe's batcher: the Go agent sidecar, built by setup_peers.sh (kserve-agent) from the released module.
+KSERVE_AGENT = Path("/tmp/bench-kserve-agent/agent")
 ROW = [5.1, 3.5, 1.4, 0.2]
 ROWS = [ROW, [6.2, 2.9, 4.3, 1.3]]  # classes 0 and 1
 BATCH_SIZE = 64  # the batching configurations: one batch can hold every connection's request
@@ -72,6 +78,7 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path = REPO
     note: str = ""
+    stop_grace_s: float = 20  # SIGTERM, then SIGKILL after this long
 
 
 @dataclass
@@ -235,6 +242,33 @@ def servers(workers: int, port: int, models: Path, rows: int = 1) -> dict[str, S
             {"instances": payload},
             {"predictions": labels},
         ),
+        "kserve-batch": Server(
+            "kserve-batch",
+            [
+                "bash",
+                "-c",
+                # The model server on a port of its own, the agent (the batcher) in front on the benchmark's port;
+                # the agent replaces the shell, so the model server is its child: stopped and measured with it.
+                '"$0" "$1" --http_port "$2" --workers "$3" --model_dir "$4" --model_name model & '
+                'exec "$5" --port "$6" --component-port "$2" --enable-batcher --max-batchsize "$7" --max-latency "$8"',
+                str(PEERS["kserve"] / "bin" / "python"),
+                str(HERE / "kserve_model.py"),
+                str(free_port()),
+                w,
+                azure_dir,
+                str(KSERVE_AGENT),
+                str(port),
+                str(BATCH_SIZE),
+                str(BATCH_WAIT_MS),
+            ],
+            "/v1/models/model:predict",
+            {"instances": payload},
+            # The agent answers {"message": "", "batchId": ..., "predictions": [...]}.
+            lambda answer: answer.get("predictions") == labels,
+            # The agent requires the variable (its readiness probe of the model server); empty: no probe.
+            {"SERVING_READINESS_PROBE": ""},
+            stop_grace_s=3,  # the agent sleeps 30 s after SIGTERM (Kubernetes propagation): not waited for here
+        ),
         "ours-batch": Server(
             "ours-batch",
             [
@@ -342,6 +376,10 @@ def servers(workers: int, port: int, models: Path, rows: int = 1) -> dict[str, S
             {"BENCH_MODEL_DIR": azure_dir},
         ),
     }
+    bare = table["bare"]
+    table["const"] = Server(
+        "const", bare.argv, bare.path, bare.body, bare.expected, {**bare.env, "BENCH_CONSTANT": "1"}
+    )
     # The same configurations on an XGBoost classifier (model.py saves one when xgboost is installed).
     for name in ("ours-mlflow", "ours-mlflow-batch"):
         base = table[name]
@@ -394,6 +432,8 @@ def start(server: Server, port: int, log: Path, timeout: float = 120) -> tuple[s
     if server.name == "mlserver":
         server.env["BENCH_PORT"] = str(port)
         write_mlserver_settings(server)
+    if server.name == "kserve-batch" and not KSERVE_AGENT.exists():
+        raise RuntimeError(f"{KSERVE_AGENT} is missing: bench/inference/setup_peers.sh kserve-agent builds it (Go)")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **server.env}
     # A peer's own helper commands (mlflow execs `uvicorn`) must come from its venv.
     env["PATH"] = f"{Path(server.argv[0]).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -440,11 +480,11 @@ def wait_ready(url: str, deadline: float) -> None:
     raise RuntimeError(f"{url} not 200 in time")
 
 
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen, grace_s: float = 20) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)  # our own session: the server and its workers
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
@@ -556,7 +596,7 @@ def bench_server(
                 flush=True,
             )
     finally:
-        stop(proc)
+        stop(proc, server.stop_grace_s)
     return results
 
 
@@ -615,11 +655,14 @@ RATIOS = [
     ("ours-batch/mlserver", "ours-batch", "mlserver", "rps"),
     ("ours-batch/bentoml", "ours-batch", "bentoml", "rps"),
     ("ours-batch/kserve", "ours-batch", "kserve", "rps"),
+    ("ours-batch/kserve-batch", "ours-batch", "kserve-batch", "rps"),
     ("ours/azmlinfsrv", "ours", "azmlinfsrv", "rps"),
     ("ours/bare", "ours", "bare", "rps"),
     ("ours-mlflow/ours", "ours-mlflow", "ours", "rps"),
     ("ours-mlflow/mlflow", "ours-mlflow", "mlflow", "rps"),
     ("ours-mlflow-batch/mlflow", "ours-mlflow-batch", "mlflow", "rps"),
+    ("ours-batch/const", "ours-batch", "const", "rps"),
+    ("bare/const", "bare", "const", "rps"),
     ("cold ours/azmlinfsrv", "ours", "azmlinfsrv", "cold_start_s"),
 ]
 

@@ -47,6 +47,7 @@ _JSON = (b"content-type", b"application/json")
 _HEALTH_ROUTES = ("/", "/ready", "/metrics")
 _KNOWN_ROUTES = frozenset(("/", "/ready", "/metrics", "/score", "/swagger.json"))
 _DISCONNECT: Message = {"type": "http.disconnect"}
+_current_task = asyncio.current_task
 _QUIET_ROUTES = frozenset(("/ready", "/metrics"))
 _PLAIN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"))
 _CUT_SHORT = b'{"error":"the instance shut down before the request finished; retry"}'
@@ -56,11 +57,11 @@ TICK_S = 0.05
 LOG_BATCH_LINES = 256
 # One access-log line, less its closing brace (a "reason" may follow): see Frontend.__call__.
 # serving.logformat's fields (time, level, logger, endpoint, deployment, request_id, trace_id, message), then the
-# request's own: one format for every line of every process.
-_ACCESS_LINE = (
-    '{"time":"%s","level":"info","logger":"serving.access",%s"request_id":%s,"trace_id":%s,"message":"%s %s %d",'
-    '"method":"%s","route":"%s","status":%d,"duration_ms":%d.%03d'
-)
+# request's own: one format for every line of every process. The part from "message" to "duration_ms" depends only on
+# the method, route and status: made once per combination (_ACCESS_MIDDLE) and kept (at most _MIDDLES_KEPT of them).
+_ACCESS_HEAD = '{"time":"%s","level":"info","logger":"serving.access",%s"request_id":%s,"trace_id":%s,%s%d.%03d'
+_ACCESS_MIDDLE = '"message":"%s %s %d","method":"%s","route":"%s","status":%d,"duration_ms":'
+_MIDDLES_KEPT = 1024
 
 
 class _Exchange:
@@ -113,16 +114,22 @@ class _Exchange:
         None means the client went away mid-body, or the body passed the limit or was corrupt (413/400 answered):
         the app must not be called with what arrived so far.
         """
+        message = await self.app_receive()
+        if message["type"] != "http.request":
+            return None
+        if not message.get("more_body", False):  # the usual case: the whole body in one message
+            body: bytes = message.get("body", b"")
+            return body
         chunks: list[bytes] = []
         while True:
-            message = await self.app_receive()
-            if message["type"] != "http.request":
-                return None
             chunk = message.get("body", b"")
             if chunk:
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+            message = await self.app_receive()
+            if message["type"] != "http.request":
+                return None
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def replay_receive(self) -> Message:
@@ -265,6 +272,7 @@ class Frontend:
         self.draining = False
         self._background: set[asyncio.Future[None]] = set()
         self._log_lines: list[str] = []
+        self._line_middles: dict[tuple[str, str, int], str] = {}
         self._iso = IsoTime()
         endpoint, deployment = process_identity()
         self._identity = (
@@ -315,7 +323,10 @@ class Frontend:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        task = self._current_task()  # also starts the ticker (deadlines, access log) on this loop
+        loop = self._loop  # see _current_task (inline: once per request)
+        task = _current_task(loop) if loop is not None else None
+        if task is None:
+            task = self._current_task()  # also starts the ticker (deadlines, access log) on this loop
         authorization = content_length = encoding = request_id = traceparent = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -381,20 +392,13 @@ class Frontend:
                     method = orjson.dumps(method).decode()[1:-1]
                 quoted = f'"{rid}"' if request_id is None else orjson.dumps(rid).decode()
                 millis, frac = divmod(int(duration * 1_000_000), 1000)
-                line = _ACCESS_LINE % (
-                    self._iso(),
-                    self._identity,
-                    quoted,
-                    trace,
-                    method,
-                    route,
-                    status,
-                    method,
-                    route,
-                    status,
-                    millis,
-                    frac,
-                )
+                middles = self._line_middles
+                middle = middles.get((method, route, status))
+                if middle is None:
+                    middle = _ACCESS_MIDDLE % (method, route, status, method, route, status)
+                    if len(middles) < _MIDDLES_KEPT:
+                        middles[(method, route, status)] = middle
+                line = _ACCESS_HEAD % (self._iso(), self._identity, quoted, trace, middle, millis, frac)
                 line = f'{line},"reason":"{ex.reason}"}}' if ex.reason else f"{line}}}"
                 handlers = access_log.handlers
                 if len(handlers) == 1 and type(handlers[0]) is _StderrHandler and not access_log.filters:

@@ -124,7 +124,9 @@ class FrontendMetrics:
         key = (route, status)
         pending = self._pending_requests
         pending[key] = pending.get(key, 0) + 1
-        self._pending_latency[route].observe(seconds)
+        local = self._pending_latency[route]  # _LocalHistogram.observe, inline (once per request)
+        local.counts[bisect.bisect_left(local.bounds, seconds)] += 1
+        local.total += seconds
         if reason:
             self._pending_rejected[reason] = self._pending_rejected.get(reason, 0) + 1
 

@@ -247,7 +247,12 @@ def test_non_double_signature_stays_on_pyfunc(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("model", "flavour"),
-    [("logreg-array", "mlflow.sklearn"), ("xgb-softprob", "mlflow.xgboost"), ("xgb-classifier", "mlflow.xgboost")],
+    [
+        ("logreg-array", "mlflow.sklearn"),
+        ("xgb-softprob", "mlflow.xgboost"),
+        ("xgb-classifier", "mlflow.xgboost"),
+        ("lgbm-booster", "mlflow.lightgbm"),
+    ],
 )
 def test_batched_mlflow_answers_match_pyfunc_per_request(
     server, models: dict[str, Path], tmp_path: Path, model: str, flavour: str
@@ -256,7 +261,7 @@ def test_batched_mlflow_answers_match_pyfunc_per_request(
     import httpx
 
     if model not in models:
-        pytest.skip("xgboost is not installed")
+        pytest.skip("xgboost or lightgbm is not installed")
     path = models[model]
     env = {
         "ENDPOINTS_MAX_BATCH_SIZE": "16",
@@ -353,6 +358,62 @@ def test_xgboost_classifier_answers_its_labels(pairs, models: dict[str, Path]) -
     assert response.status_code == 200
     assert response.json() == {"predictions": labels}
     assert set(labels) == {0, 1, 2}
+
+
+_THREADS_PROBE = """
+import json, os, sys, threading
+import numpy as np, pandas as pd, mlflow.pyfunc
+from serving.mlflow_native import NativeTabular
+
+model = mlflow.pyfunc.load_model(sys.argv[1])
+native = NativeTabular.from_pyfunc(model)
+assert native is not None and native.flavour == "mlflow.lightgbm"
+rows = np.asfortranarray(np.arange(8.0).reshape(2, 4) / 3)
+counts = {}
+
+def threads():
+    return len(os.listdir("/proc/self/task"))
+
+def run():  # a fresh thread, as the server's run thread: OpenMP starts a team per calling thread
+    before = threads()
+    for _ in range(3):
+        native.predict(rows)
+        model.predict(pd.DataFrame(rows, columns=native.names))  # pyfunc (the fallback path)
+    counts["served"] = threads() - before
+    model.get_raw_model().predict(rows, num_threads=0)  # LightGBM's default: the OpenMP team
+    counts["default"] = threads() - before
+
+thread = threading.Thread(target=run)
+thread.start()
+thread.join()
+print(json.dumps(counts))
+"""
+
+
+def test_lightgbm_predicts_on_the_calling_thread_alone(models: dict[str, Path]) -> None:
+    """No OpenMP team per request: the native path and pyfunc's fallback predict with one thread.
+
+    The control call (LightGBM's default thread count) shows that a team would be seen: ``OMP_NUM_THREADS=4`` makes
+    that team four threads whatever the machine's core count.
+    """
+    import os
+    import subprocess
+    import sys
+
+    if "lgbm-booster" not in models:
+        pytest.skip("lightgbm is not installed")
+    env = {**os.environ, "OMP_NUM_THREADS": "4", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(
+        [sys.executable, "-c", _THREADS_PROBE, str(models["lgbm-booster"])],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert counts["default"] >= 3, counts  # the control: LightGBM's own team appeared
+    assert counts["served"] == 0, counts
 
 
 def _xgboost_refused(root: Path) -> dict[str, tuple[Path, str]]:
