@@ -34,6 +34,7 @@ from components.builders.common import (
     with_ephemeral_storage,
 )
 from components.builders.compute import pool_scheduling
+from components.builders.model_fetch import fetch_model_init_container
 from components.builders.pod_security import restricted_container_security, restricted_pod_security
 from contract.batch import EXIT_JOB_FAILED, SETTINGS_ENV, TERMINATION_LOG_ENV
 from endpoints.batchmap import deployment_settings
@@ -135,20 +136,7 @@ def build_job_template(
         mdir = azureml_model_dir(deployment)
         volumes.append({"name": "model", "emptyDir": {}})
         mounts.append({"name": "model", "mountPath": mdir, "readOnly": True})
-        init_containers.append(
-            {
-                "name": "fetch-model",
-                "image": image,
-                "command": ["python", "-m", "serving.fetch_model", "--uri", model.path, "--dest", mdir],
-                "env": [{"name": "HOME", "value": "/tmp"}],
-                "volumeMounts": [{"name": "model", "mountPath": mdir}, {"name": "tmp", "mountPath": "/tmp"}],
-                "resources": with_ephemeral_storage(
-                    {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
-                    EPHEMERAL_STORAGE_WORKLOAD,
-                ),
-                "securityContext": restricted_container_security(settings),
-            }
-        )
+        init_containers.append(fetch_model_init_container(image, model.path, mdir, settings))
     container = {
         "name": RUNNER_CONTAINER,
         "image": image,

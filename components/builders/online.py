@@ -38,6 +38,7 @@ from components.builders.common import (
 )
 from components.builders.compute import pool_scheduling
 from components.builders.keys import KEYS_DIR, SECRET_KEYS, SIGNING_KEY_FILE, build_keys_secret, keys_secret_name
+from components.builders.model_fetch import fetch_model_init_container
 from components.builders.monitoring import monitoring_objects
 from components.builders.pod_security import restricted_container_security, restricted_pod_security
 from contract.serving import ENV_VARS, DataCollectorSettings, FrontendSettings
@@ -286,11 +287,6 @@ def build_monitoring_objects(endpoint: OnlineEndpoint, settings: ClusterSettings
 # ------------------------------------------------------------------------------------------------------ deployment
 
 
-def model_fetch_command(uri: str, dest: str) -> list[str]:
-    """Command of the init container that downloads a remote model into the shared model volume."""
-    return ["python", "-m", "serving.fetch_model", "--uri", uri, "--dest", dest]
-
-
 def drain_timeout_s(deployment: OnlineDeployment) -> int:
     """Drain time on SIGTERM: the default 30 s, longer when one request may take longer than that."""
     rs = deployment.request_settings
@@ -490,20 +486,7 @@ def build_deployment(
     if uri is not None:
         volumes.append({"name": "model", "emptyDir": {}})
         mounts.append({"name": "model", "mountPath": mdir, "readOnly": True})
-        init_containers.append(
-            {
-                "name": "fetch-model",
-                "image": image,
-                "command": model_fetch_command(uri, mdir),
-                "env": [{"name": "HOME", "value": "/tmp"}],
-                "volumeMounts": [{"name": "model", "mountPath": mdir}, {"name": "tmp", "mountPath": "/tmp"}],
-                "resources": with_ephemeral_storage(
-                    {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
-                    EPHEMERAL_STORAGE_WORKLOAD,
-                ),
-                "securityContext": restricted_container_security(settings),
-            }
-        )
+        init_containers.append(fetch_model_init_container(image, uri, mdir, settings))
 
     container_ports = [{"name": "http", "containerPort": SERVING_PORT, "protocol": "TCP"}]
     liveness = http_probe(deployment.liveness_probe, "/", "http", liveness=True)
