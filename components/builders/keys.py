@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from components.builders.common import ClusterSettings, endpoint_labels, k8s_name, metadata
+from contract.keys import ALL_KEY_FILES, SIGNING_KEY_FILE
 
 # Where the serving containers and the job API mount the Secret (``ENDPOINTS_KEYS_DIR``).
 KEYS_DIR = "/etc/endpoints/keys"
-# Data key of the aml_token signing key (beside ``primary`` and ``secondary``).
-SIGNING_KEY_FILE = "token-signing-key"
-# Every data key of the Secret, in the order the pods' volume lists them.
-SECRET_KEYS = ("primary", "secondary", SIGNING_KEY_FILE)
+# Every data key of the Secret (contract.keys: the files the pods read), in the order the pods' volume lists them.
+SECRET_KEYS = ALL_KEY_FILES
+__all__ = ["KEYS_DIR", "SECRET_KEYS", "SIGNING_KEY_FILE", "build_keys_secret", "keys_secret_name"]
 
 
 class _Named(Protocol):
@@ -49,5 +49,5 @@ def build_keys_secret(
         "kind": "Secret",
         "metadata": metadata(keys_secret_name(endpoint.name), settings.namespace, endpoint_labels(endpoint.name)),
         "type": "Opaque",
-        "stringData": {"primary": primary, "secondary": secondary, SIGNING_KEY_FILE: token_signing_key},
+        "stringData": dict(zip(SECRET_KEYS, (primary, secondary, token_signing_key), strict=True)),
     }

@@ -24,11 +24,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from contract.keys import SIGNING_KEY_FILE
 from endpoints.cli.output import emit, fail
 from endpoints.errors import SpecError
 from endpoints.local.routing import PIN_HEADER
 from endpoints.local.state import (
-    SIGNING_KEY_FILE,
     EndpointState,
     StateDir,
     known_endpoints,

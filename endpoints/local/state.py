@@ -22,12 +22,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contract.keys import KEY_FILES, SIGNING_KEY_FILE
+
 STATE_DIR_ENV = "ENDPOINTS_STATE_DIR"
 DEFAULT_STATE_DIR = ".endpoints"
 STATE_FILE = "state.json"
 ROUTES_FILE = "routes.json"
-KEY_FILES = ("primary", "secondary")
-SIGNING_KEY_FILE = "token-signing-key"
 
 
 def state_root(explicit: Path | None = None) -> Path:

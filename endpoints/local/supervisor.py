@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 
+from contract.keys import SIGNING_KEY_FILE
 from contract.model_layout import image_model_dir, stage_local_model
 from contract.serving import BATCH_ENV_VARS, DEFAULT_DRAIN_TIMEOUT_S, DataCollectorSettings, FrontendSettings
 from endpoints.errors import SpecError
@@ -40,7 +41,6 @@ from endpoints.local.container import (
 from endpoints.local.router_config import RouterConfig
 from endpoints.local.routing import RoutingTable
 from endpoints.local.state import (
-    SIGNING_KEY_FILE,
     EndpointState,
     ProcessRecord,
     StateDir,

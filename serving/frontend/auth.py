@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from contract.keys import KEY_FILES, SIGNING_KEY_FILE
 from serving.frontend.settings import FrontendSettings, FrontendSettingsError
 
 if TYPE_CHECKING:
@@ -34,8 +35,9 @@ AAD_TOKEN_ALGORITHMS = ("RS256", "ES256")
 MIN_SIGNING_KEY_BYTES = 32
 # How long signing keys fetched from the JWKS URL are trusted before the next fetch.
 JWKS_CACHE_S = 300.0
-SIGNING_KEY_FILENAME = "token-signing-key"  # as in the Secret the OnlineEndpoint component mounts
-KEY_FILENAMES = ("primary", "secondary")
+# The files of the keys folder (contract.keys: as the keys Secret mounts them and `endpoints local` writes them).
+SIGNING_KEY_FILENAME = SIGNING_KEY_FILE
+KEY_FILENAMES = KEY_FILES
 
 
 class Authenticator(Protocol):

@@ -312,9 +312,7 @@ def _pod_logs(cluster: Cluster, tmp: Path) -> dict[str, Path]:
     api = _kube(cluster)
     custom = client.CustomObjectsApi(api)
     core = client.CoreV1Api(api)
-    replicas = get_object(cluster.client(), "apps/v1", "Deployment", f"{ONLINE}-{LOGGED}", NAMESPACE)["spec"][
-        "replicas"
-    ]
+    replicas = _settled_replicas(cluster, f"{ONLINE}-{LOGGED}")
     selector = f"ml-endpoints.io/endpoint={ONLINE},ml-endpoints.io/deployment={LOGGED}"
     pods = [p["metadata"]["name"] for p in _running_pods(cluster, selector, want=replicas)]
     files = {}
@@ -331,6 +329,22 @@ def _pod_logs(cluster: Cluster, tmp: Path) -> dict[str, Path]:
     for pod in pods:
         _wait(f"kwok serving the log of {pod}", lambda p=pod: f"ready on {p}" in _read_log(core, p), 120)
     return files
+
+
+def _settled_replicas(cluster: Cluster, name: str) -> int:
+    """The replicas the Deployment ``name`` settles at. An autoscaled Deployment is created without ``replicas``
+    (its HPA owns the count), so it starts at 1 and the HPA raises it to ``minReplicas`` at its first sync, after
+    ``pulumi up`` has returned: wait for that, else a pod appears after the test has listed them."""
+    hpas = [h for h in list_objects(cluster.client(), "autoscaling/v2", "HorizontalPodAutoscaler", NAMESPACE)]
+    floor = max(
+        (h["spec"].get("minReplicas", 1) for h in hpas if h["spec"]["scaleTargetRef"]["name"] == name), default=1
+    )
+
+    def replicas() -> int | None:
+        count = int(get_object(cluster.client(), "apps/v1", "Deployment", name, NAMESPACE)["spec"].get("replicas", 1))
+        return count if count >= floor else None
+
+    return int(_wait(f"Deployment {name} scaled to at least {floor} (its HPA's minimum)", replicas, 120))
 
 
 def _read_log(core: Any, pod: str) -> str:
@@ -434,9 +448,15 @@ def test_logs_tab_follows_the_pods_of_a_deployment(page: Any, env: Env) -> None:
     page.select_option("#log-name", LOGGED)
     text = page.locator("#log-text")
     text.filter(has_text=f"ready on {pods[-1]}").wait_for()
+    live = [
+        (p["metadata"]["name"], p["status"].get("phase"), p["metadata"].get("deletionTimestamp"))
+        for p in list_objects(
+            env.cluster.client(), "v1", "Pod", NAMESPACE, label_selector=f"ml-endpoints.io/deployment={LOGGED}"
+        )
+    ]
     assert [line for line in text.inner_text().splitlines() if line] == [
         line for pod in pods for line in (f"==> pod {pod} <==", f"serving started on {pod}", f"ready on {pod}")
-    ]
+    ], f"pods of {LOGGED} now (name, phase, deletion): {live}"
     page.check("#log-follow")
     page.locator("#log-state").filter(has_text="following").wait_for()
     target = pods[0]

@@ -31,8 +31,10 @@ CHROMIUM_ARGS = [
 MASK = "•" * 32
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    # Module, not session: Playwright's sync API runs an event loop in this thread for as long as it is open, and
+    # any later test of the worker that calls asyncio.run() would meet it ("cannot be called from a running loop").
     if os.environ.get("ENDPOINTS_SKIP_BROWSER") == "1":
         pytest.skip("ENDPOINTS_SKIP_BROWSER=1: the studio's browser tests were skipped on purpose")
     executable = have_chromium()

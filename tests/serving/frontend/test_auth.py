@@ -15,9 +15,9 @@ from pathlib import Path
 
 import jwt
 import pytest
-from conftest import ENDPOINT, PRIMARY, SECONDARY, SIGNING_KEY
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from frontend_serve import ENDPOINT, PRIMARY, SECONDARY, SIGNING_KEY
 
 from serving.frontend.auth import WatchedFile
 

@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from conftest import PRIMARY, serve_frontend
+from frontend_serve import PRIMARY, serve_frontend
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 

@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 
 import httpx
-from conftest import PRIMARY
+from frontend_serve import PRIMARY
 
 
 def test_ready_follows_is_ready_and_draining_while_liveness_stays_200(served, client):

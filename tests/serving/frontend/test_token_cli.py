@@ -8,7 +8,7 @@ import time
 
 import jwt
 import pytest
-from conftest import ENDPOINT, SIGNING_KEY
+from frontend_serve import ENDPOINT, SIGNING_KEY
 from typer.testing import CliRunner
 
 from endpoints.cli.main import build_app

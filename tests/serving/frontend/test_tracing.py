@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import PRIMARY
+from frontend_serve import PRIMARY
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
