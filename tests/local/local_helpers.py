@@ -224,6 +224,10 @@ class RawUpstream:
         self.requests: list[bytes] = []
         self.carried: list[bytes] = []  # ``early``: what each connection carried, once it is closed
         self.sock = socket.socket()
+        if behaviour == "early":
+            # A fixed receive buffer (no autotuning, which may grow to tcp_rmem's maximum, 32 MiB on some kernels):
+            # what the router can have handed over before the answer comes is bounded by its send buffer and this.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.sock.settimeout(0.2)

@@ -157,9 +157,10 @@ def test_answer_before_the_body_ends_goes_out_and_the_rest_is_dropped(raw_upstre
     up = raw_upstream("early")
     router = start_router(router_config({"alice": up}, {"alice": 100}))
     with _connect(router) as sock:
-        # More than the loopback send buffer holds (4 MiB at most): the router cannot have handed the whole request
-        # to the kernel before the answer comes, however the two processes are scheduled.
-        first = _post("/score", b"b" * 8_000_000)
+        # Far more than the router's send buffer (tcp_wmem: 4 MiB at most) and the upstream's fixed receive buffer hold:
+        # the answer comes after at most those, and the router sees it while the body is still going out (at most
+        # one more send buffer in the same loop turn), however the two processes are scheduled.
+        first = _post("/score", b"b" * 24_000_000)
         sock.sendall(first)
         [response] = read_responses(sock, 1)
         assert (response["status"], response["body"]) == (401, b"nope")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -193,7 +194,11 @@ def test_bad_challenger_is_stopped_in_the_mirror_phase_and_clients_never_see_it(
     proc = _rollout(shop, "--steps", "50,100", "--mirror", "50")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     outcome = json.loads(proc.stdout)
-    assert outcome["reason"].startswith("mirror: error rate 100.0% ("), outcome["reason"]
+    # Every call green ran failed; a mirrored copy it did not run (shed or timed out: copies come in bursts) is not
+    # an error (5xx and 424 are), so the rate may fall short of 100 %.
+    match = re.match(r"mirror: error rate [0-9.]+% \((\d+)/(\d+)\) is above --max-error-rate", outcome["reason"])
+    assert match, outcome["reason"]
+    assert int(match[1]) >= 0.9 * int(match[2]), outcome["reason"]
     assert [e["event"] for e in outcome["timeline"]] == ["start", "mirror", "breach", "rollback"]
     assert json.loads(shop["routes"].read_text())["table"]["mirror_traffic"] == {}
     assert {(s, d) for _, s, d in shop["load"].results} == {(200, "blue")}
