@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "ENDPOINTS_"
@@ -78,6 +78,12 @@ class _ContractSettings(BaseSettings):
         """Only the values given: the environment is read by :meth:`from_env` alone (names from ``env_prefix``,
         errors naming the variable), so a writer validating these settings never picks up its own process's."""
         return (init_settings,)
+
+    def __init__(self, **values: Any) -> None:
+        # The only source is the values given (above), so BaseSettings' source machinery, which would still build
+        # and scan an environment source on every call, is skipped: the builders make several of these per
+        # deployment, and the offline plan renders hundreds (bench/plan).
+        BaseModel.__init__(self, **values)
 
 
 class FrontendSettings(_ContractSettings):
