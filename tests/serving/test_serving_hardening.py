@@ -145,18 +145,28 @@ def test_too_many_stuck_calls_recycle_the_worker(server, tmp_path):
         WORKER_COUNT="2",
     )
     with httpx.Client(base_url=process.url, timeout=30) as client:
-        statuses = []
+        statuses: list[int | str] = []
         for _ in range(12):  # each worker has one run thread: two stuck calls in one worker recycle it
-            statuses.append(client.post("/score", content="sleep:60").status_code)
+            try:
+                statuses.append(client.post("/score", content="sleep:60").status_code)
+            except httpx.TransportError:
+                # A kept-alive connection to the worker that is exiting, or one still in its SO_REUSEPORT accept
+                # queue when its listener closes: the kernel resets it (as with any pre-fork server's recycle).
+                statuses.append("reset")
             if "recycled (run() calls stuck); starting a new one" in process.log:
                 break
         # 408 for the stuck calls; 503 (draining, Retry-After) for one that reaches the recycling worker before its
         # listener closes.
         assert statuses[0] == 408
-        assert set(statuses) <= {408, 503}
+        assert set(statuses) <= {408, 503, "reset"}, statuses
+        assert statuses.count("reset") <= 1, statuses
         assert "recycled (run() calls stuck); starting a new one" in process.log
+    with httpx.Client(base_url=process.url, timeout=30) as client:  # no connection to the old worker is left
         deadline = time.monotonic() + 60
-        while client.get("/ready").status_code != 200:  # the new worker loads the script
+        while True:  # the new worker loads the script
+            with contextlib.suppress(httpx.TransportError):
+                if client.get("/ready").status_code == 200:
+                    break
             assert time.monotonic() < deadline, process.log
             time.sleep(0.1)
         assert client.post("/score", content="after").json() == {"bytes": 5}
