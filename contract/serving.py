@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "ENDPOINTS_"
 # The server name of the x-ms-server-version header (followed by the installed distribution's version).
@@ -66,23 +66,11 @@ class _ContractSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="forbid", frozen=True)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Only the values given: the environment is read by :meth:`from_env` alone (names from ``env_prefix``,
-        errors naming the variable), so a writer validating these settings never picks up its own process's."""
-        return (init_settings,)
-
     def __init__(self, **values: Any) -> None:
-        # The only source is the values given (above), so BaseSettings' source machinery, which would still build
-        # and scan an environment source on every call, is skipped: the builders make several of these per
-        # deployment, and the offline plan renders hundreds (bench/plan).
+        """Only the values given: the environment is read by :meth:`from_env` alone (names from ``env_prefix``,
+        errors naming the variable), so a writer validating these settings never picks up its own process's.
+        BaseSettings' source machinery is skipped (it would build and scan an environment source on every call;
+        the builders make several of these per deployment and the offline plan hundreds: bench/plan)."""
         BaseModel.__init__(self, **values)
 
 

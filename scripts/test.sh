@@ -77,12 +77,14 @@ workers_args() {
   if [ "$1" = "0" ]; then echo "-p no:xdist"; else echo "-n $1 --dist loadfile"; fi
 }
 if [ -n "${ENDPOINTS_TEST_WORKERS:-}" ]; then
-  read -r -a PARALLEL <<<"$(workers_args "$ENDPOINTS_TEST_WORKERS")"
-  read -r -a FIRST <<<"$(workers_args "$ENDPOINTS_TEST_WORKERS")"
+  first_workers="$ENDPOINTS_TEST_WORKERS" cluster_workers="$ENDPOINTS_TEST_WORKERS"
+elif [ "$TOOLCHAIN_MODE" != "build" ] || toolchain_ready; then
+  first_workers=2 cluster_workers=0
 else
-  PARALLEL=(-p no:xdist)
-  if [ "$TOOLCHAIN_MODE" != "build" ] || toolchain_ready; then FIRST=(-n 2 --dist loadfile); else FIRST=(-p no:xdist); fi
+  first_workers=0 cluster_workers=0
 fi
+read -r -a FIRST <<<"$(workers_args "$first_workers")"
+read -r -a CLUSTER <<<"$(workers_args "$cluster_workers")"
 status=0
 if [ -n "$TOOLCHAIN_PID" ] || toolchain_ready; then
   echo "==> pytest (all but the tests that need the toolchain: ${FIRST[*]})"
@@ -101,7 +103,7 @@ if [ -n "$TOOLCHAIN_PID" ] || toolchain_ready; then
   eval "$(bash scripts/toolchain.sh env)"
   echo "==> pytest (the real Pulumi engine, and the cluster end-to-end tests: docs/cluster.md)"
   rc=0
-  python -m pytest "${PARALLEL[@]}" -m "cluster or pulumi_cli" "$@" || rc=$?
+  python -m pytest "${CLUSTER[@]}" -m "cluster or pulumi_cli" "$@" || rc=$?
   # 5: no test selected (extra arguments left none of the cluster tests).
   if [ "$rc" != 0 ] && [ "$rc" != 5 ] && [ "$status" = 0 ]; then status=$rc; fi
   exit "$status"

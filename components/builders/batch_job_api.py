@@ -22,8 +22,9 @@ from components.builders.common import (
     selector_labels,
     with_ephemeral_storage,
 )
-from components.builders.keys import KEYS_DIR, SIGNING_KEY_FILE, keys_secret_name
+from components.builders.keys import KEYS_DIR, keys_secret_name
 from components.builders.pod_security import restricted_container_security, restricted_pod_security
+from contract.keys import SIGNING_KEY_FILE
 from contract.serving import FrontendSettings
 from endpoints.errors import SpecError
 from endpoints.specs import BatchEndpoint

@@ -9,13 +9,10 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from components.builders.common import ClusterSettings, endpoint_labels, k8s_name, metadata
-from contract.keys import ALL_KEY_FILES, SIGNING_KEY_FILE
+from contract.keys import ALL_KEY_FILES
 
 # Where the serving containers and the job API mount the Secret (``ENDPOINTS_KEYS_DIR``).
 KEYS_DIR = "/etc/endpoints/keys"
-# Every data key of the Secret (contract.keys: the files the pods read), in the order the pods' volume lists them.
-SECRET_KEYS = ALL_KEY_FILES
-__all__ = ["KEYS_DIR", "SECRET_KEYS", "SIGNING_KEY_FILE", "build_keys_secret", "keys_secret_name"]
 
 
 class _Named(Protocol):
@@ -49,5 +46,5 @@ def build_keys_secret(
         "kind": "Secret",
         "metadata": metadata(keys_secret_name(endpoint.name), settings.namespace, endpoint_labels(endpoint.name)),
         "type": "Opaque",
-        "stringData": dict(zip(SECRET_KEYS, (primary, secondary, token_signing_key), strict=True)),
+        "stringData": dict(zip(ALL_KEY_FILES, (primary, secondary, token_signing_key), strict=True)),
     }

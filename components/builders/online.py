@@ -37,10 +37,11 @@ from components.builders.common import (
     with_ephemeral_storage,
 )
 from components.builders.compute import pool_scheduling
-from components.builders.keys import KEYS_DIR, SECRET_KEYS, SIGNING_KEY_FILE, build_keys_secret, keys_secret_name
+from components.builders.keys import KEYS_DIR, build_keys_secret, keys_secret_name
 from components.builders.model_fetch import fetch_model_init_container
 from components.builders.monitoring import monitoring_objects
 from components.builders.pod_security import restricted_container_security, restricted_pod_security
+from contract.keys import ALL_KEY_FILES, SIGNING_KEY_FILE
 from contract.serving import ENV_VARS, DataCollectorSettings, FrontendSettings
 from endpoints.catalog import InstanceType
 from endpoints.errors import SpecError
@@ -468,7 +469,7 @@ def build_deployment(
             "secret": {
                 "secretName": endpoint_names(endpoint.name).secret,
                 "defaultMode": 0o440,
-                "items": [{"key": k, "path": k} for k in SECRET_KEYS],
+                "items": [{"key": k, "path": k} for k in ALL_KEY_FILES],
             },
         },
     ]

@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from serving.frontend.auth import MIN_SIGNING_KEY_BYTES, SIGNING_KEY_FILENAME, mint_aml_token
+from contract.keys import SIGNING_KEY_FILE
+from serving.frontend.auth import MIN_SIGNING_KEY_BYTES, mint_aml_token
 
 
 def signing_key_candidates(state_dir: Path, endpoint: str) -> list[Path]:
@@ -19,10 +20,10 @@ def signing_key_candidates(state_dir: Path, endpoint: str) -> list[Path]:
     project's ``.endpoints`` folder (``<endpoint>/keys/`` inside).
     """
     return [
-        state_dir / SIGNING_KEY_FILENAME,
-        state_dir / "keys" / SIGNING_KEY_FILENAME,
-        state_dir / endpoint / "keys" / SIGNING_KEY_FILENAME,
-        state_dir / endpoint / SIGNING_KEY_FILENAME,
+        state_dir / SIGNING_KEY_FILE,
+        state_dir / "keys" / SIGNING_KEY_FILE,
+        state_dir / endpoint / "keys" / SIGNING_KEY_FILE,
+        state_dir / endpoint / SIGNING_KEY_FILE,
     ]
 
 
@@ -42,7 +43,7 @@ def read_signing_key(signing_key_file: Path | None, state_dir: Path | None, endp
         if not found:
             tried = ", ".join(str(p) for p in signing_key_candidates(state_dir, endpoint))
             raise typer.BadParameter(
-                f"{state_dir}: no {SIGNING_KEY_FILENAME} found (tried {tried})", param_hint="--state-dir"
+                f"{state_dir}: no {SIGNING_KEY_FILE} found (tried {tried})", param_hint="--state-dir"
             )
         path, option = found[0], "--state-dir"
     try:

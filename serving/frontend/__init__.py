@@ -7,13 +7,12 @@ framework), so it adds little to each request; see ``docs/frontend.md`` for the 
 from __future__ import annotations
 
 from serving.frontend.app import Frontend, build_frontend
-from serving.frontend.auth import SIGNING_KEY_FILENAME, mint_aml_token
+from serving.frontend.auth import mint_aml_token
 from serving.frontend.metrics import mark_process_dead
 from serving.frontend.settings import ENV_VARS, FrontendSettings, FrontendSettingsError
 
 __all__ = [
     "ENV_VARS",
-    "SIGNING_KEY_FILENAME",
     "Frontend",
     "FrontendSettings",
     "FrontendSettingsError",

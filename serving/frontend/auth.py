@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from contract.keys import KEY_FILES, SIGNING_KEY_FILE
+from contract.keys import KEY_FILES
 from serving.frontend.settings import FrontendSettings, FrontendSettingsError
 
 if TYPE_CHECKING:
@@ -35,9 +35,6 @@ AAD_TOKEN_ALGORITHMS = ("RS256", "ES256")
 MIN_SIGNING_KEY_BYTES = 32
 # How long signing keys fetched from the JWKS URL are trusted before the next fetch.
 JWKS_CACHE_S = 300.0
-# The files of the keys folder (contract.keys: as the keys Secret mounts them and `endpoints local` writes them).
-SIGNING_KEY_FILENAME = SIGNING_KEY_FILE
-KEY_FILENAMES = KEY_FILES
 
 
 class Authenticator(Protocol):
@@ -95,7 +92,7 @@ class KeyAuthenticator:
 
     def __init__(self, keys_dir: Path) -> None:
         """Read keys from ``keys_dir/primary`` and ``keys_dir/secondary``."""
-        self.files = [WatchedFile(keys_dir / name) for name in KEY_FILENAMES]
+        self.files = [WatchedFile(keys_dir / name) for name in KEY_FILES]
 
     async def check(self, credential: str) -> bool:
         """True when the credential matches either key; both are always compared."""
